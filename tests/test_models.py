@@ -1,0 +1,74 @@
+import json
+import math
+
+import torch
+
+from warp_utils.artifacts import STAMP, read_stamp
+from warp_utils.models import ensure_sft_policy, load_policy, token_stream, train_policy_tokenizer
+from warp_utils.prompts import ensure_prompts, first_tokens, load_prompts
+
+SENTENCES = ["a wonderful film with a moving story", "a dull and awful mess of a movie"] * 20
+
+
+def test_policy_tokenizer_uses_endoftext_for_bos_eos_pad():
+    tokenizer = train_policy_tokenizer(SENTENCES, vocab_size=300)
+    assert tokenizer.eos_token == "<|endoftext|>"
+    assert tokenizer.bos_token_id == tokenizer.eos_token_id == tokenizer.pad_token_id
+    assert tokenizer.padding_side == "left"
+    ids = tokenizer("a wonderful film")["input_ids"]
+    assert tokenizer.decode(ids) == "a wonderful film"
+
+
+def test_token_stream_separates_reviews_with_eos():
+    tokenizer = train_policy_tokenizer(SENTENCES, vocab_size=300)
+    stream = token_stream(SENTENCES[:4], tokenizer, max_tokens=12)
+    first = tokenizer(SENTENCES[0])["input_ids"]
+    assert stream[0] == tokenizer.eos_token_id
+    assert stream[1 : 1 + len(first)].tolist() == first
+    assert stream[1 + len(first)] == tokenizer.eos_token_id
+
+
+def test_sft_policy_builds_learns_saves_and_reloads(fake_imdb, small_profile):
+    folder = ensure_sft_policy(small_profile)
+    stamp = read_stamp(folder)
+    losses = stamp["sft_losses"]
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.5  # pre-training lowered the loss
+    policy, tokenizer = load_policy(folder)
+    assert not policy.training and next(policy.parameters()).dtype == torch.float32
+    assert len(tokenizer) == policy.config.vocab_size
+    # the reloaded weights are the trained ones: its loss on the corpus is below uniform
+    ids = torch.tensor([tokenizer("the film was awful and dull")["input_ids"]])
+    with torch.no_grad():
+        loss = policy(input_ids=ids, labels=ids).loss.item()
+    assert loss < math.log(len(tokenizer))
+
+
+def test_sft_policy_is_reused_then_rebuilt_when_stale(fake_imdb, small_profile):
+    import dataclasses
+
+    folder = ensure_sft_policy(small_profile)
+    before = (folder / STAMP).stat().st_mtime_ns
+    assert ensure_sft_policy(small_profile) == folder
+    assert (folder / STAMP).stat().st_mtime_ns == before  # fresh: not rebuilt
+    changed = dataclasses.replace(small_profile, policy=dataclasses.replace(small_profile.policy, sft_lr=1e-3))
+    ensure_sft_policy(changed)
+    assert json.loads((folder / STAMP).read_text())["config"]["policy"]["sft_lr"] == 1e-3
+
+
+def test_first_tokens_cuts_and_excludes_short_texts():
+    tokenizer = train_policy_tokenizer(SENTENCES, vocab_size=300)
+    texts = ["a wonderful film with a moving story", "a film", "a dull and awful mess of a movie"]
+    prompts, kept = first_tokens(texts, tokenizer, length=4)
+    assert kept == [0, 2]
+    assert prompts == [tokenizer(texts[0])["input_ids"][:4], tokenizer(texts[2])["input_ids"][:4]]
+
+
+def test_prompts_are_exactly_prompt_tokens_long(fake_imdb, small_profile):
+    folder = ensure_prompts(small_profile)
+    prompts = load_prompts(small_profile)
+    stamp = read_stamp(folder)
+    length = small_profile.data.prompt_tokens
+    for split in ("train", "test"):
+        assert len(prompts[split]) + stamp["excluded_too_short"][split] == 80
+        assert all(len(ids) == length for ids in prompts[split]["input_ids"])
+    assert stamp["excluded_too_short"]["train"] > 0  # the fixture has 3-word reviews

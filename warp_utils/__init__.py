@@ -1,0 +1,1 @@
+"""warp_utils: the tested helpers behind the WARP course notebooks."""

@@ -1,0 +1,200 @@
+"""All configuration of the course: one frozen dataclass per concern, two profiles.
+
+`tiny` (the default, always): the same architectures as the paper-style setup (GPT-2 policy,
+DistilBERT reward model), built from config and trained here on IMDB so that every notebook
+runs in minutes on a CPU with no hub access.
+
+`full` (opt-in, GPU): lvwerra/gpt2-imdb policy, distilbert-base-cased reward model,
+stanfordnlp/imdb; its defaults are the seed report's (../shared/reference/).
+
+Selection: an explicit argument, else the WARP_PROFILE environment variable, else `tiny`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILE_ENV = "WARP_PROFILE"
+IMDB_DIR_ENV = "WARP_IMDB_DIR"  # folder with train.parquet / test.parquet (local IMDB copy)
+DATA_ROOT_ENV = "WARP_DATA_ROOT"  # overrides the repository's data/ folder
+DEFAULT_PROFILE = "tiny"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where IMDB comes from and which subsets the course draws from it."""
+
+    hub_name: str = "stanfordnlp/imdb"  # used only when no local copy is configured
+    seed: int = 42  # drives every seeded shuffle of the (label-sorted) IMDB files
+    prompt_tokens: int = 10  # a prompt is the first `prompt_tokens` policy tokens of a review
+    num_train_prompts: int | None = None  # None: every train review long enough
+    num_test_prompts: int | None = None  # None: every test review long enough
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The SFT policy pi_sft. `pretrained` set: load it; None: build a tiny GPT-2 and pre-train it."""
+
+    pretrained: str | None = None  # hub name or folder of a causal LM (full: lvwerra/gpt2-imdb)
+    # Tiny GPT-2 architecture (ignored when `pretrained` is set).
+    vocab_size: int = 4096  # byte-level BPE trained on IMDB train reviews
+    n_layer: int = 2
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 256
+    # Tokenizer and SFT pre-training (causal LM on IMDB train reviews, `<|endoftext|>` between).
+    tokenizer_reviews: int = 5000  # reviews used to train the BPE tokenizer
+    sft_tokens: int = 1_000_000  # total training tokens (one IMDB epoch is ~8M)
+    block_size: int = 128
+    sft_batch_size: int = 16
+    sft_lr: float = 2e-3
+    sft_warmup_steps: int = 50
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """The reward model r(x, y): a DistilBERT with one output, trained Bradley-Terry with trl."""
+
+    pretrained: str | None = None  # full: distilbert/distilbert-base-cased
+    # Tiny DistilBERT architecture (ignored when `pretrained` is set).
+    vocab_size: int = 8192  # cased WordPiece trained on IMDB train reviews
+    n_layers: int = 2
+    dim: int = 128
+    n_heads: int = 2
+    hidden_dim: int = 512
+    tokenizer_reviews: int = 5000
+    # Pairs (chosen = positive review, rejected = negative review) and RewardTrainer settings.
+    num_pairs: int | None = 3000  # None: as many as the smaller class allows (12,500 on full)
+    num_eval_pairs: int = 500  # held-out pairs from the test split
+    max_length: int = 256  # tokens, including the appended eos ([SEP])
+    epochs: float = 1.0
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    score_batch_size: int = 64  # batch size of the scorer at inference
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the policy generates y ~ pi(.|x). One temperature for sampling, log-probs and KL."""
+
+    max_new_tokens: int = 24  # full: 54 (= max_length 64 - 10 prompt tokens)
+    temperature: float = 0.7
+    top_k: int = 0  # 0: disabled
+    top_p: float = 1.0
+    do_sample: bool = True
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Algorithm 1 of the paper. Symbols: I iterations, M runs, T steps, mu EMA rate, eta LITI
+    step, beta KL weight. Validated on construction: a value out of range is a ValueError."""
+
+    I: int = 2  # noqa: E741  number of WARP iterations
+    M: int = 2  # number of independent RL runs merged per iteration
+    T: int = 50  # RL steps per run
+    mu: float = 0.01  # EMA update rate: theta_ema <- (1 - mu) theta_ema + mu theta
+    eta: float = 0.5  # LITI: theta_init <- (1 - eta) theta_init + eta theta_slerp
+    beta: float = 0.1  # KL weight in r_beta = r - beta * log(pi / pi_ema)
+    lr: float = 1e-4
+    batch_size: int = 32  # prompts per RL step
+    baseline: str = "batch_mean"  # "none" (literal REINFORCE), "batch_mean", "leave_one_out"
+    seed: int = 42
+
+    def __post_init__(self):
+        def number(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            return value
+
+        for name in ("I", "M", "T", "batch_size"):
+            value = number(name)
+            if value != int(value) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("mu", "eta"):
+            if not 0.0 <= number(name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= number("beta") < math.inf:
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        if not 0.0 < number("lr") < math.inf:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+
+
+BASELINES = ("none", "batch_mean", "leave_one_out")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything one run of the course needs."""
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    reward: RewardModelConfig = field(default_factory=RewardModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    warp: WarpConfig = field(default_factory=WarpConfig)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(name="tiny"),
+    "full": Profile(
+        name="full",
+        data=DataConfig(),
+        policy=PolicyConfig(pretrained="lvwerra/gpt2-imdb"),
+        reward=RewardModelConfig(
+            pretrained="distilbert/distilbert-base-cased",
+            num_pairs=None,
+            max_length=512,
+            epochs=3.0,
+            batch_size=8,
+            lr=1e-5,
+            warmup_steps=50,
+            weight_decay=0.01,
+        ),
+        sampling=SamplingConfig(max_new_tokens=54, temperature=0.7, top_k=0, top_p=1.0),
+        warp=WarpConfig(I=2, M=2, T=100, mu=0.01, eta=0.5, beta=0.1, lr=1e-5, batch_size=64),
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile named by `name`, else by $WARP_PROFILE, else `tiny`."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+    return PROFILES[name]
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_hash(config) -> str:
+    """A short, stable hash of a (nested) config dataclass or dict: stale artifacts are rebuilt."""
+    payload = config if isinstance(config, dict) else to_dict(config)
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_root() -> Path:
+    """The repository's data/ folder (resolved from the package, not the cwd) or $WARP_DATA_ROOT."""
+    override = os.environ.get(DATA_ROOT_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def artifacts_dir(profile: Profile | str | None = None) -> Path:
+    """data/artifacts/<profile>/ : sft_policy/, reward_model/, prompts/, warp/, warp_runs/, report/."""
+    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
+    return data_root() / "artifacts" / name

@@ -1,0 +1,99 @@
+"""IMDB for the course: a local parquet copy when $WARP_IMDB_DIR is set, else the hub.
+
+The local files are sorted (negative reviews first), so every subset the course draws (SFT
+corpus, preference pairs, prompts) comes after a seeded shuffle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import datasets
+import pandas as pd
+
+from .config import IMDB_DIR_ENV, DataConfig
+
+SPLITS = ("train", "test")
+_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
+_SPACES = re.compile(r"[ \t]+")
+
+
+def clean_text(text: str) -> str:
+    """Strip IMDB's `<br />` markup (a tokenizer would learn it as words) and fold spaces."""
+    return _SPACES.sub(" ", _BREAK.sub(" ", text)).strip()
+
+
+def local_imdb_dir() -> Path | None:
+    """The folder named by $WARP_IMDB_DIR, or None when the variable is unset or empty."""
+    value = os.environ.get(IMDB_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def _fix_hint(hub_name: str) -> str:
+    return (
+        f"Either set {IMDB_DIR_ENV} to a folder holding train.parquet and test.parquet "
+        f"(columns text, label), or allow hub access (unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) "
+        f"so that {hub_name!r} can be downloaded."
+    )
+
+
+def _read_local(folder: Path, split: str, hub_name: str) -> datasets.Dataset:
+    path = folder / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{IMDB_DIR_ENV}={str(folder)!r} has no {split}.parquet. " + _fix_hint(hub_name)
+        )
+    frame = pd.read_parquet(path, columns=["text", "label"])
+    frame["text"] = [clean_text(text) for text in frame["text"]]
+    return datasets.Dataset.from_pandas(frame, preserve_index=False)
+
+
+def _read_hub(split: str, hub_name: str) -> datasets.Dataset:
+    if _offline():  # never wait on hub retries when the user said we are offline
+        raise RuntimeError("No local IMDB copy is configured and the hub is offline. " + _fix_hint(hub_name))
+    try:
+        dataset = datasets.load_dataset(hub_name, split=split)
+    except Exception as error:  # noqa: BLE001 - any hub failure gets the same two fixes
+        raise RuntimeError(f"Could not load {hub_name!r} from the hub ({error}). " + _fix_hint(hub_name)) from error
+    return dataset.map(lambda row: {"text": clean_text(row["text"])}, desc=f"cleaning {hub_name}/{split}")
+
+
+def load_imdb(split: str, config: DataConfig | None = None) -> datasets.Dataset:
+    """IMDB `split` ("train" or "test") with columns text (markup stripped) and label (0/1)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    config = config or DataConfig()
+    folder = local_imdb_dir()
+    raw = _read_local(folder, split, config.hub_name) if folder else _read_hub(split, config.hub_name)
+    return raw.select_columns(["text", "label"])
+
+
+def shuffled_texts(dataset: datasets.Dataset, seed: int, label: int | None = None) -> list[str]:
+    """The texts (optionally of one label) in an order fixed by `seed`."""
+    if label is not None:
+        dataset = dataset.filter(lambda row: row["label"] == label, desc=f"label {label}")
+    return dataset.shuffle(seed=seed)["text"]
+
+
+def preference_pairs(dataset: datasets.Dataset, num_pairs: int | None, seed: int) -> datasets.Dataset:
+    """Bradley-Terry pairs as in the seed report: chosen = a positive review, rejected = a
+    negative one, both drawn after a seeded shuffle. `num_pairs` None: as many as possible."""
+    positives = shuffled_texts(dataset, seed, label=1)
+    negatives = shuffled_texts(dataset, seed + 1, label=0)
+    available = min(len(positives), len(negatives))
+    if num_pairs is None:
+        num_pairs = available
+    if not 1 <= num_pairs <= available:
+        raise ValueError(f"num_pairs must be in [1, {available}], got {num_pairs}")
+    return datasets.Dataset.from_dict(
+        {"chosen": positives[:num_pairs], "rejected": negatives[:num_pairs]}
+    )

@@ -1,0 +1,148 @@
+"""The SFT policy pi_sft: load a pretrained causal LM (full) or build and pre-train a tiny GPT-2 (tiny).
+
+The tiny policy plays the role of lvwerra/gpt2-imdb (GPT-2 fine-tuned on IMDB): a byte-level BPE
+tokenizer and a 2-layer GPT-2 trained as a causal LM on IMDB train reviews, separated by
+`<|endoftext|>` so that the policy learns to end a review (EOS can be sampled). As in GPT-2,
+`<|endoftext|>` is bos = eos = pad: no mask may ever be built from `ids != pad_id`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from .artifacts import build_once
+from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
+from .data import load_imdb, shuffled_texts
+
+EOS = "<|endoftext|>"
+
+
+def train_policy_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (GPT-2's scheme) with `<|endoftext|>` as bos = eos = pad, left padding."""
+    if vocab_size < 300:
+        raise ValueError(f"vocab_size must be >= 300 (256 bytes + merges), got {vocab_size}")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=[EOS], show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, pad_token=EOS, unk_token=EOS
+    )
+    tokenizer.padding_side = "left"  # prompts are left-padded for batched generation
+    return tokenizer
+
+
+def tiny_gpt2(config: PolicyConfig, tokenizer) -> GPT2LMHeadModel:
+    """A GPT-2 of the configured size, random weights, ids taken from the tokenizer."""
+    gpt2_config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_layer=config.n_layer,
+        n_embd=config.n_embd,
+        n_head=config.n_head,
+        n_positions=config.n_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(gpt2_config)
+
+
+def token_stream(texts: list[str], tokenizer, max_tokens: int) -> torch.Tensor:
+    """Reviews joined as `<|endoftext|> review <|endoftext|> review ...`, cut at `max_tokens`."""
+    ids: list[int] = []
+    eos_id = tokenizer.eos_token_id
+    for start in range(0, len(texts), 256):
+        for review in tokenizer(texts[start : start + 256])["input_ids"]:
+            ids.append(eos_id)
+            ids.extend(review)
+        if len(ids) >= max_tokens:
+            break
+    if len(ids) < max_tokens:
+        raise ValueError(f"max_tokens must be <= {len(ids)} (the corpus size), got {max_tokens}")
+    return torch.tensor(ids[:max_tokens], dtype=torch.long)
+
+
+def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: int) -> list[float]:
+    """One pass of next-token prediction over `stream` cut into blocks; returns the loss curve."""
+    generator = torch.Generator().manual_seed(seed)
+    num_blocks = len(stream) // config.block_size
+    blocks = stream[: num_blocks * config.block_size].view(num_blocks, config.block_size)
+    blocks = blocks[torch.randperm(num_blocks, generator=generator)]
+    steps = math.ceil(num_blocks / config.sft_batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
+
+    def lr_factor(step):  # linear warm-up, then cosine decay to 10%
+        if step < config.sft_warmup_steps:
+            return (step + 1) / config.sft_warmup_steps
+        progress = (step - config.sft_warmup_steps) / max(1, steps - config.sft_warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    model.train()
+    losses = []
+    for batch in tqdm(blocks.split(config.sft_batch_size), desc="SFT pre-training", total=steps):
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def build_tiny_policy(profile: Profile, folder: Path) -> dict:
+    """Tokenizer + tiny GPT-2 pre-trained on IMDB train reviews, saved to `folder`."""
+    config, seed = profile.policy, profile.data.seed
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    reviews = shuffled_texts(load_imdb("train", profile.data), seed)
+    tokenizer = train_policy_tokenizer(reviews[: config.tokenizer_reviews], config.vocab_size)
+    model = tiny_gpt2(config, tokenizer)
+    stream = token_stream(reviews, tokenizer, config.sft_tokens)
+    losses = pretrain_causal_lm(model, stream, config, seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {
+        "sft_losses": losses,
+        "sft_tokens": len(stream),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _download_policy(profile: Profile, folder: Path) -> dict:
+    model = AutoModelForCausalLM.from_pretrained(profile.policy.pretrained, torch_dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(profile.policy.pretrained)
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"parameters": sum(p.numel() for p in model.parameters())}
+
+
+def ensure_sft_policy(profile: Profile | str | None = None, fresh: bool = False) -> Path:
+    """data/artifacts/<profile>/sft_policy/, built once per config (rebuilt when stale)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    folder = artifacts_dir(profile) / "sft_policy"
+    config = {"data": to_dict(profile.data), "policy": to_dict(profile.policy)}
+    build = _download_policy if profile.policy.pretrained else build_tiny_policy
+    return build_once(folder, config, lambda out: build(profile, out), fresh=fresh)
+
+
+def load_policy(folder: Path | str):
+    """(model, tokenizer) from a save_pretrained folder: float32, eval mode (dropout off, so
+    that KL(pi || pi) is exactly 0), tokenizer left-padded with pad = eos."""
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
