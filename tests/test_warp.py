@@ -1,0 +1,168 @@
+"""Algorithm 1 on a tiny GPT-2 with a character-level reward: behaviour, order, resumption."""
+
+import torch
+import pytest
+
+import warp_utils.warp as warp
+from warp_utils.config import SamplingConfig, WarpConfig
+from warp_utils.models import tiny_gpt2, train_policy_tokenizer
+from warp_utils.config import PolicyConfig
+from warp_utils.rl import generate, left_pad, decode_texts
+
+CORPUS = ["a wonderful film with a moving story", "a dull and awful mess of a movie",
+          "the actors were great", "the plot was boring"] * 10
+SAMPLING = SamplingConfig(max_new_tokens=6, temperature=1.0)
+
+
+def vowel_reward(texts):
+    """A smooth reward a random policy can climb: the share of vowels in the text."""
+    return torch.tensor([sum(c in "aeiou" for c in t) / max(1, len(t)) for t in texts])
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    tokenizer = train_policy_tokenizer(CORPUS, vocab_size=300)
+    policy = tiny_gpt2(PolicyConfig(n_layer=1, n_embd=32, n_head=2, n_positions=32), tokenizer).eval()
+    prompts = [tokenizer(text)["input_ids"][:3] for text in CORPUS[:4]]
+    return policy, tokenizer, prompts
+
+
+def config(**changes):
+    base = dict(I=2, M=2, T=3, batch_size=4, lr=1e-2, mu=0.2, eta=0.5, beta=0.05, seed=1)
+    return WarpConfig(**{**base, **changes})
+
+
+def run(setup, run_dir, cfg=None, **kwargs):
+    policy, tokenizer, prompts = setup
+    return warp.train_warp(cfg or config(), policy, tokenizer, vowel_reward, prompts, run_dir,
+                           sampling=SAMPLING, **kwargs)
+
+
+def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp_path, monkeypatch):
+    events, trajectories = [], []
+    real_step, real_ema = torch.optim.Adam.step, warp.ema_
+
+    def step(self, *args, **kwargs):
+        events.append("step")
+        return real_step(self, *args, **kwargs)
+
+    def ema(anchor, model, mu):
+        events.append("ema")
+        if not trajectories or trajectories[-1]["anchor"] is not anchor or len(trajectories[-1]["thetas"]) == 3:
+            trajectories.append({"anchor": anchor, "start": warp.clone_state(anchor), "thetas": []})
+        trajectories[-1]["thetas"].append(warp.clone_state(model))
+        real_ema(anchor, model, mu)
+        trajectories[-1]["end"] = warp.clone_state(anchor)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(warp, "ema_", ema)
+    cfg = config()
+    run(setup, tmp_path, cfg)
+    assert events == ["step", "ema"] * (cfg.I * cfg.M * cfg.T)  # T updates per run, each after a step
+    assert len(trajectories) == cfg.I * cfg.M
+    mu, T = cfg.mu, cfg.T
+    for trajectory in trajectories:  # replay: ema_T = (1-mu)^T theta_init + sum_t mu (1-mu)^(T-t) theta_t
+        for name, start in trajectory["start"].items():
+            expected = (1 - mu) ** T * start.double()
+            for t, theta in enumerate(trajectory["thetas"], start=1):
+                expected = expected + mu * (1 - mu) ** (T - t) * theta[name].double()
+            torch.testing.assert_close(trajectory["end"][name].double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup, tmp_path, monkeypatch):
+    merged_inputs, anchors = [], []
+    real_slerp, real_ema = warp.slerp, warp.ema_
+
+    def slerp(theta_init, thetas, lam=None):
+        merged_inputs.append([dict(theta) for theta in thetas])
+        return real_slerp(theta_init, thetas, lam)
+
+    def ema(anchor, model, mu):
+        real_ema(anchor, model, mu)
+        anchors.append(warp.clone_state(anchor))
+
+    monkeypatch.setattr(warp, "slerp", slerp)
+    monkeypatch.setattr(warp, "ema_", ema)
+    cfg = config()
+    policy = setup[0]
+    theta_sft = warp.clone_state(policy)
+    result = run(setup, tmp_path, cfg)
+
+    assert len(merged_inputs) == cfg.I
+    final_emas = anchors[cfg.T - 1 :: cfg.T]  # the anchor after the last step of each run
+    for i in range(cfg.I):
+        for m in range(cfg.M):
+            trained, ema_state = merged_inputs[i][m], final_emas[i * cfg.M + m]
+            name = "transformer.h.0.mlp.c_fc.weight"
+            assert torch.equal(trained[name], result.theta_runs[i][m][name])
+            assert not torch.allclose(trained[name], ema_state[name])
+    previous = theta_sft
+    for i in range(cfg.I):  # LITI: theta_init_i = (1 - eta) theta_init_{i-1} + eta theta_slerp_i
+        for name, value in result.theta_init[i].items():
+            if value.is_floating_point():
+                expected = (1 - cfg.eta) * previous[name].double() + cfg.eta * result.theta_slerp[i][name].double()
+                torch.testing.assert_close(value.double(), expected, rtol=1e-6, atol=1e-7)
+        name = "transformer.h.0.attn.c_attn.weight"
+        assert not torch.equal(result.theta_init[i][name], previous[name])
+        assert not torch.equal(result.theta_init[i][name], result.theta_slerp[i][name])
+        previous = result.theta_init[i]
+    assert torch.equal(policy.state_dict()["transformer.wte.weight"], theta_sft["transformer.wte.weight"])
+
+
+def test_artifacts_and_metrics_layout(setup, tmp_path):
+    cfg = config(I=1, M=2, T=2)
+    result = run(setup, tmp_path, cfg)
+    for folder in ("iter_1/run_1", "iter_1/run_2", "iter_1/slerp", "iter_1/init", "final"):
+        assert (tmp_path / folder / "model.safetensors").is_file(), folder
+        assert (tmp_path / folder / "tokenizer.json").is_file(), folder
+    assert list(result.metrics.columns[:9]) == ["iteration", "run", "step", "reward_mean", "reward_std",
+                                               "kl_to_anchor", "kl_to_sft", "kl_to_sft_sampled", "response_len"]
+    assert len(result.metrics) == cfg.I * cfg.M * cfg.T
+    assert (result.metrics["kl_to_sft"] >= 0).all()
+    assert result.metrics.loc[result.metrics.step == 1, "kl_to_sft"].abs().max() < 1e-6  # theta_1 = theta_sft
+
+
+def sampled_reward(policy, tokenizer, prompts, seed=0, repeats=16):
+    torch.manual_seed(seed)
+    ids, mask = left_pad(prompts * repeats, tokenizer.pad_token_id)
+    rollout = generate(policy, ids, mask, SAMPLING, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    return vowel_reward(decode_texts(tokenizer, rollout)).mean().item()
+
+
+def test_short_training_raises_the_reward(setup, tmp_path):
+    policy, tokenizer, prompts = setup
+    result = run(setup, tmp_path, config(I=1, M=2, T=15, batch_size=16, lr=3e-2, beta=0.01))
+    trained = warp.copy.deepcopy(policy)
+    trained.load_state_dict(result.final)
+    before, after = sampled_reward(policy, tokenizer, prompts), sampled_reward(trained, tokenizer, prompts)
+    print(f"vowel reward: sft {before:.3f} -> warp {after:.3f}")
+    assert after > before + 0.05
+
+
+def test_interrupted_run_resumes_bitwise_identical(setup, tmp_path):
+    cfg = config()
+    reference = run(setup, tmp_path / "straight", cfg, checkpoint_every=2)
+    calls = []
+
+    def crash(row):
+        calls.append(row)
+        if (row["iteration"], row["run"], row["step"]) == (2, 1, 3):
+            raise KeyboardInterrupt("simulated disconnect")
+
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, tmp_path / "resumed", cfg, checkpoint_every=2, step_callback=crash)
+    assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
+    resumed = run(setup, tmp_path / "resumed", cfg, checkpoint_every=2, step_callback=calls.append)
+    # only the steps after the last checkpoint (iteration 2, run 1, step 2) were run again
+    assert [(r["iteration"], r["run"], r["step"]) for r in calls[-4:]] == [(2, 1, 3), (2, 2, 1), (2, 2, 2), (2, 2, 3)]
+    for name, value in reference.final.items():
+        assert torch.equal(value, resumed.final[name]), name
+    assert reference.metrics["reward_mean"].tolist() == pytest.approx(resumed.metrics["reward_mean"].tolist())
+
+
+def test_resuming_with_another_config_is_refused(setup, tmp_path):
+    run(setup, tmp_path, config(I=1, M=1, T=1))
+    with pytest.raises(ValueError, match="warp.mu"):
+        run(setup, tmp_path, config(I=1, M=1, T=1, mu=0.5))
+    run(setup, tmp_path, config(I=1, M=1, T=1, mu=0.5), resume=False)  # --fresh starts over

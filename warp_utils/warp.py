@@ -1,0 +1,305 @@
+"""Algorithm 1 of the paper (WARP), end to end, resumable.
+
+    theta_init <- theta_sft
+    for i in 1..I:
+        for m in 1..M:                       # independent runs, each with its own prompt order
+            theta_m <- theta_init ; theta_m_ema <- theta_init ; fresh optimiser
+            for t in 1..T:
+                x ~ prompts ; y ~ pi_theta_m(.|x)
+                r_beta = r(x, y) - beta * log[pi_theta_m(y|x) / pi_theta_m_ema(y|x)]
+                theta_m <- Opt(theta_m, r_beta * grad log pi_theta_m(y|x))
+                theta_m_ema <- (1 - mu) theta_m_ema + mu theta_m
+        theta_slerp_i <- slerp(theta_init, [theta_1 .. theta_M])   # the trained weights, not the EMAs
+        theta_init <- (1 - eta) theta_init + eta theta_slerp_i     # LITI
+    return theta_slerp_I
+
+Run directory layout: config.json, metrics.csv, iter_<i>/run_<m>/ (final theta_m),
+iter_<i>/slerp/, iter_<i>/init/ and final/ (save_pretrained folders with the tokenizer), and
+checkpoint.pt while a run is in progress (weights, EMA, optimiser, RNG, metrics so far).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import SamplingConfig, WarpConfig, config_hash, to_dict
+from .rl import decode_texts, exact_kl, generate, left_pad, reinforce_loss, sequence_logprobs
+from .weights import ema_, liti, slerp
+
+StateDict = dict[str, torch.Tensor]
+METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_to_anchor",
+                  "kl_to_sft", "kl_to_sft_sampled", "response_len", "loss"]
+DONE = "complete.json"  # written last into a weights folder: a folder without it is not done
+
+
+@dataclass
+class WarpResult:
+    theta_slerp: list[StateDict]  # theta_slerp_i, i = 1..I
+    theta_init: list[StateDict]  # theta_init after the LITI of iteration i
+    theta_runs: list[list[StateDict]]  # theta_runs[i-1][m-1]: final weights of run m
+    metrics: pd.DataFrame  # one row per RL step, columns METRIC_COLUMNS
+
+    @property
+    def final(self) -> StateDict:
+        return self.theta_slerp[-1]
+
+
+# ----------------------------------------------------------------------------- weights on disk
+
+
+def clone_state(model) -> StateDict:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
+    """Write `state` as a save_pretrained folder (loadable with AutoModelForCausalLM)."""
+    model = copy.deepcopy(template)
+    model.load_state_dict(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / DONE).write_text("{}")
+
+
+def load_weights(template, folder: Path) -> StateDict:
+    """The state dict saved in `folder`, keyed like `template.state_dict()` (tied weights too)."""
+    model = type(template).from_pretrained(folder, dtype=torch.float32)
+    return clone_state(model)
+
+
+def is_done(folder: Path) -> bool:
+    return (folder / DONE).is_file()
+
+
+# ----------------------------------------------------------------------------- one RL step
+
+
+def prompt_indices(num_prompts: int, batch_size: int, seed: int, iteration: int, run: int, step: int):
+    """Indices of the prompts of step t (1-based) of run m: a seeded permutation per run and per
+    pass over the prompts, so every run sees its own order and a resumed run the same one."""
+    start = (step - 1) * batch_size
+    indices = []
+    while len(indices) < batch_size:
+        epoch, offset = divmod(start + len(indices), num_prompts)
+        generator = torch.Generator().manual_seed(run_seed(seed, iteration, run) + 7919 * epoch)
+        order = torch.randperm(num_prompts, generator=generator)
+        indices.extend(order[offset : offset + batch_size - len(indices)].tolist())
+    return indices
+
+
+def run_seed(seed: int, iteration: int, run: int) -> int:
+    return seed * 1_000_003 + iteration * 1_009 + run
+
+
+def rl_step(policy, anchor, reference, optimizer, prompt_ids: list[list[int]], tokenizer,
+            reward_scorer, config: WarpConfig, sampling: SamplingConfig,
+            max_grad_norm: float | None = None) -> dict[str, float]:
+    """One REINFORCE step on r_beta, then the EMA update of the anchor. Returns the metrics."""
+    device = next(policy.parameters()).device
+    ids, mask = left_pad(prompt_ids, tokenizer.pad_token_id)
+    rollout = generate(policy, ids.to(device), mask.to(device), sampling,
+                       tokenizer.eos_token_id, tokenizer.pad_token_id)
+    batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
+    rewards = reward_scorer(decode_texts(tokenizer, rollout)).to(device)
+
+    logprobs = sequence_logprobs(policy, *batch, temperature=sampling.temperature)
+    with torch.no_grad():  # the anchor and the SFT policy are never differentiated
+        log_ratio = logprobs.detach() - sequence_logprobs(anchor, *batch, temperature=sampling.temperature)
+        sft_logprobs = sequence_logprobs(reference, *batch, temperature=sampling.temperature)
+        kl_to_sft = exact_kl(policy, reference, *batch, temperature=sampling.temperature)
+    loss, metrics = reinforce_loss(logprobs, rewards, log_ratio, config.beta, config.baseline)
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+    optimizer.step()
+    ema_(anchor, policy, config.mu)  # theta_ema <- (1 - mu) theta_ema + mu theta, after the step
+
+    metrics.update(
+        kl_to_sft=kl_to_sft.mean().item(),
+        kl_to_sft_sampled=(logprobs.detach() - sft_logprobs).mean().item(),
+        response_len=rollout.response_lengths.float().mean().item(),
+    )
+    return metrics
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, iteration, run, step, policy, anchor, optimizer, rows) -> None:
+    state = {
+        "iteration": iteration, "run": run, "step": step,
+        "policy": policy.state_dict(), "anchor": anchor.state_dict(),
+        "optimizer": optimizer.state_dict(), "rows": rows,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)  # atomic: a crash mid-write leaves the previous checkpoint intact
+
+
+def _load_checkpoint(path: Path, iteration: int, run: int) -> dict | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, weights_only=False)
+    return state if (state["iteration"], state["run"]) == (iteration, run) else None
+
+
+def _run_config(config: WarpConfig, sampling: SamplingConfig, policy) -> dict:
+    """What a run directory was made with; resuming under anything else is refused."""
+    fingerprint = config_hash({name: round(float(t.double().sum()), 6) for name, t in policy.state_dict().items()
+                               if t.is_floating_point()})
+    return {"warp": to_dict(config), "sampling": to_dict(sampling), "theta_sft": fingerprint}
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return flat
+
+
+def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
+    """Create run_dir with its config.json; refuse to resume a run made with another config."""
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        path.write_text(json.dumps(run_config, indent=2, sort_keys=True))
+        return
+    saved, wanted = _flatten(json.loads(path.read_text())), _flatten(json.loads(json.dumps(run_config)))
+    changed = sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
+    if changed:
+        raise ValueError(
+            f"run_dir {str(run_dir)!r} holds a run made with a different config ({', '.join(changed)}); "
+            "use another run_dir, or start over with resume=False (--fresh)"
+        )
+
+
+# ----------------------------------------------------------------------------- one run, all runs
+
+
+def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, reference, tokenizer,
+              reward_scorer, prompts, config: WarpConfig, sampling: SamplingConfig, run_dir: Path,
+              checkpoint_every: int, max_grad_norm: float | None,
+              step_callback: Callable[[dict], None] | None) -> tuple[StateDict, list[dict]]:
+    """Run m of iteration i: T REINFORCE steps from theta_init with an EMA anchor. Resumes from
+    run_dir/checkpoint.pt when it belongs to this run. Returns (theta_m, metric rows)."""
+    checkpoint_path = run_dir / "checkpoint.pt"
+    policy.load_state_dict(theta_init)
+    anchor.load_state_dict(theta_init)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)  # fresh for every run
+    torch.manual_seed(run_seed(config.seed, iteration, run))
+    rows, start = [], 1
+    checkpoint = _load_checkpoint(checkpoint_path, iteration, run)
+    if checkpoint is not None:
+        policy.load_state_dict(checkpoint["policy"])
+        anchor.load_state_dict(checkpoint["anchor"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        rows, start = checkpoint["rows"], checkpoint["step"] + 1
+
+    policy.eval()  # dropout off: it would make the sampled and the scored policy differ
+    bar = tqdm(range(start, config.T + 1), desc=f"iteration {iteration}/{config.I} run {run}/{config.M}",
+               initial=start - 1, total=config.T, leave=False)
+    for step in bar:
+        indices = prompt_indices(len(prompts), config.batch_size, config.seed, iteration, run, step)
+        metrics = rl_step(policy, anchor, reference, optimizer, [prompts[i] for i in indices], tokenizer,
+                          reward_scorer, config, sampling, max_grad_norm)
+        row = {"iteration": iteration, "run": run, "step": step, **metrics}
+        rows.append(row)
+        bar.set_postfix(reward=f"{metrics['reward_mean']:.2f}", kl_sft=f"{metrics['kl_to_sft']:.2f}")
+        if step_callback is not None:
+            step_callback(row)
+        if step % checkpoint_every == 0 and step < config.T:
+            _save_checkpoint(checkpoint_path, iteration, run, step, policy, anchor, optimizer, rows)
+    return clone_state(policy), rows
+
+
+def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, run_dir, resume: bool = True,
+               sampling: SamplingConfig | None = None, checkpoint_every: int = 10,
+               max_grad_norm: float | None = None,
+               step_callback: Callable[[dict], None] | None = None) -> WarpResult:
+    """Algorithm 1. `policy` is pi_sft (left untouched: it is also the KL-to-SFT reference);
+    `prompts` a sequence of token-id lists (or a datasets.Dataset with an `input_ids` column);
+    `reward_scorer` maps a list of texts to a float tensor. Re-running with the same run_dir
+    resumes (completed runs and iterations are loaded, an interrupted run continues from its
+    last checkpoint); `resume=False` starts over."""
+    sampling = sampling or SamplingConfig()
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if hasattr(prompts, "column_names"):
+        prompts = prompts["input_ids"]
+    if len(prompts) < 1:
+        raise ValueError("prompts must hold at least 1 prompt")
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, _run_config(config, sampling, policy), resume)
+
+    reference = policy.eval()  # pi_sft: the KL-to-SFT reference, only ever used under no_grad
+    working, anchor = copy.deepcopy(policy), copy.deepcopy(policy)
+    anchor.requires_grad_(False)  # the EMA moves by ema_, never by gradients
+    theta_init = clone_state(reference)  # theta_init <- theta_sft
+    result = WarpResult([], [], [], pd.DataFrame(columns=METRIC_COLUMNS))
+    all_rows = _read_metrics(run_dir)
+
+    for iteration in tqdm(range(1, config.I + 1), desc="WARP iterations"):
+        folder = run_dir / f"iter_{iteration}"
+        theta_runs = []
+        for run in range(1, config.M + 1):
+            run_folder = folder / f"run_{run}"
+            if is_done(run_folder):
+                theta_runs.append(load_weights(reference, run_folder))
+                continue
+            theta_m, rows = train_run(iteration, run, theta_init, working, anchor, reference, tokenizer,
+                                      reward_scorer, prompts, config, sampling, run_dir, checkpoint_every,
+                                      max_grad_norm, step_callback)
+            all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
+            _write_metrics(run_dir, all_rows)
+            save_weights(reference, theta_m, tokenizer, run_folder)
+            (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+            theta_runs.append(theta_m)
+
+        if is_done(folder / "init"):
+            theta_slerp_i, theta_init = load_weights(reference, folder / "slerp"), load_weights(reference, folder / "init")
+        else:
+            theta_slerp_i = slerp(theta_init, theta_runs)  # the trained theta_m, never the EMAs
+            theta_init = liti(theta_init, theta_slerp_i, config.eta)  # a new dict: no in-place aliasing
+            save_weights(reference, theta_slerp_i, tokenizer, folder / "slerp")
+            save_weights(reference, theta_init, tokenizer, folder / "init")
+        result.theta_runs.append(theta_runs)
+        result.theta_slerp.append(theta_slerp_i)
+        result.theta_init.append(theta_init)
+
+    if not is_done(run_dir / "final"):
+        save_weights(reference, result.theta_slerp[-1], tokenizer, run_dir / "final")
+    result.metrics = pd.DataFrame(all_rows, columns=METRIC_COLUMNS)
+    return result
+
+
+def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS).to_csv(run_dir / "metrics.csv", index=False)
+
+
+def _read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.csv"
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+
+def warp_config_with(config: WarpConfig, **changes) -> WarpConfig:
+    """A validated copy of `config` with some fields changed (the CLI flags, the studies)."""
+    return dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
