@@ -97,6 +97,7 @@ def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup,
             name = "transformer.h.0.mlp.c_fc.weight"
             assert torch.equal(trained[name], result.theta_runs[i][m][name])
             assert not torch.allclose(trained[name], ema_state[name])
+            assert torch.equal(result.theta_ema_runs[i][m][name], ema_state[name])
     previous = theta_sft
     for i in range(cfg.I):  # LITI: theta_init_i = (1 - eta) theta_init_{i-1} + eta theta_slerp_i
         for name, value in result.theta_init[i].items():
@@ -113,6 +114,7 @@ def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup,
 def test_artifacts_and_metrics_layout(setup, tmp_path):
     cfg = config(I=1, M=2, T=2)
     result = run(setup, tmp_path, cfg)
+    assert (tmp_path / "iter_1" / "run_1" / "ema.safetensors").is_file()
     for folder in ("iter_1/run_1", "iter_1/run_2", "iter_1/slerp", "iter_1/init", "final"):
         assert (tmp_path / folder / "model.safetensors").is_file(), folder
         assert (tmp_path / folder / "tokenizer.json").is_file(), folder
@@ -158,6 +160,8 @@ def test_interrupted_run_resumes_bitwise_identical(setup, tmp_path):
     assert [(r["iteration"], r["run"], r["step"]) for r in calls[-4:]] == [(2, 1, 3), (2, 2, 1), (2, 2, 2), (2, 2, 3)]
     for name, value in reference.final.items():
         assert torch.equal(value, resumed.final[name]), name
+    for name, value in reference.theta_ema_runs[1][0].items():
+        assert torch.equal(value, resumed.theta_ema_runs[1][0][name]), name
     assert reference.metrics["reward_mean"].tolist() == pytest.approx(resumed.metrics["reward_mean"].tolist())
 
 

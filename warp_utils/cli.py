@@ -12,6 +12,9 @@ import time
 
 from .config import PROFILES, get_profile
 
+WARP_FLAGS = {"I": int, "M": int, "T": int, "mu": float, "eta": float, "beta": float, "lr": float,
+              "batch_size": int, "baseline": str, "seed": int}
+
 
 def _stage(name: str, build):
     started = time.perf_counter()
@@ -32,6 +35,27 @@ def run(args) -> None:
     _stage("sft_policy", lambda: ensure_sft_policy(profile, fresh=args.fresh))
     _stage("reward_model", lambda: ensure_reward_model(profile, fresh=args.fresh))
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
+    _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh))
+
+
+def _train(profile, config, name, fresh):
+    from .pipeline import ensure_warp_run, warp_run_dir
+
+    result = ensure_warp_run(profile, config, name=name, fresh=fresh)
+    last = result.metrics.groupby(["iteration", "run"]).tail(1)
+    print(last.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return warp_run_dir(profile, config, name)
+
+
+def train(args) -> None:
+    """WARP training alone, with flags overriding the profile's WarpConfig."""
+    import dataclasses
+
+    profile = get_profile(args.profile)
+    overrides = {name: getattr(args, name) for name in WARP_FLAGS if getattr(args, name) is not None}
+    config = dataclasses.replace(profile.warp, **overrides)  # validated: a bad value is a ValueError
+    print(f"profile: {profile.name}\n{config}")
+    _stage("warp", lambda: _train(profile, config, args.name, args.fresh))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +66,15 @@ def parser() -> argparse.ArgumentParser:
                             help="tiny (default, CPU) or full (GPU, downloads models)")
     run_parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
     run_parser.set_defaults(handler=run)
+
+    train_parser = commands.add_parser("train", help="WARP training alone (writes warp/ or warp_runs/<name>/)")
+    train_parser.add_argument("--profile", choices=sorted(PROFILES), default=None)
+    for name, kind in WARP_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        train_parser.add_argument(flag, dest=name, type=kind, default=None, help=f"WarpConfig.{name}")
+    train_parser.add_argument("--name", default=None, help="run folder under warp_runs/ (default: from the flags)")
+    train_parser.add_argument("--fresh", action="store_true", help="start the run over instead of resuming")
+    train_parser.set_defaults(handler=train)
     return root
 
 

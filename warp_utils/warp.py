@@ -30,6 +30,7 @@ from typing import Callable
 
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import SamplingConfig, WarpConfig, config_hash, to_dict
@@ -39,6 +40,7 @@ from .weights import ema_, liti, slerp
 StateDict = dict[str, torch.Tensor]
 METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_to_anchor",
                   "kl_to_sft", "kl_to_sft_sampled", "response_len", "loss"]
+EMA_FILE = "ema.safetensors"
 DONE = "complete.json"  # written last into a weights folder: a folder without it is not done
 
 
@@ -47,6 +49,7 @@ class WarpResult:
     theta_slerp: list[StateDict]  # theta_slerp_i, i = 1..I
     theta_init: list[StateDict]  # theta_init after the LITI of iteration i
     theta_runs: list[list[StateDict]]  # theta_runs[i-1][m-1]: final weights of run m
+    theta_ema_runs: list[list[StateDict]]  # the EMA anchor of each run at its end
     metrics: pd.DataFrame  # one row per RL step, columns METRIC_COLUMNS
 
     @property
@@ -75,6 +78,16 @@ def load_weights(template, folder: Path) -> StateDict:
     """The state dict saved in `folder`, keyed like `template.state_dict()` (tied weights too)."""
     model = type(template).from_pretrained(folder, dtype=torch.float32)
     return clone_state(model)
+
+
+def save_ema(state: StateDict, folder: Path) -> None:
+    """The run's final EMA anchor, beside its weights (safetensors wants untied copies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({name: tensor.contiguous().clone() for name, tensor in state.items()}, folder / EMA_FILE)
+
+
+def load_ema(folder: Path) -> StateDict:
+    return load_file(folder / EMA_FILE)
 
 
 def is_done(folder: Path) -> bool:
@@ -195,9 +208,9 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
 def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, reference, tokenizer,
               reward_scorer, prompts, config: WarpConfig, sampling: SamplingConfig, run_dir: Path,
               checkpoint_every: int, max_grad_norm: float | None,
-              step_callback: Callable[[dict], None] | None) -> tuple[StateDict, list[dict]]:
+              step_callback: Callable[[dict], None] | None) -> tuple[StateDict, StateDict, list[dict]]:
     """Run m of iteration i: T REINFORCE steps from theta_init with an EMA anchor. Resumes from
-    run_dir/checkpoint.pt when it belongs to this run. Returns (theta_m, metric rows)."""
+    run_dir/checkpoint.pt when it belongs to this run. Returns (theta_m, theta_m_ema, metric rows)."""
     checkpoint_path = run_dir / "checkpoint.pt"
     policy.load_state_dict(theta_init)
     anchor.load_state_dict(theta_init)
@@ -228,7 +241,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, r
             step_callback(row)
         if step % checkpoint_every == 0 and step < config.T:
             _save_checkpoint(checkpoint_path, iteration, run, step, policy, anchor, optimizer, rows)
-    return clone_state(policy), rows
+    return clone_state(policy), clone_state(anchor), rows
 
 
 def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, run_dir, resume: bool = True,
@@ -254,25 +267,28 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
     working, anchor = copy.deepcopy(policy), copy.deepcopy(policy)
     anchor.requires_grad_(False)  # the EMA moves by ema_, never by gradients
     theta_init = clone_state(reference)  # theta_init <- theta_sft
-    result = WarpResult([], [], [], pd.DataFrame(columns=METRIC_COLUMNS))
+    result = WarpResult([], [], [], [], pd.DataFrame(columns=METRIC_COLUMNS))
     all_rows = _read_metrics(run_dir)
 
     for iteration in tqdm(range(1, config.I + 1), desc="WARP iterations"):
         folder = run_dir / f"iter_{iteration}"
-        theta_runs = []
+        theta_runs, theta_emas = [], []
         for run in range(1, config.M + 1):
             run_folder = folder / f"run_{run}"
             if is_done(run_folder):
                 theta_runs.append(load_weights(reference, run_folder))
+                theta_emas.append(load_ema(run_folder))
                 continue
-            theta_m, rows = train_run(iteration, run, theta_init, working, anchor, reference, tokenizer,
+            theta_m, theta_ema, rows = train_run(iteration, run, theta_init, working, anchor, reference, tokenizer,
                                       reward_scorer, prompts, config, sampling, run_dir, checkpoint_every,
                                       max_grad_norm, step_callback)
             all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
             _write_metrics(run_dir, all_rows)
+            save_ema(theta_ema, run_folder)
             save_weights(reference, theta_m, tokenizer, run_folder)
             (run_dir / "checkpoint.pt").unlink(missing_ok=True)
             theta_runs.append(theta_m)
+            theta_emas.append(theta_ema)
 
         if is_done(folder / "init"):
             theta_slerp_i, theta_init = load_weights(reference, folder / "slerp"), load_weights(reference, folder / "init")
@@ -282,6 +298,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
             save_weights(reference, theta_slerp_i, tokenizer, folder / "slerp")
             save_weights(reference, theta_init, tokenizer, folder / "init")
         result.theta_runs.append(theta_runs)
+        result.theta_ema_runs.append(theta_emas)
         result.theta_slerp.append(theta_slerp_i)
         result.theta_init.append(theta_init)
 
