@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .config import SamplingConfig, WarpConfig, config_hash, to_dict
+from .config import SamplingConfig, WarpConfig, to_dict
 from .rl import decode_texts, exact_kl, generate, left_pad, reinforce_loss, sequence_logprobs
 from .weights import ema_, liti, slerp
 
@@ -170,11 +171,18 @@ def _load_checkpoint(path: Path, iteration: int, run: int) -> dict | None:
     return state if (state["iteration"], state["run"]) == (iteration, run) else None
 
 
+def _fingerprint(model) -> str:
+    """A hash of the bytes of every tensor: resuming on top of another theta_sft is refused."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def _run_config(config: WarpConfig, sampling: SamplingConfig, policy) -> dict:
     """What a run directory was made with; resuming under anything else is refused."""
-    fingerprint = config_hash({name: round(float(t.double().sum()), 6) for name, t in policy.state_dict().items()
-                               if t.is_floating_point()})
-    return {"warp": to_dict(config), "sampling": to_dict(sampling), "theta_sft": fingerprint}
+    return {"warp": to_dict(config), "sampling": to_dict(sampling), "theta_sft": _fingerprint(policy)}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:

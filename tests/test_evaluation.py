@@ -1,0 +1,233 @@
+"""Held-out evaluation, LITI fronts and plots on tiny GPT-2s with a character-level reward."""
+
+import copy
+import itertools
+import math
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from warp_utils import evaluation, plots
+from warp_utils.config import PolicyConfig, SamplingConfig
+from warp_utils.models import tiny_gpt2, train_policy_tokenizer
+from warp_utils.rl import exact_kl, sequence_logprobs
+from warp_utils.warp import clone_state
+
+CORPUS = ["a wonderful film with a moving story", "a dull and awful mess of a movie",
+          "the actors were great", "the plot was boring"] * 10
+SAMPLING = SamplingConfig(max_new_tokens=6, temperature=0.7)
+
+
+def vowel_reward(texts):
+    """A character-level reward: the share of vowels in the text."""
+    return torch.tensor([sum(c in "aeiou" for c in t) / max(1, len(t)) for t in texts])
+
+
+def perturbed(model, scale, seed):
+    other = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return other
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    tokenizer = train_policy_tokenizer(CORPUS, vocab_size=300)
+    policy = tiny_gpt2(PolicyConfig(n_layer=1, n_embd=32, n_head=2, n_positions=32), tokenizer).eval()
+    other = perturbed(policy, 0.05, seed=1).eval()
+    prompts = [tokenizer(text)["input_ids"][:k] for text, k in zip(CORPUS[:4], (3, 2, 4, 3))] * 4
+    return policy, other, tokenizer, prompts
+
+
+def evaluate(setup, policy=None, reference=None, seed=0, **kwargs):
+    sft, _, tokenizer, prompts = setup
+    return evaluation.evaluate_policy(policy or sft, tokenizer, reference or sft, vowel_reward,
+                                      kwargs.pop("prompts", prompts), SAMPLING, seed, **kwargs)
+
+
+# ----------------------------------------------------------------------------- exact KL
+
+
+def tiny_vocab_models(vocab=5):
+    config = GPT2Config(vocab_size=vocab, n_layer=1, n_embd=8, n_head=2, n_positions=8,
+                        bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(3)
+    p = GPT2LMHeadModel(config).eval()
+    q = perturbed(p, 0.5, seed=4).eval()
+    return p, q
+
+
+def brute_force_token_kl(p, q, ids, temperature):
+    """sum over positions t >= 1 of sum_v p(v|ids_<t) log p/q, one unpadded row, python loops."""
+    with torch.no_grad():
+        log_p = torch.log_softmax(p(input_ids=ids[None]).logits[0].double() / temperature, -1)
+        log_q = torch.log_softmax(q(input_ids=ids[None]).logits[0].double() / temperature, -1)
+    total = 0.0
+    for t in range(1, len(ids)):
+        for v in range(log_p.shape[-1]):
+            total += math.exp(log_p[t - 1, v]) * (log_p[t - 1, v] - log_q[t - 1, v]).item()
+    return total
+
+
+def test_exact_kl_equals_brute_force_sums_on_a_tiny_vocabulary():
+    p, q, temperature = *tiny_vocab_models(), 0.7
+    # Two left-padded rows (prompt lengths 2 and 1, responses of 3 tokens): padding must not matter.
+    rows = [torch.tensor([3, 1, 4, 2, 2]), torch.tensor([2, 3, 3, 1])]
+    input_ids = torch.tensor([[3, 1, 4, 2, 2], [0, 2, 3, 3, 1]])
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
+    response_mask = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 1, 1, 1]])
+    kl = exact_kl(p, q, input_ids, attention_mask, response_mask, temperature)
+    # brute force over the response positions only: all positions minus the prompt's
+    expected = [brute_force_token_kl(p, q, row, temperature) - brute_force_token_kl(p, q, row[:-3], temperature)
+                for row in rows]
+    assert kl.tolist() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert (kl > 1e-3).all()
+    assert exact_kl(p, p, input_ids, attention_mask, response_mask, temperature).tolist() == [0.0, 0.0]
+
+    # Its expectation under y ~ p is the sequence-level KL: enumerate every 2-token response.
+    prompt = [3, 1]
+    responses = torch.tensor(list(itertools.product(range(5), repeat=2)))
+    input_ids = torch.cat([torch.tensor(prompt).expand(len(responses), 2), responses], 1)
+    attention_mask = torch.ones_like(input_ids)
+    response_mask = torch.tensor([[0, 0, 1, 1]]).expand_as(input_ids)
+    with torch.no_grad():
+        log_p = sequence_logprobs(p, input_ids, attention_mask, response_mask, temperature).double()
+        log_q = sequence_logprobs(q, input_ids, attention_mask, response_mask, temperature).double()
+    weights = log_p.exp()
+    assert weights.sum().item() == pytest.approx(1.0, abs=1e-5)
+    sequence_kl = (weights * (log_p - log_q)).sum().item()
+    expected_exact = (weights * exact_kl(p, q, input_ids, attention_mask, response_mask, temperature).double()).sum().item()
+    assert sequence_kl > 1e-2
+    assert expected_exact == pytest.approx(sequence_kl, rel=1e-4)
+
+
+def test_kl_to_itself_is_exactly_zero_and_positive_to_a_perturbed_copy(setup):
+    policy, other, _, _ = setup
+    same = evaluate(setup, policy=policy, reference=policy)
+    assert same["kl_to_sft"] == 0.0
+    assert same["kl_to_sft_sampled"] == 0.0
+    different = evaluate(setup, policy=other, reference=policy)
+    assert different["kl_to_sft"] > 0.01 and different["kl_to_sft_ci95"] > 0
+    assert same["n"] == different["n"] == len(setup[3])
+
+
+def test_sampled_kl_estimate_agrees_with_the_exact_kl_in_expectation(setup):
+    policy, other, _, prompts = setup
+    result = evaluate(setup, policy=other, reference=policy, prompts=prompts * 32, batch_size=256,
+                      return_samples=True)
+    exact, sampled = torch.tensor(result["kl"]), torch.tensor(result["kl_sampled"])
+    assert len(exact) == result["n"] == 512
+    assert (exact >= 0).all()
+    assert result["kl_to_sft"] == pytest.approx(exact.mean().item())
+    assert result["kl_to_sft_sampled"] == pytest.approx(sampled.mean().item())
+    difference = sampled - exact  # E[log p/q (y)] = E[sum_t KL_t]: the difference has mean 0
+    standard_error = difference.std().item() / math.sqrt(len(difference))
+    print(f"exact {exact.mean():.4f} sampled {sampled.mean():.4f} se {standard_error:.4f}")
+    assert abs(difference.mean().item()) < 4 * standard_error
+    assert sampled.std() > exact.std()  # the point of the exact estimator: less variance
+    assert exact.mean() > 8 * standard_error  # the test can tell a real KL from zero
+
+
+# ----------------------------------------------------------------------------- text statistics
+
+
+def test_distinct_n_on_known_strings():
+    texts = ["the cat sat", "the cat ran"]
+    assert evaluation.distinct_n(texts, 1) == pytest.approx(4 / 6)  # the cat sat ran / 6 words
+    assert evaluation.distinct_n(texts, 2) == pytest.approx(3 / 4)  # "the cat" twice
+    assert evaluation.distinct_n(texts, 3) == pytest.approx(2 / 2)
+    assert evaluation.distinct_n(["a a a a"], 1) == pytest.approx(1 / 4)
+    assert evaluation.distinct_n(["a b", "a b"], 2) == pytest.approx(1 / 2)  # no n-gram spans two texts
+    assert evaluation.distinct_n(["one", ""], 2) == 0.0
+    with pytest.raises(ValueError, match="n must"):
+        evaluation.distinct_n(texts, 0)
+
+
+def test_vader_prefers_the_positive_review():
+    good, bad = evaluation.vader_scores(["a wonderful, moving film", "a dull, awful mess"])
+    assert good > 0.05 > -0.05 > bad
+
+
+# ----------------------------------------------------------------------------- determinism, no side effects
+
+
+def test_evaluation_is_seeded_and_side_effect_free(setup):
+    policy, other, _, _ = setup
+    before_weights = clone_state(other)
+    torch.manual_seed(123)
+    rng_before = torch.get_rng_state()
+    other.train()  # dropout on: evaluation must switch it off, then restore the mode
+    first = evaluate(setup, policy=other, reference=policy, seed=7, return_samples=True)
+    assert other.training and not policy.training
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    other.eval()
+    second = evaluate(setup, policy=other, reference=policy, seed=7, return_samples=True)
+    assert first == second
+    third = evaluate(setup, policy=other, reference=policy, seed=8, return_samples=True)
+    assert third["samples"] != first["samples"]
+    assert third["reward_mean"] != first["reward_mean"]
+    for name, value in clone_state(other).items():
+        assert torch.equal(value, before_weights[name]), name
+    assert all(parameter.grad is None for parameter in other.parameters())
+    assert set(evaluation.METRIC_COLUMNS) <= set(first)
+    assert first["response_len"] <= SAMPLING.max_new_tokens
+    assert 0 < first["distinct_1"] <= 1 and -1 <= first["vader_compound"] <= 1
+    assert first["reward_ci95"] == pytest.approx(1.96 * first["reward_std"] / math.sqrt(first["n"]))
+
+
+# ----------------------------------------------------------------------------- LITI front
+
+
+def test_pareto_front_endpoints_match_direct_evaluation_and_etas_are_checked(setup):
+    policy, other, tokenizer, prompts = setup
+    theta_start, theta_merged = clone_state(policy), clone_state(other)
+    front = evaluation.pareto_front(theta_start, theta_merged, [0.0, 0.5, 1.0], policy, tokenizer, policy,
+                                    vowel_reward, prompts, SAMPLING, seed=5, label="iteration 1")
+    assert front["eta"].tolist() == [0.0, 0.5, 1.0]
+    assert (front["label"] == "iteration 1").all()
+    start = evaluate(setup, policy=policy, reference=policy, seed=5)
+    end = evaluate(setup, policy=other, reference=policy, seed=5)
+    for column in evaluation.METRIC_COLUMNS:
+        assert front.loc[0, column] == pytest.approx(start[column], nan_ok=True), column
+        assert front.loc[2, column] == pytest.approx(end[column], nan_ok=True), column
+    assert front.loc[0, "kl_to_sft"] == 0.0 < front.loc[1, "kl_to_sft"] < front.loc[2, "kl_to_sft"]
+    assert torch.equal(policy.state_dict()["transformer.wte.weight"], theta_start["transformer.wte.weight"])
+    for eta in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="eta"):
+            evaluation.pareto_front(theta_start, theta_merged, [0.0, eta], policy, tokenizer, policy,
+                                    vowel_reward, prompts, SAMPLING, seed=5)
+    assert evaluation.interpolate(theta_start, theta_merged, 1.0)["lm_head.weight"].equal(theta_merged["lm_head.weight"])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def test_plots_draw_one_curve_per_label_and_error_bars():
+    front = pd.DataFrame({"label": ["it 1"] * 3 + ["it 2"] * 3, "eta": [0, 0.5, 1] * 2,
+                          "kl_to_sft": [0, 1, 2, 2, 3, 4], "reward_mean": [0, 1, 1.5, 1.5, 2, 2.2],
+                          "reward_mean_ci95": [0.1] * 6})
+    ax = plots.plot_front(front)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["it 1", "it 2"]
+    assert sum(t.get_text().startswith("η=") for t in ax.texts) == 6
+    metrics = pd.DataFrame([{"iteration": i, "run": m, "step": t, "reward_mean": i + t / 10}
+                            for i in (1, 2) for m in (1, 2) for t in range(1, 6)])
+    ax = plots.plot_training_curves(metrics, "reward_mean")
+    smooth = [line for line in ax.get_lines() if line.get_label().startswith("iteration")]
+    assert len(smooth) == 4 and min(smooth[-1].get_xdata()) == 6  # iteration 2 follows iteration 1
+    table = pd.DataFrame({"policy": ["sft", "warp"], "reward_mean": [0.1, 0.5], "reward_mean_ci95": [0.02, 0.03],
+                          "distinct_1": [0.6, 0.4]})
+    ax = plots.plot_bars(table, ["reward_mean", "distinct_1"])
+    assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_xticklabels()] == ["sft", "warp"]
+    with pytest.raises(ValueError, match="nope"):
+        plots.plot_bars(table, "nope")
+    plt.close("all")

@@ -1,0 +1,229 @@
+"""Held-out evaluation of a policy, and the reward-KL Pareto front of LITI (paper Fig. 1(b)).
+
+`evaluate_policy` samples one completion per held-out prompt with the training generation settings
+(same temperature) under a fixed seed, then reports, with 95% confidence half-widths:
+
+    reward_mean         E[r(x, y)], the reward we optimise
+    kl_to_sft           E_y[sum_t KL(pi(.|x, y_<t) || pi_sft(.|x, y_<t))], each KL exact over the
+                        vocabulary (rl.exact_kl): an unbiased, low-variance estimate of KL(pi || pi_sft)
+    kl_to_sft_sampled   E_y[log pi(y|x) - log pi_sft(y|x)], the single-sample estimate the paper plots
+    response_len        tokens per completion, EOS included
+    distinct_1/2        unique n-grams / n-grams over all completions (diversity; drops when the
+                        policy collapses on a few phrases)
+    vader_compound      VADER sentiment of the texts: a judge we never optimise against, so reward
+                        hacking (reward up, VADER flat) shows
+
+Evaluation never changes anything: no gradients, models in eval mode (then put back in their mode),
+the global RNG forked (the caller's random stream continues as if nothing happened).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import numbers
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import SamplingConfig
+from .rl import decode_texts, exact_kl, generate, left_pad, sequence_logprobs
+from .weights import liti
+
+Z_95 = 1.96  # normal quantile of a two-sided 95% interval
+VADER_POSITIVE = 0.05  # VADER's own threshold: compound > 0.05 is "positive"
+
+METRIC_COLUMNS = [
+    "reward_mean", "reward_ci95", "reward_std", "kl_to_sft", "kl_to_sft_ci95", "kl_to_sft_sampled",
+    "kl_to_sft_sampled_ci95", "response_len", "distinct_1", "distinct_2", "vader_compound",
+    "vader_positive_share", "n",
+]
+
+# ----------------------------------------------------------------------------- text statistics
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Unique n-grams / total n-grams over all `texts`, tokens split on whitespace (case kept).
+    n-grams never span two texts. No n-gram at all (empty or too-short texts): 0.0."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one string")
+    grams = []
+    for text in texts:
+        words = text.split()
+        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def vader_scores(texts: Sequence[str]) -> list[float]:
+    """VADER compound score of each text, in [-1, 1] (lexicon shipped with the package, offline)."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one string")
+    analyzer = _vader()
+    return [float(analyzer.polarity_scores(text)["compound"]) for text in texts]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _mean_std_ci(values: torch.Tensor) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the 95% half-width 1.96 std / sqrt(n) (NaN for n < 2)."""
+    values = values.double()
+    n = values.numel()
+    mean = values.mean().item()
+    if n < 2:
+        return mean, math.nan, math.nan
+    std = values.std(correction=1).item()
+    return mean, std, Z_95 * std / math.sqrt(n)
+
+
+def _prompt_list(prompts) -> list[list[int]]:
+    if hasattr(prompts, "column_names"):  # a datasets.Dataset with an input_ids column
+        prompts = prompts["input_ids"]
+    prompts = [list(map(int, ids)) for ids in prompts]
+    if not prompts:
+        raise ValueError("prompts must hold at least 1 prompt")
+    return prompts
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _completion_texts(tokenizer, rollout) -> list[str]:
+    """The completion alone (up to and including the first EOS, special tokens skipped)."""
+    return [
+        tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True)
+        for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
+    ]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling: SamplingConfig,
+                    seed: int, batch_size: int = 64, return_samples: bool = False) -> dict:
+    """Test-set statistics of `policy`: one sampled completion per prompt, seeded.
+
+    policy, reference: causal LMs (pi_theta and pi_sft); reward_scorer: list of texts -> float
+    tensor (the reward model r); prompts: token-id lists (or a Dataset with `input_ids`);
+    sampling: the training generation settings (its temperature is also used for log-probs and
+    KL); seed: the generation seed (same seed, same prompts, same batch_size: same samples for
+    two policies that are equal). Returns the METRIC_COLUMNS as a dict of floats (`n` an int);
+    with return_samples=True also `samples` (prompt + completion texts, what r and VADER score),
+    `completions` (completion texts) and the per-sample `rewards`, `kl` and `kl_sampled` lists.
+
+    Side-effect free: no gradients, no parameter touched, models in eval mode during the call and
+    put back in their mode after, the global torch RNG forked (its state after == before).
+    """
+    prompts = _prompt_list(prompts)
+    seed = _check_int("seed", seed, 0)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    temperature = sampling.temperature
+    device = next(policy.parameters()).device
+    modes = [(model, model.training) for model in (policy, reference)]
+
+    rewards, kls, kls_sampled, lengths, texts, completions = [], [], [], [], [], []
+    try:
+        policy.eval()
+        reference.eval()
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(prompts), batch_size):
+                ids, mask = left_pad(prompts[start : start + batch_size], tokenizer.pad_token_id)
+                rollout = generate(policy, ids.to(device), mask.to(device), sampling,
+                                   tokenizer.eos_token_id, tokenizer.pad_token_id)
+                batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
+                batch_texts = decode_texts(tokenizer, rollout)
+                batch_rewards = torch.as_tensor(reward_scorer(batch_texts)).detach().float().flatten().cpu()
+                if batch_rewards.numel() != len(batch_texts):
+                    raise ValueError(f"reward_scorer returned {batch_rewards.numel()} rewards for "
+                                     f"{len(batch_texts)} texts")
+                kl = exact_kl(policy, reference, *batch, temperature=temperature)
+                log_ratio = (sequence_logprobs(policy, *batch, temperature=temperature)
+                             - sequence_logprobs(reference, *batch, temperature=temperature))
+                rewards.append(batch_rewards)
+                kls.append(kl.double().cpu())
+                kls_sampled.append(log_ratio.double().cpu())
+                lengths.append(rollout.response_lengths.double().cpu())
+                texts.extend(batch_texts)
+                completions.extend(_completion_texts(tokenizer, rollout))
+    finally:
+        for model, was_training in modes:
+            model.train(was_training)
+
+    rewards, kls, kls_sampled = torch.cat(rewards), torch.cat(kls), torch.cat(kls_sampled)
+    reward_mean, reward_std, reward_ci95 = _mean_std_ci(rewards)
+    kl_mean, _, kl_ci95 = _mean_std_ci(kls)
+    kl_sampled_mean, _, kl_sampled_ci95 = _mean_std_ci(kls_sampled)
+    vader = vader_scores(texts)
+    result = {
+        "reward_mean": reward_mean,
+        "reward_ci95": reward_ci95,
+        "reward_std": reward_std,
+        "kl_to_sft": max(0.0, kl_mean),
+        "kl_to_sft_ci95": kl_ci95,
+        "kl_to_sft_sampled": kl_sampled_mean,
+        "kl_to_sft_sampled_ci95": kl_sampled_ci95,
+        "response_len": torch.cat(lengths).mean().item(),
+        "distinct_1": distinct_n(completions, 1),
+        "distinct_2": distinct_n(completions, 2),
+        "vader_compound": sum(vader) / len(vader),
+        "vader_positive_share": sum(score > VADER_POSITIVE for score in vader) / len(vader),
+        "n": len(texts),
+    }
+    if return_samples:
+        result.update(samples=texts, completions=completions, rewards=rewards.tolist(),
+                      kl=kls.tolist(), kl_sampled=kls_sampled.tolist())
+    return result
+
+
+# ----------------------------------------------------------------------------- LITI Pareto front
+
+
+def interpolate(theta_init, theta_merged, eta: float) -> dict[str, torch.Tensor]:
+    """theta_eta = (1 - eta) theta_init + eta theta_merged: weights.liti, the LITI step itself."""
+    return liti(theta_init, theta_merged, eta)
+
+
+def _check_etas(etas) -> list[float]:
+    etas = list(etas)
+    if not etas:
+        raise ValueError("etas must hold at least 1 eta")
+    for eta in etas:
+        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+    return [float(eta) for eta in etas]
+
+
+def pareto_front(theta_start, theta_merged, etas, policy_template, tokenizer, reference, reward_scorer,
+                 prompts, sampling: SamplingConfig, seed: int, label=None,
+                 batch_size: int = 64) -> pd.DataFrame:
+    """Evaluate theta_eta = liti(theta_start, theta_merged, eta) for each eta, all with the SAME
+    seed and prompts (so eta = 0 is exactly `theta_start` evaluated, eta = 1 `theta_merged`).
+
+    theta_start/theta_merged: state dicts keyed like policy_template.state_dict() (e.g. theta_sft
+    and theta_slerp_i); policy_template is deep-copied once and never modified. Returns one row per
+    eta: `label`, `eta` and the METRIC_COLUMNS. Every eta is validated before any evaluation."""
+    etas = _check_etas(etas)
+    policy = copy.deepcopy(policy_template)
+    rows = []
+    for eta in tqdm(etas, desc=f"LITI front{'' if label is None else f' ({label})'}", leave=False):
+        policy.load_state_dict(interpolate(theta_start, theta_merged, eta))
+        metrics = evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling,
+                                  seed, batch_size=batch_size)
+        rows.append({"label": label, "eta": eta, **metrics})
+    return pd.DataFrame(rows, columns=["label", "eta", *METRIC_COLUMNS])
