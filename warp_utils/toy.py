@@ -1,0 +1,195 @@
+"""A toy WARP that runs in a fraction of a second: a softmax policy over a small vocabulary.
+
+The "language model" answers P prompts x with one token y out of K; the reward r(x, y) is a fixed
+(P, K) table (P = 1: a plain bandit with a reward vector). The policy is a state dict with two
+tensors, like a tiny network with a per-prompt part and a shared part:
+
+    logits(x) = table[x] + bias,   pi(y | x) = softmax(logits(x))_y
+
+Everything WARP does to a language model happens here too, with the same `warp_utils.weights`
+functions (Algorithm 1 of the paper):
+
+    for i in 1..I:                        # WARP iterations
+        for m in 1..M:                    # independent RL runs from theta_init
+            theta_m = theta_ema = theta_init
+            T REINFORCE steps on r_beta = r(x, y) - beta * log(pi(y|x) / pi_ema(y|x))
+            after each step: theta_ema <- (1 - mu) theta_ema + mu theta_m
+        theta_slerp = slerp(theta_init, [theta_1, ..., theta_M])
+        theta_init  = liti(theta_init, theta_slerp, eta)
+
+Float64 throughout. Rewards and KLs are exact sums over prompts and tokens, never estimates; only
+the training gradients are sampled, so the M runs see different noise and end in different
+places, which is what gives SLERP something to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .weights import ema, liti, slerp
+
+State = dict[str, Tensor]
+
+
+def make_bandit(num_prompts: int = 16, num_tokens: int = 8, seed: int = 0) -> tuple[State, Tensor]:
+    """(theta_sft, reward): random SFT logits (table N(0, 0.5^2), bias N(0, 0.5^2)) and a
+    reward table r(x, y) ~ U[0, 1] of shape (num_prompts, num_tokens)."""
+    gen = torch.Generator().manual_seed(seed)
+    table = 0.5 * torch.randn(num_prompts, num_tokens, generator=gen, dtype=torch.float64)
+    bias = 0.5 * torch.randn(num_tokens, generator=gen, dtype=torch.float64)
+    reward = torch.rand(num_prompts, num_tokens, generator=gen, dtype=torch.float64)
+    return {"table": table, "bias": bias}, reward
+
+
+def logits(theta: State) -> Tensor:
+    return theta["table"] + theta["bias"]
+
+
+def probs(theta: State) -> Tensor:
+    """pi(y | x) as a (P, K) table."""
+    return torch.softmax(logits(theta), dim=-1)
+
+
+def expected_reward(theta: State, reward: Tensor) -> float:
+    """E_x E_{y ~ pi(.|x)}[r(x, y)], exactly: mean_x sum_y pi(y|x) r(x, y)."""
+    return float((probs(theta) * reward).sum(-1).mean())
+
+
+def kl(theta_p: State, theta_q: State) -> float:
+    """E_x KL(pi_p(.|x) || pi_q(.|x)) = mean_x sum_y pi_p (log pi_p - log pi_q), exactly."""
+    log_p = torch.log_softmax(logits(theta_p), dim=-1)
+    log_q = torch.log_softmax(logits(theta_q), dim=-1)
+    return float((log_p.exp() * (log_p - log_q)).sum(-1).mean())
+
+
+def policy_gradient(
+    theta: State,
+    theta_ema: State,
+    reward: Tensor,
+    beta: float,
+    prompts: Tensor | None = None,
+    actions: Tensor | None = None,
+) -> State:
+    """Gradient (for ascent) of E[r_beta(x, y) log pi(y|x)] with r_beta held constant (no grad):
+
+        r_beta(x, y) = r(x, y) - beta * (log pi(y|x) - log pi_ema(y|x)),  d log pi(y|x)/d logits(x)
+        = e_y - pi(.|x); the bias gets the sum over prompts of the logits' gradient.
+
+    prompts = actions = None: the exact expectation mean_x sum_y pi r_beta (e_y - pi), which is
+    the true gradient of E[r] - beta KL(pi || pi_ema). Else N sampled (x_i, y_i): REINFORCE with a
+    leave-one-out baseline, (1/N) sum_i A_i (e_{y_i} - pi(.|x_i)) in row x_i, unbiased for it.
+    """
+    log_pi = torch.log_softmax(logits(theta), dim=-1)
+    pi = log_pi.exp()
+    r_beta = reward - beta * (log_pi - torch.log_softmax(logits(theta_ema), dim=-1))
+    if prompts is None and actions is None:
+        grad_logits = pi * (r_beta - (pi * r_beta).sum(-1, keepdim=True)) / pi.shape[0]
+    else:
+        n = actions.numel()
+        if n < 2:
+            raise ValueError(f"a leave-one-out baseline needs batch_size >= 2, got {n}")
+        sampled = r_beta[prompts, actions]
+        # A_i = r_i - mean_{j != i} r_j = (r_i - mean) n / (n - 1): the baseline ignores sample i,
+        # so it does not bias the gradient (a plain batch mean would, by O(1/n)).
+        advantages = (sampled - sampled.mean()) * n / (n - 1)
+        grad_logits = torch.zeros_like(pi)
+        grad_logits.index_put_((prompts, actions), advantages, accumulate=True)
+        grad_logits.index_add_(0, prompts, -advantages[:, None] * pi[prompts])
+        grad_logits /= n
+    return {"table": grad_logits, "bias": grad_logits.sum(0)}
+
+
+def rl_run(
+    theta_init: State,
+    reward: Tensor,
+    *,
+    T: int,
+    mu: float,
+    beta: float,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[State, State]:
+    """One RL run from theta_init with its own EMA anchor: T steps of SGD ascent on sampled
+    (prompt, token) batches. Returns (theta_m, theta_ema)."""
+    theta = {k: v.clone() for k, v in theta_init.items()}
+    theta_ema = {k: v.clone() for k, v in theta_init.items()}
+    num_prompts = reward.shape[0]
+    for _ in range(T):
+        prompts = torch.randint(num_prompts, (batch_size,), generator=generator)
+        actions = torch.multinomial(probs(theta)[prompts], 1, generator=generator).squeeze(1)
+        grad = policy_gradient(theta, theta_ema, reward, beta, prompts, actions)
+        theta = {k: theta[k] + lr * grad[k] for k in theta}
+        theta_ema = ema(theta_ema, theta, mu)  # after every optimiser step, as in the paper
+    return theta, theta_ema
+
+
+def warp(
+    theta_sft: State,
+    reward: Tensor,
+    *,
+    I: int = 3,
+    M: int = 2,
+    T: int = 50,
+    mu: float = 0.01,
+    eta: float = 0.5,
+    beta: float = 0.1,
+    lr: float = 4.0,
+    batch_size: int = 8,
+    seed: int = 0,
+    merge: Callable[..., State] = slerp,
+) -> list[dict]:
+    """Algorithm 1 on the toy. Returns one record per iteration: `theta_init`, the M trained
+    policies `thetas`, their anchors `theta_emas`, `theta_merged` = merge(theta_init, thetas)
+    (SLERP by default; pass `weights.lerp` for the baseline) and `theta_next` =
+    liti(theta_init, theta_merged, eta), the next iteration's theta_init.
+
+    Run m of iteration i draws from its own seeded generator: runs differ, re-runs are identical,
+    and the runs of a SLERP and a LERP call with the same seed see the same first iteration."""
+    history = []
+    theta_init = {k: v.clone() for k, v in theta_sft.items()}
+    for i in range(I):
+        thetas, theta_emas = [], []
+        for m in range(M):
+            generator = torch.Generator().manual_seed(1_000_003 * seed + 1_009 * i + m)
+            theta, theta_ema = rl_run(
+                theta_init,
+                reward,
+                T=T,
+                mu=mu,
+                beta=beta,
+                lr=lr,
+                batch_size=batch_size,
+                generator=generator,
+            )
+            thetas.append(theta)
+            theta_emas.append(theta_ema)
+        theta_merged = merge(theta_init, thetas)  # the trained policies, not their EMAs
+        theta_next = liti(theta_init, theta_merged, eta)
+        history.append(
+            {
+                "theta_init": theta_init,
+                "thetas": thetas,
+                "theta_emas": theta_emas,
+                "theta_merged": theta_merged,
+                "theta_next": theta_next,
+            }
+        )
+        theta_init = theta_next
+    return history
+
+
+def liti_path(
+    theta_init: State, theta_merged: State, etas, reward: Tensor, theta_ref: State
+) -> tuple[list[float], list[float]]:
+    """(KL(pi_eta || pi_ref), E[r] under pi_eta) along the LITI segment
+    theta_eta = liti(theta_init, theta_merged, eta), one pair per eta in `etas`."""
+    kls, rewards = [], []
+    for eta in etas:
+        theta = liti(theta_init, theta_merged, float(eta))
+        kls.append(kl(theta, theta_ref))
+        rewards.append(expected_reward(theta, reward))
+    return kls, rewards
