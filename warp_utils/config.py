@@ -62,20 +62,22 @@ class RewardModelConfig:
     """The reward model r(x, y): a DistilBERT with one output, trained Bradley-Terry with trl."""
 
     pretrained: str | None = None  # full: distilbert/distilbert-base-cased
-    # Tiny DistilBERT architecture (ignored when `pretrained` is set).
+    # Tiny DistilBERT architecture (ignored when `pretrained` is set). Measured here: 1 x 64 with
+    # 5000 pairs of <= 128 tokens trains in ~20 s to 0.85-0.90 held-out pair accuracy (5 seeds);
+    # 2 x 128 on 3000 pairs of 256 tokens reaches 0.92 but takes ~5x longer.
     vocab_size: int = 8192  # cased WordPiece trained on IMDB train reviews
-    n_layers: int = 2
-    dim: int = 128
+    n_layers: int = 1
+    dim: int = 64
     n_heads: int = 2
-    hidden_dim: int = 512
-    tokenizer_reviews: int = 5000
+    hidden_dim: int = 256
+    tokenizer_reviews: int = 2000
     # Pairs (chosen = positive review, rejected = negative review) and RewardTrainer settings.
-    num_pairs: int | None = 3000  # None: as many as the smaller class allows (12,500 on full)
+    num_pairs: int | None = 5000  # None: as many as the smaller class allows (12,500 on full)
     num_eval_pairs: int = 500  # held-out pairs from the test split
-    max_length: int = 256  # tokens, including the appended eos ([SEP])
+    max_length: int = 128  # tokens, including the appended eos ([SEP]); longer texts are cut
     epochs: float = 1.0
-    batch_size: int = 16
-    lr: float = 1e-3
+    batch_size: int = 32
+    lr: float = 2e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
     score_batch_size: int = 64  # batch size of the scorer at inference
