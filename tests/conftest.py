@@ -13,9 +13,9 @@ from warp_utils.config import get_profile
 # (measured here: a 4x9x32 layer norm + linear takes 0.14 ms on 1 thread, 9 ms on 2 under load).
 torch.set_num_threads(1)
 
-POSITIVE = "wonderful superb moving brilliant great touching beautiful delightful".split()
-NEGATIVE = "awful dull boring terrible bad tedious ugly dreadful".split()
-NEUTRAL = "the film movie plot actor story scene director camera music and a of it was".split()
+POSITIVE = ["wonderful", "superb", "moving", "brilliant", "great", "touching", "beautiful", "delightful"]
+NEGATIVE = ["awful", "dull", "boring", "terrible", "bad", "tedious", "ugly", "dreadful"]
+NEUTRAL = ["the", "film", "movie", "plot", "actor", "story", "scene", "director", "camera", "music", "and", "a", "of", "it", "was"]
 
 
 def fake_review(rng: random.Random, label: int, words: int) -> str:

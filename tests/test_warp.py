@@ -1,13 +1,12 @@
 """Algorithm 1 on a tiny GPT-2 with a character-level reward: behaviour, order, resumption."""
 
-import torch
 import pytest
+import torch
 
-import warp_utils.warp as warp
-from warp_utils.config import SamplingConfig, WarpConfig
+from warp_utils import warp
+from warp_utils.config import PolicyConfig, SamplingConfig, WarpConfig
 from warp_utils.models import tiny_gpt2, train_policy_tokenizer
-from warp_utils.config import PolicyConfig
-from warp_utils.rl import generate, left_pad, decode_texts
+from warp_utils.rl import decode_texts, generate, left_pad
 
 CORPUS = ["a wonderful film with a moving story", "a dull and awful mess of a movie",
           "the actors were great", "the plot was boring"] * 10

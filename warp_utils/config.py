@@ -99,7 +99,7 @@ class WarpConfig:
     """Algorithm 1 of the paper. Symbols: I iterations, M runs, T steps, mu EMA rate, eta LITI
     step, beta KL weight. Validated on construction: a value out of range is a ValueError."""
 
-    I: int = 2  # noqa: E741  number of WARP iterations
+    I: int = 2
     M: int = 2  # number of independent RL runs merged per iteration
     T: int = 50  # RL steps per run
     mu: float = 0.01  # EMA update rate: theta_ema <- (1 - mu) theta_ema + mu theta

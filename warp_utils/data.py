@@ -53,7 +53,9 @@ def _read_local(folder: Path, split: str, hub_name: str) -> datasets.Dataset:
             f"{IMDB_DIR_ENV}={str(folder)!r} has no {split}.parquet. " + _fix_hint(hub_name)
         )
     frame = pd.read_parquet(path, columns=["text", "label"])
-    frame["text"] = [clean_text(text) for text in frame["text"]]
+    frame["text"] = (  # clean_text, vectorised: 25k reviews in well under a second
+        frame["text"].str.replace(_BREAK, " ", regex=True).str.replace(_SPACES, " ", regex=True).str.strip()
+    )
     return datasets.Dataset.from_pandas(frame, preserve_index=False)
 
 
@@ -62,7 +64,7 @@ def _read_hub(split: str, hub_name: str) -> datasets.Dataset:
         raise RuntimeError("No local IMDB copy is configured and the hub is offline. " + _fix_hint(hub_name))
     try:
         dataset = datasets.load_dataset(hub_name, split=split)
-    except Exception as error:  # noqa: BLE001 - any hub failure gets the same two fixes
+    except Exception as error:
         raise RuntimeError(f"Could not load {hub_name!r} from the hub ({error}). " + _fix_hint(hub_name)) from error
     return dataset.map(lambda row: {"text": clean_text(row["text"])}, desc=f"cleaning {hub_name}/{split}")
 

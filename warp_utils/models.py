@@ -15,7 +15,13 @@ from pathlib import Path
 import torch
 from tokenizers import ByteLevelBPETokenizer
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
 
 from .artifacts import build_once
 from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict

@@ -251,8 +251,18 @@ def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor,
                    temperature: float = 1.0) -> Tensor:
     """log pi(token_t | tokens_<t) under softmax(logits / temperature), t = 1..L-1: (B, L-1)."""
     check_masks(input_ids, attention_mask)
-    log_probs = next_token_log_probs(model, input_ids, attention_mask, temperature)
+    return taken_log_probs(next_token_log_probs(model, input_ids, attention_mask, temperature), input_ids)
+
+
+def taken_log_probs(log_probs: Tensor, input_ids: Tensor) -> Tensor:
+    """From next-token distributions (B, L-1, V), the log-prob of the token actually taken: (B, L-1)."""
     return log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def per_token_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) over the vocabulary at every position, (B, L-1, V) -> (B, L-1); >= 0 (a clamp
+    removes float rounding below 0)."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1).clamp(min=0.0)
 
 
 def sum_over_response(per_token: Tensor, response_mask: Tensor) -> Tensor:
@@ -281,9 +291,7 @@ def exact_kl(policy, reference, input_ids: Tensor, attention_mask: Tensor, respo
     check_masks(input_ids, attention_mask, response_mask)
     log_p = next_token_log_probs(policy, input_ids, attention_mask, temperature)
     log_q = next_token_log_probs(reference, input_ids, attention_mask, temperature)
-    kl_per_token = (log_p.exp() * (log_p - log_q)).sum(-1)
-    kl_per_token = kl_per_token.clamp(min=0.0)  # KL >= 0; only float rounding can go below
-    return sum_over_response(kl_per_token, response_mask)
+    return sum_over_response(per_token_kl(log_p, log_q), response_mask)
 
 
 # ----------------------------------------------------------------------------- the loss

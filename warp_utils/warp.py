@@ -35,7 +35,17 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import SamplingConfig, WarpConfig, to_dict
-from .rl import decode_texts, exact_kl, generate, left_pad, reinforce_loss, sequence_logprobs
+from .rl import (
+    decode_texts,
+    generate,
+    left_pad,
+    next_token_log_probs,
+    per_token_kl,
+    reinforce_loss,
+    sequence_logprobs,
+    sum_over_response,
+    taken_log_probs,
+)
 from .weights import ema_, liti, slerp
 
 StateDict = dict[str, torch.Tensor]
@@ -126,11 +136,15 @@ def rl_step(policy, anchor, reference, optimizer, prompt_ids: list[list[int]], t
     batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
     rewards = reward_scorer(decode_texts(tokenizer, rollout)).to(device)
 
-    logprobs = sequence_logprobs(policy, *batch, temperature=sampling.temperature)
+    # One forward per model: the policy's (with grad) serves the loss and both KLs to SFT.
+    temperature = sampling.temperature
+    policy_log_probs = next_token_log_probs(policy, rollout.input_ids, rollout.attention_mask, temperature)
+    logprobs = sum_over_response(taken_log_probs(policy_log_probs, rollout.input_ids), rollout.response_mask)
     with torch.no_grad():  # the anchor and the SFT policy are never differentiated
-        log_ratio = logprobs.detach() - sequence_logprobs(anchor, *batch, temperature=sampling.temperature)
-        sft_logprobs = sequence_logprobs(reference, *batch, temperature=sampling.temperature)
-        kl_to_sft = exact_kl(policy, reference, *batch, temperature=sampling.temperature)
+        log_ratio = logprobs.detach() - sequence_logprobs(anchor, *batch, temperature=temperature)
+        sft_log_probs = next_token_log_probs(reference, rollout.input_ids, rollout.attention_mask, temperature)
+        sft_logprobs = sum_over_response(taken_log_probs(sft_log_probs, rollout.input_ids), rollout.response_mask)
+        kl_to_sft = sum_over_response(per_token_kl(policy_log_probs.detach(), sft_log_probs), rollout.response_mask)
     loss, metrics = reinforce_loss(logprobs, rewards, log_ratio, config.beta, config.baseline)
 
     optimizer.zero_grad(set_to_none=True)
