@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -102,11 +104,11 @@ assert log_ratio.abs().max() < 1e-5  # pi_theta = pi_ema at the start: no penalt
 # itself. Notebook 03 derives and tests all three.
 
 # %%
-from warp_utils.weights import ema_, liti, slerp  # noqa: F401  (used by warp_utils.warp)
 import inspect
+
 import warp_utils.warp as warp
 
-print(inspect.getsource(warp.rl_step).split("optimizer.zero_grad")[1].split("metrics.update")[0])
+print(inspect.getsource(warp.rl_step))  # one RL step: rollout, r, r_beta, REINFORCE, then the EMA
 
 # %% [markdown]
 # ## 4. The run
