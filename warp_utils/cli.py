@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .config import PROFILES, get_profile
 
@@ -25,9 +26,10 @@ def _stage(name: str, build):
 
 
 def run(args) -> None:
-    """SFT policy -> reward model -> prompts (-> WARP training -> evaluation, when present)."""
+    """SFT policy -> reward model -> prompts -> WARP training -> evaluation report."""
     from .models import ensure_sft_policy
     from .prompts import ensure_prompts
+    from .report import copy_to_docs, write_report
     from .reward import ensure_reward_model
 
     profile = get_profile(args.profile)
@@ -36,6 +38,10 @@ def run(args) -> None:
     _stage("reward_model", lambda: ensure_reward_model(profile, fresh=args.fresh))
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
     _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh))
+    report = _stage("report", lambda: write_report(profile))
+    if args.update_docs:
+        docs = Path(__file__).resolve().parent.parent / "docs" / "results"
+        _stage("docs", lambda: copy_to_docs(report, docs) or docs)
 
 
 def _train(profile, config, name, fresh):
@@ -65,6 +71,8 @@ def parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
                             help="tiny (default, CPU) or full (GPU, downloads models)")
     run_parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
+    run_parser.add_argument("--update-docs", action="store_true",
+                            help="also copy the results table and main figures into docs/results/")
     run_parser.set_defaults(handler=run)
 
     train_parser = commands.add_parser("train", help="WARP training alone (writes warp/ or warp_runs/<name>/)")
