@@ -91,7 +91,8 @@ def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     model.train()
     losses = []
-    for batch in tqdm(blocks.split(config.sft_batch_size), desc="SFT pre-training", total=steps):
+    # mininterval: few redraws, since a headless kernel (nbval) ships every one as a message
+    for batch in tqdm(blocks.split(config.sft_batch_size), desc="SFT pre-training", total=steps, mininterval=2.0):
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

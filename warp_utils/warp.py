@@ -251,7 +251,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, r
 
     policy.eval()  # dropout off: it would make the sampled and the scored policy differ
     bar = tqdm(range(start, config.T + 1), desc=f"iteration {iteration}/{config.I} run {run}/{config.M}",
-               initial=start - 1, total=config.T, leave=False)
+               initial=start - 1, total=config.T, leave=False, mininterval=2.0)
     for step in bar:
         indices = prompt_indices(len(prompts), config.batch_size, config.seed, iteration, run, step)
         metrics = rl_step(policy, anchor, reference, optimizer, [prompts[i] for i in indices], tokenizer,
