@@ -123,7 +123,7 @@ def test_token_logprobs_are_those_of_the_tempered_distribution():
         logits = model(input_ids).logits[0, :-1].double()
     for t in range(1, len(ids)):
         z = logits[t - 1] / 0.5
-        expected = z[ids[t]] - math.log(sum(math.exp(v) for v in z.tolist()))
+        expected = (z[ids[t]] - math.log(sum(math.exp(v) for v in z.tolist()))).item()
         assert got[t - 1].item() == pytest.approx(expected, abs=1e-5)
 
 
