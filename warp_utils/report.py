@@ -74,7 +74,7 @@ def write_report(profile: Profile | str | None = None, components=None, result=N
     fig, ax = plt.subplots(figsize=(6, 4.5))
     plot_front(fronts, ax=ax)
     _save(fig, folder / FIGURES[1])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4))  # wide: the curve titles are long
     plot_training_curves(result.metrics, "reward_mean", ax=axes[0])
     plot_training_curves(result.metrics, "kl_to_sft", ax=axes[1])
     _save(fig, folder / FIGURES[2])
