@@ -169,3 +169,16 @@ def test_resuming_with_another_config_is_refused(setup, tmp_path):
     with pytest.raises(ValueError, match="warp.mu"):
         run(setup, tmp_path, config(I=1, M=1, T=1, mu=0.5))
     run(setup, tmp_path, config(I=1, M=1, T=1, mu=0.5), resume=False)  # --fresh starts over
+
+
+def test_a_run_of_another_theta_sft_is_stale(setup, tmp_path):
+    policy = setup[0]
+    cfg = config(I=1, M=1, T=1)
+    assert not warp.is_stale(tmp_path, cfg, SAMPLING, policy)  # nothing there yet
+    run(setup, tmp_path, cfg)
+    assert not warp.is_stale(tmp_path, cfg, SAMPLING, policy)
+    other = warp.copy.deepcopy(policy)
+    with torch.no_grad():
+        other.transformer.wte.weight[0, 0] += 1e-3
+    assert warp.is_stale(tmp_path, cfg, SAMPLING, other)
+    assert warp.is_stale(tmp_path, config(I=1, M=1, T=2), SAMPLING, policy)

@@ -62,12 +62,17 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
                     **train_kwargs):
     """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult."""
-    from .warp import train_warp
+    from .warp import is_stale, train_warp
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     config = config or profile.warp
     components = components or load_components(profile)
     run_dir = warp_run_dir(profile, config, name)
+    # Like every artifact, a run whose inputs changed (e.g. a rebuilt SFT policy) is rebuilt;
+    # train_warp itself refuses such a resume, and says so.
+    if is_stale(run_dir, config, profile.sampling, components.policy):
+        print(f"{run_dir} was trained from another theta_sft or config: training it again")
+        fresh = True
     return train_warp(config, components.policy, components.tokenizer, components.reward_scorer,
                       components.prompts["train"], run_dir, resume=not fresh,
                       sampling=profile.sampling, **train_kwargs)

@@ -206,6 +206,15 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+def is_stale(run_dir: Path, config: WarpConfig, sampling: SamplingConfig, policy) -> bool:
+    """True when run_dir holds a run made from another config or another theta_sft."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return False
+    wanted = json.loads(json.dumps(_run_config(config, sampling, policy)))
+    return json.loads(path.read_text()) != wanted
+
+
 def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
     """Create run_dir with its config.json; refuse to resume a run made with another config."""
     if not resume and run_dir.exists():
