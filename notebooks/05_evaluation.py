@@ -75,23 +75,6 @@ print(f"{len(test_prompts)} test prompts, etas {ETAS}")
 # iteration starts from).
 
 # %%
-import contextlib
-import functools
-from unittest import mock
-
-import tqdm
-
-import warp_utils.warp
-
-
-@contextlib.contextmanager
-def quiet_training():
-    """Training without per-step progress-bar widgets (hundreds of messages per run can overflow
-    the kernel's output channel in headless runs): `progress` prints a line every few steps."""
-    with mock.patch.object(warp_utils.warp, "tqdm", functools.partial(tqdm.tqdm, disable=True)):
-        yield
-
-
 def progress(name, T, every=25):
     def callback(row):
         if row["step"] % every == 0:
@@ -100,8 +83,10 @@ def progress(name, T, every=25):
     return callback
 
 
-with quiet_training():  # trains only if the run is missing (notebook 04 normally trained it)
-    result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T))
+# Trains only if the run is missing (notebook 04 normally trained it). No tqdm bars here: hundreds
+# of redraws per run can overflow a headless kernel's output channel; `progress` prints a line.
+result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T),
+                         progress_bars=False)
 print("run directory:", warp_run_dir(profile, config))
 work = copy.deepcopy(policy)  # one working copy: every state is loaded into it in turn
 
@@ -218,10 +203,10 @@ baseline_configs = {
 }
 print(f"WARP: {config.I * config.M * config.T} steps; baselines: {baseline_T} steps each "
       f"of {config.batch_size} prompts")
-with quiet_training():  # trained once (~1.5 min each on 2 CPU cores), then loaded from disk
-    baselines = {label: ensure_warp_run(profile, cfg, name=name, components=parts,
-                                        step_callback=progress(name, baseline_T))
-                 for label, (name, cfg) in baseline_configs.items()}
+# trained once (~1.5 min each on 2 CPU cores), then loaded from disk
+baselines = {label: ensure_warp_run(profile, cfg, name=name, components=parts,
+                                    step_callback=progress(name, baseline_T), progress_bars=False)
+             for label, (name, cfg) in baseline_configs.items()}
 baseline_fronts = [pareto_front(theta_sft, run.final, ETAS, label=label, **front_args)
                    for label, run in baselines.items()]
 

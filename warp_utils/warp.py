@@ -239,7 +239,8 @@ def _prepare_run_dir(run_dir: Path, run_config: dict, resume: bool) -> None:
 def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, reference, tokenizer,
               reward_scorer, prompts, config: WarpConfig, sampling: SamplingConfig, run_dir: Path,
               checkpoint_every: int, max_grad_norm: float | None,
-              step_callback: Callable[[dict], None] | None) -> tuple[StateDict, StateDict, list[dict]]:
+              step_callback: Callable[[dict], None] | None,
+              progress_bars: bool = True) -> tuple[StateDict, StateDict, list[dict]]:
     """Run m of iteration i: T REINFORCE steps from theta_init with an EMA anchor. Resumes from
     run_dir/checkpoint.pt when it belongs to this run. Returns (theta_m, theta_m_ema, metric rows)."""
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -260,7 +261,8 @@ def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, r
 
     policy.eval()  # dropout off: it would make the sampled and the scored policy differ
     bar = tqdm(range(start, config.T + 1), desc=f"iteration {iteration}/{config.I} run {run}/{config.M}",
-               initial=start - 1, total=config.T, leave=False, mininterval=2.0)
+               initial=start - 1, total=config.T, leave=False, mininterval=2.0,
+               disable=not progress_bars)
     for step in bar:
         indices = prompt_indices(len(prompts), config.batch_size, config.seed, iteration, run, step)
         metrics = rl_step(policy, anchor, reference, optimizer, [prompts[i] for i in indices], tokenizer,
@@ -278,12 +280,14 @@ def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, r
 def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, run_dir, resume: bool = True,
                sampling: SamplingConfig | None = None, checkpoint_every: int = 10,
                max_grad_norm: float | None = None,
-               step_callback: Callable[[dict], None] | None = None) -> WarpResult:
+               step_callback: Callable[[dict], None] | None = None,
+               progress_bars: bool = True) -> WarpResult:
     """Algorithm 1. `policy` is pi_sft (left untouched: it is also the KL-to-SFT reference);
     `prompts` a sequence of token-id lists (or a datasets.Dataset with an `input_ids` column);
     `reward_scorer` maps a list of texts to a float tensor. Re-running with the same run_dir
     resumes (completed runs and iterations are loaded, an interrupted run continues from its
-    last checkpoint); `resume=False` starts over."""
+    last checkpoint); `resume=False` starts over. `progress_bars=False` silences the tqdm bars
+    (a headless kernel ships every redraw as a message; use `step_callback` to log instead)."""
     sampling = sampling or SamplingConfig()
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -301,7 +305,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
     result = WarpResult([], [], [], [], pd.DataFrame(columns=METRIC_COLUMNS))
     all_rows = _read_metrics(run_dir)
 
-    for iteration in tqdm(range(1, config.I + 1), desc="WARP iterations"):
+    for iteration in tqdm(range(1, config.I + 1), desc="WARP iterations", disable=not progress_bars):
         folder = run_dir / f"iter_{iteration}"
         theta_runs, theta_emas = [], []
         for run in range(1, config.M + 1):
@@ -312,7 +316,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
                 continue
             theta_m, theta_ema, rows = train_run(iteration, run, theta_init, working, anchor, reference, tokenizer,
                                       reward_scorer, prompts, config, sampling, run_dir, checkpoint_every,
-                                      max_grad_norm, step_callback)
+                                      max_grad_norm, step_callback, progress_bars)
             all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
             _write_metrics(run_dir, all_rows)
             save_ema(theta_ema, run_folder)
