@@ -182,3 +182,54 @@ def test_a_run_of_another_theta_sft_is_stale(setup, tmp_path):
         other.transformer.wte.weight[0, 0] += 1e-3
     assert warp.is_stale(tmp_path, cfg, SAMPLING, other)
     assert warp.is_stale(tmp_path, config(I=1, M=1, T=2), SAMPLING, policy)
+
+
+def trained_runs(monkeypatch):
+    """Record which runs (iteration, run) train_warp actually trains."""
+    trained, real_train_run = [], warp.train_run
+
+    def train_run(iteration, run, *args, **kwargs):
+        trained.append((iteration, run))
+        return real_train_run(iteration, run, *args, **kwargs)
+
+    monkeypatch.setattr(warp, "train_run", train_run)
+    return trained
+
+
+def test_a_run_with_the_same_inputs_is_copied_and_equals_training_it(setup, tmp_path, monkeypatch):
+    default = run(setup, tmp_path / "default", config(I=2, M=2))
+    trained = trained_runs(monkeypatch)
+    study_cfg = config(I=1, M=3, eta=0.3)  # iteration 1's runs 1 and 2 do not depend on I, M or eta
+    study = run(setup, tmp_path / "study", study_cfg, reuse_runs_from=[tmp_path / "default"])
+    assert trained == [(1, 3)]
+    for m in range(2):
+        for name, value in default.theta_runs[0][m].items():
+            assert torch.equal(study.theta_runs[0][m][name], value), (m, name)
+    scratch = run(setup, tmp_path / "scratch", study_cfg)  # the same study, every run trained
+    assert trained[1:] == [(1, 1), (1, 2), (1, 3)]
+    for name, value in scratch.final.items():
+        assert torch.equal(study.final[name], value), name
+    for name, value in scratch.theta_ema_runs[0][2].items():
+        assert torch.equal(study.theta_ema_runs[0][2][name], value), name
+    columns = ["iteration", "run", "step", "reward_mean", "kl_to_sft"]
+    assert study.metrics[columns].to_numpy().ravel().tolist() == pytest.approx(
+        scratch.metrics[columns].to_numpy().ravel().tolist())
+
+
+def test_runs_with_other_inputs_are_trained(setup, tmp_path, monkeypatch):
+    run(setup, tmp_path / "default", config(I=2, M=2))
+    trained = trained_runs(monkeypatch)
+    # another eta: iteration 2 starts from another theta_init, iteration 1 is shared
+    run(setup, tmp_path / "eta", config(I=2, M=2, eta=0.3), reuse_runs_from=[tmp_path / "default"])
+    assert trained == [(2, 1), (2, 2)]
+    # another mu changes every run
+    run(setup, tmp_path / "mu", config(I=1, M=2, mu=0.5), reuse_runs_from=[tmp_path / "default"])
+    assert trained[2:] == [(1, 1), (1, 2)]
+    # another theta_sft (the KL-to-SFT reference of the logged metrics) changes every run too
+    policy, tokenizer, prompts = setup
+    other = warp.copy.deepcopy(policy)
+    with torch.no_grad():
+        other.transformer.wte.weight[0, 0] += 1e-3
+    warp.train_warp(config(I=1, M=1), other, tokenizer, vowel_reward, prompts, tmp_path / "other_sft",
+                    sampling=SAMPLING, reuse_runs_from=[tmp_path / "default"])
+    assert trained[4:] == [(1, 1)]

@@ -58,10 +58,19 @@ def warp_run_dir(profile: Profile, config: WarpConfig, name: str | None = None) 
     return artifacts_dir(profile) / "warp_runs" / name
 
 
+def profile_run_dirs(profile: Profile) -> list[Path]:
+    """Every WARP run directory of `profile`: warp/ first, then warp_runs/<name>/ by name."""
+    root = artifacts_dir(profile)
+    runs = sorted(p for p in (root / "warp_runs").glob("*") if p.is_dir()) if (root / "warp_runs").is_dir() else []
+    return [root / "warp", *runs]
+
+
 def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | None = None,
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
-                    **train_kwargs):
-    """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult."""
+                    reuse: bool = True, **train_kwargs):
+    """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult.
+    `reuse`: a run (i, m) already trained with the same inputs in another run directory of the
+    profile is copied, not trained again (see warp.run_key)."""
     from .warp import is_stale, train_warp
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -73,6 +82,7 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     if is_stale(run_dir, config, profile.sampling, components.policy):
         print(f"{run_dir} was trained from another theta_sft or config: training it again")
         fresh = True
+    reuse_runs_from = profile_run_dirs(profile) if reuse else ()
     return train_warp(config, components.policy, components.tokenizer, components.reward_scorer,
                       components.prompts["train"], run_dir, resume=not fresh,
-                      sampling=profile.sampling, **train_kwargs)
+                      sampling=profile.sampling, reuse_runs_from=reuse_runs_from, **train_kwargs)

@@ -16,6 +16,12 @@
 Run directory layout: config.json, metrics.csv, iter_<i>/run_<m>/ (final theta_m),
 iter_<i>/slerp/, iter_<i>/init/ and final/ (save_pretrained folders with the tokenizer), and
 checkpoint.pt while a run is in progress (weights, EMA, optimiser, RNG, metrics so far).
+
+Runs are shared between run directories: run m of iteration i depends only on its inputs
+(theta_init, pi_sft, the prompts, the reward model, the sampling settings, the seed, and the
+fields of RUN_FIELDS), not on I, M or eta. Each finished run folder records a key of those
+inputs; `reuse_runs_from` copies a finished run with the same key instead of training it again
+(e.g. iteration 1 of the default run is the whole of a study run with I = 1).
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_t
                   "kl_to_sft", "kl_to_sft_sampled", "response_len", "loss"]
 EMA_FILE = "ema.safetensors"
 DONE = "complete.json"  # written last into a weights folder: a folder without it is not done
+# The WarpConfig fields one run (i, m) depends on; I, M and eta only shape what happens around it.
+RUN_FIELDS = ("T", "mu", "beta", "lr", "batch_size", "baseline", "seed")
 
 
 @dataclass
@@ -75,14 +83,15 @@ def clone_state(model) -> StateDict:
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
-def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
-    """Write `state` as a save_pretrained folder (loadable with AutoModelForCausalLM)."""
+def save_weights(template, state: StateDict, tokenizer, folder: Path, done_info: dict | None = None) -> None:
+    """Write `state` as a save_pretrained folder (loadable with AutoModelForCausalLM); `done_info`
+    goes into its completion marker."""
     model = copy.deepcopy(template)
     model.load_state_dict(state)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / DONE).write_text("{}")
+    (folder / DONE).write_text(json.dumps(done_info or {}))
 
 
 def load_weights(template, folder: Path) -> StateDict:
@@ -187,11 +196,40 @@ def _load_checkpoint(path: Path, iteration: int, run: int) -> dict | None:
 
 def _fingerprint(model) -> str:
     """A hash of the bytes of every tensor: resuming on top of another theta_sft is refused."""
+    return _state_fingerprint(model.state_dict())
+
+
+def _state_fingerprint(state: StateDict) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _prompts_fingerprint(prompts) -> str:
+    digest = hashlib.sha256()
+    for ids in prompts:
+        digest.update(json.dumps(list(ids)).encode())
+    return digest.hexdigest()[:16]
+
+
+def run_key(config: WarpConfig, sampling: SamplingConfig, iteration: int, run: int, theta_init: StateDict,
+            inputs: dict) -> str:
+    """What run m of iteration i is a function of: equal keys, bitwise-equal runs. `inputs` holds
+    the fingerprints shared by all runs of a train_warp call (pi_sft, prompts, reward model)."""
+    payload = {"warp": {name: getattr(config, name) for name in RUN_FIELDS}, "sampling": to_dict(sampling),
+               "iteration": iteration, "run": run, "theta_init": _state_fingerprint(theta_init), **inputs}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _find_run(candidates, iteration: int, run: int, key: str) -> Path | None:
+    """A finished run folder iter_<i>/run_<m>/ with this key in one of the candidate run dirs."""
+    for run_dir in candidates:
+        folder = Path(run_dir) / f"iter_{iteration}" / f"run_{run}"
+        if is_done(folder) and json.loads((folder / DONE).read_text() or "{}").get("run_key") == key:
+            return folder
+    return None
 
 
 def _run_config(config: WarpConfig, sampling: SamplingConfig, policy) -> dict:
@@ -281,13 +319,15 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
                sampling: SamplingConfig | None = None, checkpoint_every: int = 10,
                max_grad_norm: float | None = None,
                step_callback: Callable[[dict], None] | None = None,
-               progress_bars: bool = True) -> WarpResult:
+               progress_bars: bool = True, reuse_runs_from=()) -> WarpResult:
     """Algorithm 1. `policy` is pi_sft (left untouched: it is also the KL-to-SFT reference);
     `prompts` a sequence of token-id lists (or a datasets.Dataset with an `input_ids` column);
     `reward_scorer` maps a list of texts to a float tensor. Re-running with the same run_dir
     resumes (completed runs and iterations are loaded, an interrupted run continues from its
     last checkpoint); `resume=False` starts over. `progress_bars=False` silences the tqdm bars
-    (a headless kernel ships every redraw as a message; use `step_callback` to log instead)."""
+    (a headless kernel ships every redraw as a message; use `step_callback` to log instead).
+    `reuse_runs_from`: other run directories whose finished runs with the same run_key are copied
+    (weights, EMA and metric rows) instead of trained."""
     sampling = sampling or SamplingConfig()
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -304,12 +344,25 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
     theta_init = clone_state(reference)  # theta_init <- theta_sft
     result = WarpResult([], [], [], [], pd.DataFrame(columns=METRIC_COLUMNS))
     all_rows = _read_metrics(run_dir)
+    scorer_model = getattr(reward_scorer, "model", None)  # a plain callable cannot be fingerprinted
+    inputs = {"theta_sft": _fingerprint(reference), "prompts": _prompts_fingerprint(prompts),
+              "reward_model": _fingerprint(scorer_model) if scorer_model is not None else None,
+              "max_grad_norm": max_grad_norm}
+    candidates = [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()]
 
     for iteration in tqdm(range(1, config.I + 1), desc="WARP iterations", disable=not progress_bars):
         folder = run_dir / f"iter_{iteration}"
         theta_runs, theta_emas = [], []
         for run in range(1, config.M + 1):
             run_folder = folder / f"run_{run}"
+            key = run_key(config, sampling, iteration, run, theta_init, inputs)
+            source = None if is_done(run_folder) else _find_run(candidates, iteration, run, key)
+            if source is not None:  # the same run, already trained elsewhere: copy it
+                shutil.rmtree(run_folder, ignore_errors=True)
+                shutil.copytree(source, run_folder)
+                rows = [r for r in _read_metrics(source.parent.parent) if (r["iteration"], r["run"]) == (iteration, run)]
+                all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
+                _write_metrics(run_dir, all_rows)
             if is_done(run_folder):
                 theta_runs.append(load_weights(reference, run_folder))
                 theta_emas.append(load_ema(run_folder))
@@ -320,7 +373,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
             all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
             _write_metrics(run_dir, all_rows)
             save_ema(theta_ema, run_folder)
-            save_weights(reference, theta_m, tokenizer, run_folder)
+            save_weights(reference, theta_m, tokenizer, run_folder, done_info={"run_key": key})
             (run_dir / "checkpoint.pt").unlink(missing_ok=True)
             theta_runs.append(theta_m)
             theta_emas.append(theta_ema)
