@@ -63,6 +63,23 @@ def test_first_tokens_cuts_and_excludes_short_texts():
     assert prompts == [tokenizer(texts[0])["input_ids"][:4], tokenizer(texts[2])["input_ids"][:4]]
 
 
+def test_first_tokens_of_the_head_equal_those_of_the_whole_text():
+    tokenizer = train_policy_tokenizer(SENTENCES, vocab_size=300)
+    texts = [
+        "a wonderful film   with  a moving story, truly!!! 10/10 would watch again",  # runs of spaces
+        "the plot was boring" + "!" * 40 + " and the actors were great",  # a long punctuation run
+        "x" * 60 + " the end",  # no clean cut before `chars`: tokenized whole
+        "a dull\n\n and awful mess of a movie, it's the worst I've seen in years",
+        "short",
+    ]
+    for chars in range(1, max(map(len, texts)) + 2):  # every cut position
+        for length in range(1, 16):
+            prompts, kept = first_tokens(texts, tokenizer, length=length, chars=chars)
+            whole = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+            assert kept == [i for i, ids in enumerate(whole) if len(ids) >= length], (chars, length)
+            assert prompts == [whole[i][:length] for i in kept], (chars, length)
+
+
 def test_prompts_are_exactly_prompt_tokens_long(fake_imdb, small_profile):
     folder = ensure_prompts(small_profile)
     prompts = load_prompts(small_profile)

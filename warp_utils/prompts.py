@@ -17,15 +17,32 @@ from .config import Profile, artifacts_dir, get_profile, to_dict
 from .data import SPLITS, load_imdb
 
 
-def first_tokens(texts: list[str], tokenizer, length: int) -> tuple[list[list[int]], list[int]]:
+def head(text: str, chars: int) -> str:
+    """The start of `text`, cut right before a whitespace that follows a non-whitespace character
+    at or before `chars`. Byte-level BPE (GPT-2's pre-tokenizer) never merges across such a
+    boundary, so every token of the head is a token of the whole text: tokenizing the head gives
+    the first tokens of a 10 kB review for the price of its first `chars` characters."""
+    if len(text) <= chars:
+        return text
+    for cut in range(chars, 0, -1):
+        if text[cut].isspace() and not text[cut - 1].isspace():
+            return text[:cut]
+    return text  # one long run without a clean cut: tokenize it whole
+
+
+def first_tokens(texts: list[str], tokenizer, length: int, chars: int = 1000) -> tuple[list[list[int]], list[int]]:
     """The first `length` token ids (no special tokens) of each text long enough, and the
-    indices of those texts: shorter ones are excluded rather than padded."""
+    indices of those texts: shorter ones are excluded rather than padded. Only the head of each
+    text (its first ~`chars` characters) is tokenized, unless the head is too short."""
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
     prompts, kept = [], []
     for start in range(0, len(texts), 1024):
-        encoded = tokenizer(texts[start : start + 1024], add_special_tokens=False)["input_ids"]
+        batch = texts[start : start + 1024]
+        encoded = tokenizer([head(text, chars) for text in batch], add_special_tokens=False)["input_ids"]
         for offset, ids in enumerate(encoded):
+            if len(ids) < length and len(batch[offset]) > chars:  # a head of few long tokens
+                ids = tokenizer(batch[offset], add_special_tokens=False)["input_ids"]
             if len(ids) >= length:
                 prompts.append(ids[:length])
                 kept.append(start + offset)
