@@ -46,7 +46,7 @@ import torch
 from IPython.display import display
 
 from warp_utils.config import get_profile
-from warp_utils.evaluation import evaluate_policy, pareto_front
+from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
 from warp_utils.pipeline import ensure_warp_run, load_components, warp_run_dir
 from warp_utils.plots import plot_bars, plot_front
 from warp_utils.weights import lerp, liti, slerp
@@ -258,15 +258,8 @@ ax.set_title("Reward vs KL to SFT: WARP iterations, REINFORCE baselines, LERP")
 plt.show()
 
 
-def reward_at_kl(front, kl):
-    """The front's upper envelope (best reward with KL <= k), linearly interpolated at `kl`."""
-    front = front.sort_values("kl_to_sft")
-    envelope = front["reward_mean"].cummax()
-    return float(np.interp(kl, front["kl_to_sft"], envelope))
-
-
 curves = {name: group for name, group in all_fronts.groupby("label", sort=False)}
-k_star = min(group["kl_to_sft"].max() for group in curves.values())
+k_star = common_kl(list(curves.values()))  # the largest KL every front reaches
 summary = pd.DataFrame([
     {"front": name, "reward at eta=1": g.loc[g.eta == 1.0, "reward_mean"].item(),
      "KL at eta=1": g.loc[g.eta == 1.0, "kl_to_sft"].item(), "best reward": g["reward_mean"].max(),

@@ -231,3 +231,31 @@ def test_plots_draw_one_curve_per_label_and_error_bars():
     with pytest.raises(ValueError, match="nope"):
         plots.plot_bars(table, "nope")
     plt.close("all")
+
+
+def test_reward_at_kl_reads_the_upper_envelope_and_common_kl_is_the_shortest_reach():
+    front = pd.DataFrame({"kl_to_sft": [2.0, 0.0, 3.0, 1.0], "reward_mean": [1.0, 0.0, 3.0, 2.0]})  # unsorted
+    # envelope over KL 0, 1, 2, 3: rewards 0, 2, 2 (the KL-1 point is within budget), 3
+    assert evaluation.reward_at_kl(front, 0.5) == pytest.approx(1.0)
+    assert evaluation.reward_at_kl(front, 1.5) == pytest.approx(2.0)
+    assert evaluation.reward_at_kl(front, 2.5) == pytest.approx(2.5)
+    assert evaluation.reward_at_kl(front, 9.0) == pytest.approx(3.0)  # beyond the front: its best
+    other = front.assign(kl_to_sft=front.kl_to_sft / 2)
+    assert evaluation.common_kl([front, other]) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="reward_mean"):
+        evaluation.reward_at_kl(front.drop(columns="reward_mean"), 1.0)
+
+
+def test_study_curves_average_the_runs_of_each_step_and_highlight_one():
+    def metrics(offset):
+        return pd.DataFrame([{"iteration": 1, "run": m, "step": t, "reward_mean": offset + m + t}
+                             for m in (1, 2) for t in range(1, 5)])
+
+    ax = plots.plot_study_curves({"a": metrics(0), "b": metrics(10)}, "reward_mean", window=1, highlight="b")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["a"].get_xdata()) == [1, 2, 3, 4]
+    assert list(lines["a"].get_ydata()) == pytest.approx([2.5, 3.5, 4.5, 5.5])  # mean of runs 1 and 2
+    assert lines["b"].get_linewidth() > lines["a"].get_linewidth()
+    with pytest.raises(ValueError, match="kl_to_sft"):
+        plots.plot_study_curves({"a": metrics(0)}, "kl_to_sft")
+    plt.close("all")

@@ -25,6 +25,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -227,3 +228,27 @@ def pareto_front(theta_start, theta_merged, etas, policy_template, tokenizer, re
                                   seed, batch_size=batch_size)
         rows.append({"label": label, "eta": eta, **metrics})
     return pd.DataFrame(rows, columns=["label", "eta", *METRIC_COLUMNS])
+
+
+# ----------------------------------------------------------------------------- comparing fronts
+
+
+def reward_at_kl(front: pd.DataFrame, kl: float) -> float:
+    """The best reward a front reaches within a KL budget: its upper envelope (the largest reward
+    among points with KL to SFT <= k), linearly interpolated at `kl`. Fronts of different
+    policies are compared at one common KL, where the paper reads 'higher reward at fixed KL'."""
+    for column in ("kl_to_sft", "reward_mean"):
+        if column not in front.columns:
+            raise ValueError(f"front has no column {column!r} (columns: {list(front.columns)})")
+    if front.empty:
+        raise ValueError("front must hold at least 1 row")
+    front = front.sort_values("kl_to_sft")
+    envelope = front["reward_mean"].cummax()  # a point with less KL is available within the budget too
+    return float(np.interp(kl, front["kl_to_sft"], envelope))
+
+
+def common_kl(fronts: Sequence[pd.DataFrame]) -> float:
+    """The largest KL every front reaches: the widest range on which all of them can be compared."""
+    if len(fronts) == 0:
+        raise ValueError("fronts must hold at least 1 front")
+    return min(float(front["kl_to_sft"].max()) for front in fronts)

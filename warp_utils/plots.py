@@ -149,3 +149,31 @@ def plot_bars(table: pd.DataFrame, columns: str | Sequence[str], ax=None, names:
     if len(columns) > 1:
         ax.legend(fontsize=8)
     return ax
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def plot_study_curves(metrics_by_label: dict[str, pd.DataFrame], column: str, ax=None,
+                      window: int | None = None, highlight: str | None = None):
+    """One curve per run of a study (e.g. mu = 0.01, 0.05, 0.1): `column` averaged over the M runs
+    at each global step, smoothed by a centred rolling mean (window ~ T / 10 unless given). With
+    `highlight`, that label is drawn bold and the others faint (the slider's selected run)."""
+    if not metrics_by_label:
+        raise ValueError("metrics_by_label must hold at least 1 run")
+    ax = _axes(ax)
+    for k, (label, metrics) in enumerate(metrics_by_label.items()):
+        _require(metrics, ["iteration", "run", "step", column], f"metrics of {label!r}")
+        T = int(metrics["step"].max())
+        steps = (metrics["iteration"].astype(int) - 1) * T + metrics["step"].astype(int)
+        mean = metrics[column].astype(float).groupby(steps).mean()  # over the M runs of each step
+        smooth = mean.rolling(int(window or max(1, round(T / 10))), min_periods=1, center=True).mean()
+        faint = highlight is not None and label != highlight
+        ax.plot(smooth.index, smooth.to_numpy(), color=f"C{k % 10}", label=str(label),
+                linewidth=0.9 if faint else 2.2, alpha=0.35 if faint else 1.0)
+    ax.set_xlabel("RL step")
+    ax.set_ylabel(label_of(column))
+    ax.set_title(f"{label_of(column)} during training (mean over runs, rolling mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
