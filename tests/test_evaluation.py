@@ -259,3 +259,15 @@ def test_study_curves_average_the_runs_of_each_step_and_highlight_one():
     with pytest.raises(ValueError, match="kl_to_sft"):
         plots.plot_study_curves({"a": metrics(0)}, "kl_to_sft")
     plt.close("all")
+
+
+def test_paired_difference_removes_the_shared_prompt_effect():
+    prompt_effect = [-3.0, 2.0, 0.5, -1.0, 4.0]  # large, shared by both policies
+    a = [p + d for p, d in zip(prompt_effect, [1.0, 1.2, 0.8, 1.1, 0.9])]
+    mean, ci95 = evaluation.paired_difference(a, prompt_effect)
+    differences = torch.tensor([1.0, 1.2, 0.8, 1.1, 0.9], dtype=torch.float64)
+    assert mean == pytest.approx(1.0)
+    assert ci95 == pytest.approx(1.96 * differences.std().item() / math.sqrt(5))
+    assert ci95 < 0.2  # the unpaired intervals would be ~2.5 wide
+    with pytest.raises(ValueError, match="values_a and values_b"):
+        evaluation.paired_difference([1.0, 2.0], [1.0])

@@ -252,3 +252,16 @@ def common_kl(fronts: Sequence[pd.DataFrame]) -> float:
     if len(fronts) == 0:
         raise ValueError("fronts must hold at least 1 front")
     return min(float(front["kl_to_sft"].max()) for front in fronts)
+
+
+def paired_difference(values_a: Sequence[float], values_b: Sequence[float]) -> tuple[float, float]:
+    """Mean of a_n - b_n over the same prompts and its 95% half-width. Two policies evaluated on
+    the same prompts share the prompts' own variance (a review that starts badly scores low under
+    both), so the paired interval is narrower than the two separate ones: the right yardstick
+    for 'is A above B'."""
+    a, b = torch.as_tensor(values_a, dtype=torch.float64), torch.as_tensor(values_b, dtype=torch.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.numel() < 2:
+        raise ValueError(f"values_a and values_b must be 1-D of one length >= 2, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    mean, _, ci95 = _mean_std_ci(a - b)
+    return mean, ci95
