@@ -37,6 +37,7 @@
 # Everything is trained once and cached under `data/artifacts/<profile>/warp_runs/`.
 
 # %%
+import copy
 import dataclasses
 import itertools
 import time
@@ -50,7 +51,13 @@ from IPython.display import display
 from transformers.utils import logging as transformers_logging
 
 from warp_utils.config import get_profile
-from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
+from warp_utils.evaluation import (
+    common_kl,
+    evaluate_policy,
+    paired_difference,
+    pareto_front,
+    reward_at_kl,
+)
 from warp_utils.pipeline import ensure_warp_run, load_components, run_name
 from warp_utils.plots import plot_front, plot_study_curves
 
@@ -120,7 +127,9 @@ plt.show()
 # For each run, LITI from $\theta_{\text{sft}}$ towards its $\theta_{\text{slerp}}$,
 # $\theta_\eta = (1-\eta)\,\theta_{\text{sft}} + \eta\,\theta_{\text{slerp}}$, evaluated on the same 64
 # seeded test prompts as notebook 05 (same seed: the $\eta = 0$ point is $\pi_{\text{sft}}$ for
-# every run, so it is evaluated once). The table lists each run at $\eta = 1$.
+# every run, so it is evaluated once). The table lists each run at $\eta = 1$, with its reward
+# difference to the default run on the same prompts ($\Delta$, paired: a prompt that starts a
+# review badly scores low under both policies, so the paired interval is the fair yardstick).
 
 # %%
 EVAL_SEED, ETAS = 0, [0.3, 0.5, 0.8, 1.0]
@@ -133,6 +142,20 @@ for cfg, result in results.items():
     front = pareto_front(theta_sft, result.final, ETAS, label=run_name(config, cfg), **front_args)
     fronts[cfg] = pd.concat([pd.DataFrame([{**sft_row, "label": front.label[0]}]), front], ignore_index=True)
 
+work = copy.deepcopy(policy)
+per_prompt = {}  # config -> reward of each test prompt at eta = 1 (the same samples as the front's)
+for cfg, result in results.items():
+    work.load_state_dict(result.final)
+    per_prompt[cfg] = evaluate_policy(work, tokenizer, policy, reward_scorer, test_prompts, sampling,
+                                      seed=EVAL_SEED, return_samples=True)["rewards"]
+center = studies["M"][config.M]  # the default config with I = 1
+
+
+def delta(cfg_a, cfg_b):
+    """Paired mean reward difference a - b on the test prompts at eta = 1, and its 95% half-width."""
+    return paired_difference(per_prompt[cfg_a], per_prompt[cfg_b])
+
+
 rows = []
 for study, grid in studies.items():
     for value, cfg in grid.items():
@@ -140,6 +163,7 @@ for study, grid in studies.items():
         metrics = results[cfg].metrics
         last = metrics[metrics.step > cfg.T - 10]  # the last 10 training steps
         rows.append({"study": study, "value": value, "test reward": end.reward_mean, "±95%": end.reward_ci95,
+                     "Δ vs default": delta(cfg, center)[0], "Δ ±95%": delta(cfg, center)[1],
                      "test KL": end.kl_to_sft, "KL sampled": end.kl_to_sft_sampled,
                      "distinct-2": end.distinct_2, "VADER": end.vader_compound,
                      "train reward (last 10)": last.reward_mean.mean(), "train KL (last 10)": last.kl_to_sft.mean()})
@@ -210,8 +234,8 @@ display(run_panel)
 # The sentences below are computed from the table and the fronts above, so they stay true
 # whatever this run gave. Each study is compared at the $\eta = 1$ end of its fronts and, where
 # it matters, at equal KL ("reward at KL $k^\star$": the best reward of a front within KL
-# $k^\star$, $k^\star$ the largest KL every front of the study reaches). Margins smaller than the
-# 95% half-width of a mean test reward (the `±95%` column) are within the noise of 64 prompts.
+# $k^\star$, $k^\star$ the largest KL every front of the study reaches). Reward differences come
+# with their paired 95% interval: a difference inside it is within the noise of 64 prompts.
 #
 # The seed report's findings (`full` profile: GPT-2 124M, $T = 100$, $I = 2$, batch 64) and the
 # paper's, for comparison:
@@ -226,7 +250,12 @@ display(run_panel)
 
 # %%
 by = table.set_index(["study", "value"])
-noise = table["±95%"].mean()
+
+
+def compare(study, a, b):
+    mean, ci95 = delta(studies[study][a], studies[study][b])
+    verdict = "beyond" if abs(mean) > ci95 else "within"
+    return f"reward {study}={a:g} minus {study}={b:g}: {mean:+.3f} ± {ci95:.3f} ({verdict} the paired 95% interval)"
 
 
 def rises(values):
@@ -249,13 +278,15 @@ for lr, cfg in studies["lr"].items():  # findings 1-2: reward and KL along eta, 
 low, high = LRS
 lines.append(f"lr {high:g} vs {low:g} at eta = 1: test reward {by.loc[('lr', high), 'test reward']:+.3f} vs "
              f"{by.loc[('lr', low), 'test reward']:+.3f}, test KL {by.loc[('lr', high), 'test KL']:.2f} vs "
-             f"{by.loc[('lr', low), 'test KL']:.2f} ({by.loc[('lr', high), 'test KL'] / max(by.loc[('lr', low), 'test KL'], 1e-9):.1f}x).")
+             f"{by.loc[('lr', low), 'test KL']:.2f} ({by.loc[('lr', high), 'test KL'] / max(by.loc[('lr', low), 'test KL'], 1e-9):.1f}x); "
+             f"{compare('lr', high, low)}; distinct-2 {by.loc[('lr', high), 'distinct-2']:.2f} vs "
+             f"{by.loc[('lr', low), 'distinct-2']:.2f}.")
 mu_reward, mu_kl = [by.loc[("mu", m), "test reward"] for m in MUS], [by.loc[("mu", m), "test KL"] for m in MUS]
 lines.append(f"mu {MUS}: test reward {', '.join(f'{v:+.3f}' for v in mu_reward)} "
              f"({'rises' if rises(mu_reward) else 'does NOT rise'} with mu); test KL "
              f"{', '.join(f'{v:.2f}' for v in mu_kl)} ({'rises' if rises(mu_kl) else 'does NOT rise'} with mu).")
-lines.append(f"mu = 0.05 vs 0.1: reward gap {mu_reward[2] - mu_reward[1]:+.3f} (noise ±{noise:.2f}), "
-             f"KL {mu_kl[1]:.2f} vs {mu_kl[2]:.2f}; EMA share of theta_init left after T = {base.T} steps: "
+lines.append(f"mu: {compare('mu', MUS[1], MUS[0])}; {compare('mu', MUS[2], MUS[0])}; {compare('mu', MUS[2], MUS[1])}.")
+lines.append(f"mu = {MUS[1]:g} vs {MUS[2]:g}: KL {mu_kl[1]:.2f} vs {mu_kl[2]:.2f}; EMA share of theta_init left after T = {base.T} steps: "
              + ", ".join(f"{(1 - m) ** base.T:.3f} (mu {m:g})" for m in MUS) + ".")
 for study in ("mu", "lr", "M"):
     k, rewards = at_k(study)
@@ -264,16 +295,16 @@ for study in ("mu", "lr", "M"):
                  + f"; best {study} = {best:g}.")
 M_reward = [by.loc[("M", m), "test reward"] for m in MS]
 lines.append(f"M {MS}: test reward at eta = 1 {', '.join(f'{v:+.3f}' for v in M_reward)}, test KL "
-             + ", ".join(f"{by.loc[('M', m), 'test KL']:.2f}" for m in MS) + ".")
+             + ", ".join(f"{by.loc[('M', m), 'test KL']:.2f}" for m in MS)
+             + f"; {compare('M', MS[0], config.M)}; {compare('M', MS[2], config.M)}.")
 print("\n".join(lines))
-print(f"\nTypical 95% half-width of a mean test reward here: ±{noise:.2f} (64 prompts).")
 
 # %% [markdown]
 # How to read these lines against the seed report: findings 1-2 are about the *shape* of the
 # front (does reward keep rising with $\eta$ at each learning rate?) and about the larger learning
 # rate buying reward with KL; findings 3-4 about $\mu$ trading KL for reward; finding 5 about
-# merging. With one iteration, $T = 50$ and 64 evaluation prompts, a difference smaller than the
-# noise line is no evidence either way. The README's Results section records the numbers of the
+# merging. With one iteration, $T = 50$ and 64 evaluation prompts, a difference inside its paired
+# interval is no evidence either way. The README's Results section records the numbers of the
 # CI run next to the seed report's.
 #
 # ## Checks
@@ -282,10 +313,11 @@ print(f"\nTypical 95% half-width of a mean test reward here: ±{noise:.2f} (64 p
 #   SLERP): shared runs are copied bit for bit, never approximated;
 # - $M = 1$: SLERP of one run is that run;
 # - the first step of every run samples from $\theta_{\text{init}} = \theta_{\text{sft}}$: its KL to SFT is 0;
-# - every run logged $M \cdot T$ steps.
+# - every run logged $M \cdot T$ steps;
+# - the paired evaluation at $\eta = 1$ drew the same samples as the front's $\eta = 1$ point (same
+#   weights, prompts and seed).
 
 # %%
-center = studies["M"][config.M]
 default_run = ensure_warp_run(profile, config, components=parts, progress_bars=False)  # notebook 04's run
 assert all(torch.equal(center_v, default_run.theta_slerp[0][k]) for k, center_v in results[center].final.items())
 single = results[studies["M"][1]]
@@ -293,4 +325,6 @@ assert all(torch.equal(single.final[k], single.theta_runs[0][0][k]) for k in the
 for cfg, result in results.items():
     assert len(result.metrics) == cfg.M * cfg.T, (run_name(config, cfg), len(result.metrics))
     assert result.metrics.query("step == 1").kl_to_sft.abs().max() < 1e-6, run_name(config, cfg)
+    front_end = fronts[cfg].set_index("eta").loc[1.0, "reward_mean"]
+    assert abs(np.mean(per_prompt[cfg]) - front_end) < 1e-6, (run_name(config, cfg), front_end)
 print(f"{len(results)} distinct runs; notebook ran in {time.perf_counter() - notebook_start:.1f} s")
