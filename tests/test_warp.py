@@ -233,3 +233,35 @@ def test_runs_with_other_inputs_are_trained(setup, tmp_path, monkeypatch):
     warp.train_warp(config(I=1, M=1), other, tokenizer, vowel_reward, prompts, tmp_path / "other_sft",
                     sampling=SAMPLING, reuse_runs_from=[tmp_path / "default"])
     assert trained[4:] == [(1, 1)]
+
+
+class ModelScorer:
+    """vowel_reward plus a bias read from a model's weights: a scorer with a fingerprintable `.model`."""
+
+    def __init__(self, bias):
+        self.model = torch.nn.Linear(1, 1)
+        with torch.no_grad():
+            self.model.weight.fill_(1.0)
+            self.model.bias.fill_(bias)
+
+    def __call__(self, texts):
+        return vowel_reward(texts) + self.model.bias.detach()
+
+
+def test_a_run_of_another_reward_model_is_stale_refused_and_not_reused(setup, tmp_path, monkeypatch):
+    policy, tokenizer, prompts = setup
+    cfg = config(I=1, M=1, T=1)
+
+    def train(scorer, run_dir, **kwargs):
+        return warp.train_warp(cfg, policy, tokenizer, scorer, prompts, run_dir, sampling=SAMPLING, **kwargs)
+
+    train(ModelScorer(0.0), tmp_path / "a")
+    assert not warp.is_stale(tmp_path / "a", cfg, SAMPLING, policy, ModelScorer(0.0))
+    assert warp.is_stale(tmp_path / "a", cfg, SAMPLING, policy, ModelScorer(1.0))
+    with pytest.raises(ValueError, match="reward_model"):
+        train(ModelScorer(1.0), tmp_path / "a")
+    trained = trained_runs(monkeypatch)
+    train(ModelScorer(1.0), tmp_path / "b", reuse_runs_from=[tmp_path / "a"])
+    assert trained == [(1, 1)]  # another reward model: trained, not copied
+    train(ModelScorer(0.0), tmp_path / "c", reuse_runs_from=[tmp_path / "a"])
+    assert trained == [(1, 1)]  # the same one: copied

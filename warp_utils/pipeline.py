@@ -77,9 +77,9 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     config = config or profile.warp
     components = components or load_components(profile)
     run_dir = warp_run_dir(profile, config, name)
-    # Like every artifact, a run whose inputs changed (e.g. a rebuilt SFT policy) is rebuilt;
+    # Like every artifact, a run whose inputs changed (a rebuilt SFT policy or reward model) is rebuilt;
     # train_warp itself refuses such a resume, and says so.
-    if is_stale(run_dir, config, profile.sampling, components.policy):
+    if is_stale(run_dir, config, profile.sampling, components.policy, components.reward_scorer):
         print(f"{run_dir} was trained from another theta_sft or config: training it again")
         fresh = True
     reuse_runs_from = profile_run_dirs(profile) if reuse else ()

@@ -232,9 +232,16 @@ def _find_run(candidates, iteration: int, run: int, key: str) -> Path | None:
     return None
 
 
-def _run_config(config: WarpConfig, sampling: SamplingConfig, policy) -> dict:
+def _scorer_fingerprint(reward_scorer) -> str | None:
+    """The reward model's weights, when the scorer exposes them (`.model`); None for a plain callable."""
+    model = getattr(reward_scorer, "model", None)
+    return _fingerprint(model) if model is not None else None
+
+
+def _run_config(config: WarpConfig, sampling: SamplingConfig, policy, reward_scorer=None) -> dict:
     """What a run directory was made with; resuming under anything else is refused."""
-    return {"warp": to_dict(config), "sampling": to_dict(sampling), "theta_sft": _fingerprint(policy)}
+    return {"warp": to_dict(config), "sampling": to_dict(sampling), "theta_sft": _fingerprint(policy),
+            "reward_model": _scorer_fingerprint(reward_scorer)}
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -244,12 +251,12 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def is_stale(run_dir: Path, config: WarpConfig, sampling: SamplingConfig, policy) -> bool:
-    """True when run_dir holds a run made from another config or another theta_sft."""
+def is_stale(run_dir: Path, config: WarpConfig, sampling: SamplingConfig, policy, reward_scorer=None) -> bool:
+    """True when run_dir holds a run made from another config, theta_sft or reward model."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         return False
-    wanted = json.loads(json.dumps(_run_config(config, sampling, policy)))
+    wanted = json.loads(json.dumps(_run_config(config, sampling, policy, reward_scorer)))
     return json.loads(path.read_text()) != wanted
 
 
@@ -336,7 +343,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
     if len(prompts) < 1:
         raise ValueError("prompts must hold at least 1 prompt")
     run_dir = Path(run_dir)
-    _prepare_run_dir(run_dir, _run_config(config, sampling, policy), resume)
+    _prepare_run_dir(run_dir, _run_config(config, sampling, policy, reward_scorer), resume)
 
     reference = policy.eval()  # pi_sft: the KL-to-SFT reference, only ever used under no_grad
     working, anchor = copy.deepcopy(policy), copy.deepcopy(policy)
@@ -344,10 +351,8 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
     theta_init = clone_state(reference)  # theta_init <- theta_sft
     result = WarpResult([], [], [], [], pd.DataFrame(columns=METRIC_COLUMNS))
     all_rows = _read_metrics(run_dir)
-    scorer_model = getattr(reward_scorer, "model", None)  # a plain callable cannot be fingerprinted
     inputs = {"theta_sft": _fingerprint(reference), "prompts": _prompts_fingerprint(prompts),
-              "reward_model": _fingerprint(scorer_model) if scorer_model is not None else None,
-              "max_grad_norm": max_grad_norm}
+              "reward_model": _scorer_fingerprint(reward_scorer), "max_grad_norm": max_grad_norm}
     candidates = [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()]
 
     for iteration in tqdm(range(1, config.I + 1), desc="WARP iterations", disable=not progress_bars):
