@@ -202,6 +202,8 @@ def test_a_run_with_the_same_inputs_is_copied_and_equals_training_it(setup, tmp_
     study_cfg = config(I=1, M=3, eta=0.3)  # iteration 1's runs 1 and 2 do not depend on I, M or eta
     study = run(setup, tmp_path / "study", study_cfg, reuse_runs_from=[tmp_path / "default"])
     assert trained == [(1, 3)]
+    shared = ("iter_1", "run_2", "model.safetensors")
+    assert (tmp_path / "study").joinpath(*shared).samefile((tmp_path / "default").joinpath(*shared))  # linked
     for m in range(2):
         for name, value in default.theta_runs[0][m].items():
             assert torch.equal(study.theta_runs[0][m][name], value), (m, name)

@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -223,6 +224,15 @@ def run_key(config: WarpConfig, sampling: SamplingConfig, iteration: int, run: i
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link a file of a finished run (no extra disk: a GPT-2 run is ~0.5 GB), else copy it.
+    Safe because a finished run folder is never rewritten in place: it is read, or removed whole."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(source, target)
+
+
 def _find_run(candidates, iteration: int, run: int, key: str) -> Path | None:
     """A finished run folder iter_<i>/run_<m>/ with this key in one of the candidate run dirs."""
     for run_dir in candidates:
@@ -364,7 +374,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
             source = None if is_done(run_folder) else _find_run(candidates, iteration, run, key)
             if source is not None:  # the same run, already trained elsewhere: copy it
                 shutil.rmtree(run_folder, ignore_errors=True)
-                shutil.copytree(source, run_folder)
+                shutil.copytree(source, run_folder, copy_function=_link_or_copy)
                 rows = [r for r in _read_metrics(source.parent.parent) if (r["iteration"], r["run"]) == (iteration, run)]
                 all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
                 _write_metrics(run_dir, all_rows)
