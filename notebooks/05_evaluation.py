@@ -52,7 +52,6 @@ from warp_utils.plots import plot_bars, plot_front
 from warp_utils.weights import lerp, liti, slerp
 
 notebook_start = time.perf_counter()
-torch.set_num_threads(1)  # shared CPUs: one thread each
 profile = get_profile()
 print("profile:", profile.name)
 config, sampling = profile.warp, profile.sampling
