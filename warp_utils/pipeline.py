@@ -80,7 +80,7 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     # Like every artifact, a run whose inputs changed (a rebuilt SFT policy or reward model) is rebuilt;
     # train_warp itself refuses such a resume, and says so.
     if is_stale(run_dir, config, profile.sampling, components.policy, components.reward_scorer):
-        print(f"{run_dir} was trained from another theta_sft or config: training it again")
+        print(f"{run_dir} was trained from another theta_sft, reward model or config: training it again")
         fresh = True
     reuse_runs_from = profile_run_dirs(profile) if reuse else ()
     return train_warp(config, components.policy, components.tokenizer, components.reward_scorer,

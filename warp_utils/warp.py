@@ -375,8 +375,8 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
             if source is not None:  # the same run, already trained elsewhere: copy it
                 shutil.rmtree(run_folder, ignore_errors=True)
                 shutil.copytree(source, run_folder, copy_function=_link_or_copy)
-                rows = [r for r in _read_metrics(source.parent.parent) if (r["iteration"], r["run"]) == (iteration, run)]
-                all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
+                (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # it could only be this run's
+                all_rows = _replace_rows(all_rows, iteration, run, _read_metrics(source.parent.parent))
                 _write_metrics(run_dir, all_rows)
             if is_done(run_folder):
                 theta_runs.append(load_weights(reference, run_folder))
@@ -385,7 +385,7 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
             theta_m, theta_ema, rows = train_run(iteration, run, theta_init, working, anchor, reference, tokenizer,
                                       reward_scorer, prompts, config, sampling, run_dir, checkpoint_every,
                                       max_grad_norm, step_callback, progress_bars)
-            all_rows = [r for r in all_rows if (r["iteration"], r["run"]) != (iteration, run)] + rows
+            all_rows = _replace_rows(all_rows, iteration, run, rows)
             _write_metrics(run_dir, all_rows)
             save_ema(theta_ema, run_folder)
             save_weights(reference, theta_m, tokenizer, run_folder, done_info={"run_key": key})
@@ -409,6 +409,13 @@ def train_warp(config: WarpConfig, policy, tokenizer, reward_scorer, prompts, ru
         save_weights(reference, result.theta_slerp[-1], tokenizer, run_dir / "final")
     result.metrics = pd.DataFrame(all_rows, columns=METRIC_COLUMNS)
     return result
+
+
+def _replace_rows(rows: list[dict], iteration: int, run: int, new_rows: list[dict]) -> list[dict]:
+    """`rows` with the metric rows of run (iteration, run) replaced by those of `new_rows`."""
+    def is_this_run(row):
+        return (row["iteration"], row["run"]) == (iteration, run)
+    return [r for r in rows if not is_this_run(r)] + [r for r in new_rows if is_this_run(r)]
 
 
 def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
