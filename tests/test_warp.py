@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from warp_utils import warp
+from warp_utils import rl, warp
 from warp_utils.config import PolicyConfig, SamplingConfig, WarpConfig
 from warp_utils.models import tiny_gpt2, train_policy_tokenizer
 from warp_utils.rl import decode_texts, generate, left_pad
@@ -40,7 +40,7 @@ def run(setup, run_dir, cfg=None, **kwargs):
 
 def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp_path, monkeypatch):
     events, trajectories = [], []
-    real_step, real_ema = torch.optim.Adam.step, warp.ema_
+    real_step, real_ema = torch.optim.Adam.step, rl.ema_
 
     def step(self, *args, **kwargs):
         events.append("step")
@@ -55,7 +55,7 @@ def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp
         trajectories[-1]["end"] = warp.clone_state(anchor)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
-    monkeypatch.setattr(warp, "ema_", ema)
+    monkeypatch.setattr(rl, "ema_", ema)
     cfg = config()
     run(setup, tmp_path, cfg)
     assert events == ["step", "ema"] * (cfg.I * cfg.M * cfg.T)  # T updates per run, each after a step
@@ -71,7 +71,7 @@ def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp
 
 def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup, tmp_path, monkeypatch):
     merged_inputs, anchors = [], []
-    real_slerp, real_ema = warp.slerp, warp.ema_
+    real_slerp, real_ema = warp.slerp, rl.ema_
 
     def slerp(theta_init, thetas, lam=None):
         merged_inputs.append([dict(theta) for theta in thetas])
@@ -82,7 +82,7 @@ def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup,
         anchors.append(warp.clone_state(anchor))
 
     monkeypatch.setattr(warp, "slerp", slerp)
-    monkeypatch.setattr(warp, "ema_", ema)
+    monkeypatch.setattr(rl, "ema_", ema)
     cfg = config()
     policy = setup[0]
     theta_sft = warp.clone_state(policy)

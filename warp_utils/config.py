@@ -109,6 +109,7 @@ class WarpConfig:
     batch_size: int = 32  # prompts per RL step
     baseline: str = "batch_mean"  # "none" (literal REINFORCE), "batch_mean", "leave_one_out"
     seed: int = 42
+    max_grad_norm: float | None = None  # gradient clipping of each RL step; None: off
 
     def __post_init__(self):
         def number(name):
@@ -128,6 +129,8 @@ class WarpConfig:
             raise ValueError(f"beta must be a finite number >= 0, got {self.beta!r}")
         if not 0.0 < number("lr") < math.inf:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.max_grad_norm is not None and not 0.0 < number("max_grad_norm") < math.inf:
+            raise ValueError(f"max_grad_norm must be a finite number > 0 or None, got {self.max_grad_norm!r}")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import BASELINES, SamplingConfig
+from .config import BASELINES, SamplingConfig, WarpConfig
+from .weights import ema_
 
 # ----------------------------------------------------------------------------- rollouts
 
@@ -366,3 +367,53 @@ def reinforce_loss(logprobs: Tensor, rewards: Tensor, log_ratio: Tensor, beta: f
         "loss": loss.item(),
     }
     return loss, metrics
+
+
+# ----------------------------------------------------------------------------- one RL step
+
+
+def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, config: WarpConfig,
+            measure_kl_to_sft: bool = True) -> dict[str, float]:
+    """One step of run m (Algorithm 1, lines 6-9), then the EMA update of the anchor:
+
+        y ~ pi_theta(.|x);  r_beta = r(x, y) - beta * log[pi_theta(y|x) / pi_ema(y|x)]
+        theta <- Adam(theta, -mean (r_beta - b) grad log pi_theta(y|x));  theta_ema <- (1-mu) theta_ema + mu theta
+
+    `components` supplies pi_sft (`.policy`, the KL-to-SFT reference of the metrics), the tokenizer,
+    the reward scorer r and the sampling settings. `measure_kl_to_sft=False` skips the SFT forward
+    (a metric only: the update is the same). Returns the step's metrics."""
+    tokenizer, sampling, temperature = components.tokenizer, components.sampling, components.sampling.temperature
+    device = next(policy.parameters()).device
+    ids, mask = left_pad(prompt_ids, tokenizer.pad_token_id)
+    rollout = generate(policy, ids.to(device), mask.to(device), sampling,
+                       tokenizer.eos_token_id, tokenizer.pad_token_id)
+    batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
+    rewards = components.reward_scorer(decode_texts(tokenizer, rollout)).to(device)
+
+    # One forward per model: the policy's (with grad) serves the loss and both KLs to SFT.
+    policy_log_probs = next_token_log_probs(policy, rollout.input_ids, rollout.attention_mask, temperature)
+    logprobs = sum_over_response(taken_log_probs(policy_log_probs, rollout.input_ids), rollout.response_mask)
+    with torch.no_grad():  # the anchor and the SFT policy are never differentiated
+        log_ratio = logprobs.detach() - sequence_logprobs(anchor, *batch, temperature=temperature)
+    loss, metrics = reinforce_loss(logprobs, rewards, log_ratio, config.beta, config.baseline)
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+    optimizer.step()
+    ema_(anchor, policy, config.mu)  # theta_ema <- (1 - mu) theta_ema + mu theta, after the step
+
+    metrics.update(kl_to_sft=math.nan, kl_to_sft_sampled=math.nan,
+                   response_len=rollout.response_lengths.float().mean().item())
+    if measure_kl_to_sft:
+        with torch.no_grad():
+            sft_log_probs = next_token_log_probs(components.policy, rollout.input_ids,
+                                                 rollout.attention_mask, temperature)
+            sft_logprobs = sum_over_response(taken_log_probs(sft_log_probs, rollout.input_ids),
+                                             rollout.response_mask)
+            kl_to_sft = sum_over_response(per_token_kl(policy_log_probs.detach(), sft_log_probs),
+                                          rollout.response_mask)
+        metrics.update(kl_to_sft=kl_to_sft.mean().item(),
+                       kl_to_sft_sampled=(logprobs.detach() - sft_logprobs).mean().item())
+    return metrics

@@ -42,18 +42,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .config import SamplingConfig, WarpConfig, to_dict
-from .rl import (
-    decode_texts,
-    generate,
-    left_pad,
-    next_token_log_probs,
-    per_token_kl,
-    reinforce_loss,
-    sequence_logprobs,
-    sum_over_response,
-    taken_log_probs,
-)
-from .weights import ema_, liti, slerp
+from .rl import rl_step
+from .runtime import Components
+from .weights import clone_state, ema_, liti, slerp
 
 StateDict = dict[str, torch.Tensor]
 METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_to_anchor",
@@ -78,10 +69,6 @@ class WarpResult:
 
 
 # ----------------------------------------------------------------------------- weights on disk
-
-
-def clone_state(model) -> StateDict:
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
 def save_weights(template, state: StateDict, tokenizer, folder: Path, done_info: dict | None = None) -> None:
@@ -133,43 +120,6 @@ def prompt_indices(num_prompts: int, batch_size: int, seed: int, iteration: int,
 
 def run_seed(seed: int, iteration: int, run: int) -> int:
     return seed * 1_000_003 + iteration * 1_009 + run
-
-
-def rl_step(policy, anchor, reference, optimizer, prompt_ids: list[list[int]], tokenizer,
-            reward_scorer, config: WarpConfig, sampling: SamplingConfig,
-            max_grad_norm: float | None = None) -> dict[str, float]:
-    """One REINFORCE step on r_beta, then the EMA update of the anchor. Returns the metrics."""
-    device = next(policy.parameters()).device
-    ids, mask = left_pad(prompt_ids, tokenizer.pad_token_id)
-    rollout = generate(policy, ids.to(device), mask.to(device), sampling,
-                       tokenizer.eos_token_id, tokenizer.pad_token_id)
-    batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
-    rewards = reward_scorer(decode_texts(tokenizer, rollout)).to(device)
-
-    # One forward per model: the policy's (with grad) serves the loss and both KLs to SFT.
-    temperature = sampling.temperature
-    policy_log_probs = next_token_log_probs(policy, rollout.input_ids, rollout.attention_mask, temperature)
-    logprobs = sum_over_response(taken_log_probs(policy_log_probs, rollout.input_ids), rollout.response_mask)
-    with torch.no_grad():  # the anchor and the SFT policy are never differentiated
-        log_ratio = logprobs.detach() - sequence_logprobs(anchor, *batch, temperature=temperature)
-        sft_log_probs = next_token_log_probs(reference, rollout.input_ids, rollout.attention_mask, temperature)
-        sft_logprobs = sum_over_response(taken_log_probs(sft_log_probs, rollout.input_ids), rollout.response_mask)
-        kl_to_sft = sum_over_response(per_token_kl(policy_log_probs.detach(), sft_log_probs), rollout.response_mask)
-    loss, metrics = reinforce_loss(logprobs, rewards, log_ratio, config.beta, config.baseline)
-
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
-    optimizer.step()
-    ema_(anchor, policy, config.mu)  # theta_ema <- (1 - mu) theta_ema + mu theta, after the step
-
-    metrics.update(
-        kl_to_sft=kl_to_sft.mean().item(),
-        kl_to_sft_sampled=(logprobs.detach() - sft_logprobs).mean().item(),
-        response_len=rollout.response_lengths.float().mean().item(),
-    )
-    return metrics
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -320,8 +270,9 @@ def train_run(iteration: int, run: int, theta_init: StateDict, policy, anchor, r
                disable=not progress_bars)
     for step in bar:
         indices = prompt_indices(len(prompts), config.batch_size, config.seed, iteration, run, step)
-        metrics = rl_step(policy, anchor, reference, optimizer, [prompts[i] for i in indices], tokenizer,
-                          reward_scorer, config, sampling, max_grad_norm)
+        components = Components(reference, tokenizer, reward_scorer, prompts, sampling)
+        step_config = dataclasses.replace(config, max_grad_norm=max_grad_norm)
+        metrics = rl_step(policy, anchor, optimizer, [prompts[i] for i in indices], components, step_config)
         row = {"iteration": iteration, "run": run, "step": step, **metrics}
         rows.append(row)
         bar.set_postfix(reward=f"{metrics['reward_mean']:.2f}", kl_sft=f"{metrics['kl_to_sft']:.2f}")

@@ -25,6 +25,12 @@ from torch import Tensor, nn
 
 StateDict = Mapping[str, Tensor]
 
+
+def clone_state(model_or_state) -> dict[str, Tensor]:
+    """A detached copy of a module's state dict (or of a state dict): later steps cannot alias it."""
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    return {name: tensor.detach().clone() for name, tensor in state.items()}
+
 # Below this norm a task vector has no direction: SLERP's angle is undefined, use LERP.
 ZERO_NORM = 1e-12
 # 1 - |cos(Omega)| below this: (anti)collinear, sin(Omega) ~ 0, SLERP's coefficients are 0/0.

@@ -1,0 +1,88 @@
+"""What a run needs besides its config: the models it reads and how to execute it.
+
+`Components` are the inputs every WARP run shares (pi_sft, the tokenizer, the reward model r,
+the prompts, the sampling settings). `Execution` says how to run (threads, workers, device,
+progress output, checkpoint and metric cadence): it never changes what is computed, so it stays
+outside every hashed config and changing it never rebuilds an artifact.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import SamplingConfig
+
+# Measured on this project's tiny models (2-core machine, `benchmarks/rl_step.py`): a second
+# thread buys little on matrices of width 128 and costs a lot when the other core is busy, so
+# small models get one thread per process unless OMP_NUM_THREADS says otherwise; large models
+# (>= SMALL_MODEL_PARAMS) use every core.
+SMALL_MODEL_PARAMS = 20_000_000
+
+
+def thread_count(num_params: int | None = None) -> int:
+    """The one thread policy: $OMP_NUM_THREADS when set, else 1 for small models, else all cores."""
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env:
+        try:
+            threads = int(env)
+        except ValueError:
+            raise ValueError(f"OMP_NUM_THREADS must be an integer >= 1, got {env!r}") from None
+        if threads < 1:
+            raise ValueError(f"OMP_NUM_THREADS must be an integer >= 1, got {env!r}")
+        return threads
+    if num_params is not None and num_params < SMALL_MODEL_PARAMS:
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
+def configure_threads(num_params: int | None = None, threads: int | None = None) -> int:
+    """Set torch's intra-op threads by the policy (or to `threads`) and return the count."""
+    threads = threads or thread_count(num_params)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to run; never what to compute (outside every hash: changing it rebuilds nothing)."""
+
+    device: str = "cpu"
+    threads: int | None = None  # None: the thread policy (thread_count)
+    workers: int = 1  # local processes training the M runs of an iteration side by side
+    progress_bars: bool = True  # tqdm bars (a file or CI log gets a line every few seconds)
+    checkpoint_every: int = 10  # RL steps between checkpoints of a run
+    kl_every: int = 1  # RL steps between two measurements of the exact KL to SFT (a metric)
+    reuse: bool = True  # copy a finished run with the same run key instead of training it
+
+    def __post_init__(self):
+        for name in ("workers", "checkpoint_every", "kl_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
+
+
+@dataclass
+class Components:
+    """Everything a WARP run needs besides its WarpConfig: pi_sft (the policy the runs start from
+    and the KL-to-SFT reference), its tokenizer, the reward scorer r (texts -> float tensor), the
+    prompts (token-id lists, or a DatasetDict with train/test splits), sampling and execution."""
+
+    policy: object
+    tokenizer: object
+    reward_scorer: object
+    prompts: object
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    execution: Execution = field(default_factory=Execution)
+
+    def train_prompts(self) -> list:
+        """The RL prompts as token-id lists: the `train` split of a DatasetDict, else the list."""
+        prompts = self.prompts["train"] if hasattr(self.prompts, "keys") else self.prompts
+        if hasattr(prompts, "column_names"):
+            prompts = prompts["input_ids"]
+        return prompts
