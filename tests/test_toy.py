@@ -161,3 +161,72 @@ def test_liti_path_endpoints():
     assert rewards == pytest.approx(
         [toy.expected_reward(theta_sft, reward), toy.expected_reward(merged, reward)], abs=1e-15
     )
+
+
+# ----------------------------------------------------------------------------- the optimal front
+
+
+def simplex_grid(step):
+    """Every distribution (p0, p1, p2) on a grid of the 3-simplex, strictly positive."""
+    n = round(1 / step)
+    return [(i / n, j / n, (n - i - j) / n) for i in range(1, n) for j in range(1, n - i)]
+
+
+def test_optimal_value_is_the_objective_at_the_closed_form_optimum_and_beats_random_policies():
+    theta_sft, reward = small_bandit()
+    for beta in (0.05, 0.3, 2.0):
+        star = toy.optimal_policy(theta_sft, reward, beta)
+        value = toy.expected_reward(star, reward) - beta * toy.kl(star, theta_sft)
+        assert value == pytest.approx(toy.optimal_value(theta_sft, reward, beta), abs=1e-12)
+        for seed in range(20):  # J(pi) = J(pi*) - beta KL(pi || pi*) < J(pi*)
+            other = perturbed(star, seed, scale=0.3)
+            gap = value - (toy.expected_reward(other, reward) - beta * toy.kl(other, theta_sft))
+            assert gap == pytest.approx(beta * toy.kl(other, star), abs=1e-12)
+            assert gap > 0
+
+
+def test_exact_gradient_ascent_with_a_frozen_sft_anchor_converges_to_the_closed_form():
+    theta_sft, reward = small_bandit()
+    beta, theta = 0.2, {k: v.clone() for k, v in theta_sft.items()}
+    for _ in range(4000):  # the anchor never moves (mu = 0): the fixed point is pi*_beta
+        grad = toy.policy_gradient(theta, theta_sft, reward, beta)
+        theta = {k: theta[k] + 5.0 * grad[k] for k in theta}
+    torch.testing.assert_close(
+        toy.probs(theta), toy.probs(toy.optimal_policy(theta_sft, reward, beta)), atol=1e-8, rtol=0
+    )
+
+
+def test_optimal_reward_at_kl_matches_a_brute_force_search_over_the_simplex():
+    gen = torch.Generator().manual_seed(3)
+    theta_sft = {"table": torch.randn(1, 3, generator=gen, dtype=torch.float64),
+                 "bias": torch.zeros(3, dtype=torch.float64)}
+    reward = torch.tensor([[0.1, 0.9, 0.5]], dtype=torch.float64)
+    pi_sft = toy.probs(theta_sft)[0].tolist()
+    grid = [(p, sum(pk * math.log(pk / qk) for pk, qk in zip(p, pi_sft)),
+             sum(pk * rk for pk, rk in zip(p, reward[0].tolist()))) for p in simplex_grid(0.002)]
+    for budget in (0.01, 0.1, 0.3, 0.6):
+        brute = max(r for _, k, r in grid if k <= budget)
+        exact = toy.optimal_reward_at_kl(theta_sft, reward, budget)
+        assert brute <= exact + 1e-12  # nothing on the grid beats the front...
+        assert exact - brute < 2e-3  # ...and the grid gets within its resolution of it
+    greedy_kl = -math.log(pi_sft[1])  # all mass on the best token
+    assert toy.optimal_reward_at_kl(theta_sft, reward, greedy_kl + 1.0) == pytest.approx(0.9)
+
+
+def test_no_toy_policy_lies_above_the_optimal_front():
+    theta_sft, reward = small_bandit()
+    history = toy.warp(theta_sft, reward, I=2, M=2, T=30, lr=4.0)
+    policies = [theta for record in history for theta in (*record["thetas"], record["theta_merged"])]
+    policies += [perturbed(theta_sft, seed, scale=1.5) for seed in range(10)]
+    for theta in policies:
+        budget = toy.kl(theta, theta_sft)
+        assert toy.expected_reward(theta, reward) <= toy.optimal_reward_at_kl(theta_sft, reward, budget) + 1e-9
+    kls, rewards = toy.optimal_front(theta_sft, reward, [0.03, 0.1, 0.3, 1.0])
+    assert all(a > b for a, b in zip(kls, kls[1:])) and all(a > b for a, b in zip(rewards, rewards[1:]))
+
+
+@pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf")])
+def test_optimal_policy_rejects_a_beta_that_is_not_positive_and_finite(beta):
+    theta_sft, reward = small_bandit()
+    with pytest.raises(ValueError, match="beta"):
+        toy.optimal_policy(theta_sft, reward, beta)

@@ -24,6 +24,7 @@ places, which is what gives SLERP something to do.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -193,3 +194,61 @@ def liti_path(
         kls.append(kl(theta, theta_ref))
         rewards.append(expected_reward(theta, reward))
     return kls, rewards
+
+
+# ----------------------------------------------------------------------------- the optimal front
+#
+# RLHF's objective with a KL penalty to the SFT policy, J_beta(pi) = E[r] - beta KL(pi || pi_sft),
+# has a closed-form maximiser over ALL policies (the toy's table can represent any of them):
+#
+#     pi*_beta(y | x) = pi_sft(y | x) exp(r(x, y) / beta) / Z_beta(x),
+#     J_beta(pi*_beta) = beta * mean_x log Z_beta(x)        (the value of the game),
+#
+# since J_beta(pi) = J_beta(pi*_beta) - beta KL(pi || pi*_beta). Sweeping beta traces the exact
+# KL-reward Pareto front: no policy has more reward at the same KL to pi_sft.
+
+
+def _check_beta(beta: float) -> float:
+    if isinstance(beta, bool) or not 0.0 < float(beta) < float("inf"):  # also False for NaN
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    return float(beta)
+
+
+def optimal_policy(theta_sft: State, reward: Tensor, beta: float) -> State:
+    """theta of pi*_beta = pi_sft exp(r / beta) / Z: table = log pi*, bias = 0."""
+    beta = _check_beta(beta)
+    table = torch.log_softmax(logits(theta_sft) + reward / beta, dim=-1)
+    return {"table": table, "bias": torch.zeros_like(theta_sft["bias"])}
+
+
+def optimal_value(theta_sft: State, reward: Tensor, beta: float) -> float:
+    """max_pi E[r] - beta KL(pi || pi_sft) = beta * mean_x log sum_y pi_sft(y|x) exp(r(x,y)/beta)."""
+    beta = _check_beta(beta)
+    log_pi_sft = torch.log_softmax(logits(theta_sft), dim=-1)
+    return float(beta * torch.logsumexp(log_pi_sft + reward / beta, dim=-1).mean())
+
+
+def optimal_front(theta_sft: State, reward: Tensor, betas) -> tuple[list[float], list[float]]:
+    """(KL(pi*_beta || pi_sft), E[r] under pi*_beta) for each beta: the exact Pareto front."""
+    points = [optimal_policy(theta_sft, reward, beta) for beta in betas]
+    return [kl(p, theta_sft) for p in points], [expected_reward(p, reward) for p in points]
+
+
+def optimal_reward_at_kl(theta_sft: State, reward: Tensor, kl_budget: float) -> float:
+    """max E[r] over policies with KL(pi || pi_sft) <= kl_budget, exactly (up to bisection).
+
+    KL(pi*_beta || pi_sft) falls as beta grows, so the beta whose pi* spends the whole budget is
+    found by bisection on log beta. Beyond the KL of the greedy policy (beta -> 0: all mass on
+    argmax_y r) the front is flat at the best reward, mean_x max_y r(x, y)."""
+    if not kl_budget >= 0.0:
+        raise ValueError(f"kl_budget must be >= 0, got {kl_budget!r}")
+    lo, hi = math.log(1e-8), math.log(1e8)  # KL(lo) ~ greedy KL, KL(hi) ~ 0
+    if kl(optimal_policy(theta_sft, reward, math.exp(lo)), theta_sft) <= kl_budget:
+        return expected_reward(optimal_policy(theta_sft, reward, math.exp(lo)), reward)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if kl(optimal_policy(theta_sft, reward, math.exp(mid)), theta_sft) > kl_budget:
+            lo = mid
+        else:
+            hi = mid
+    return expected_reward(optimal_policy(theta_sft, reward, math.exp(hi)), reward)
