@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from warp_utils import rl, warp
+from warp_utils import rl, runstore, warp
 from warp_utils.config import PolicyConfig, SamplingConfig, WarpConfig
+from warp_utils.runtime import Components, Execution
 from warp_utils.models import tiny_gpt2, train_policy_tokenizer
 from warp_utils.rl import decode_texts, generate, left_pad
 
@@ -32,10 +33,13 @@ def config(**changes):
     return WarpConfig(**{**base, **changes})
 
 
-def run(setup, run_dir, cfg=None, **kwargs):
-    policy, tokenizer, prompts = setup
-    return warp.train_warp(cfg or config(), policy, tokenizer, vowel_reward, prompts, run_dir,
-                           sampling=SAMPLING, **kwargs)
+def components(policy, tokenizer, prompts, scorer=vowel_reward, checkpoint_every=10):
+    return Components(policy, tokenizer, scorer, prompts, SAMPLING,
+                      Execution(checkpoint_every=checkpoint_every, progress_bars=False))
+
+
+def run(setup, run_dir, cfg=None, checkpoint_every=10, **kwargs):
+    return warp.train_warp(cfg or config(), components(*setup, checkpoint_every=checkpoint_every), run_dir, **kwargs)
 
 
 def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp_path, monkeypatch):
@@ -153,7 +157,7 @@ def test_interrupted_run_resumes_bitwise_identical(setup, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run(setup, tmp_path / "resumed", cfg, checkpoint_every=2, step_callback=crash)
-    assert (tmp_path / "resumed" / "checkpoint.pt").is_file()
+    assert (tmp_path / "resumed" / "iter_2" / "run_1" / "checkpoint.pt").is_file()  # inside its run
     resumed = run(setup, tmp_path / "resumed", cfg, checkpoint_every=2, step_callback=calls.append)
     # only the steps after the last checkpoint (iteration 2, run 1, step 2) were run again
     assert [(r["iteration"], r["run"], r["step"]) for r in calls[-4:]] == [(2, 1, 3), (2, 2, 1), (2, 2, 2), (2, 2, 3)]
@@ -164,24 +168,73 @@ def test_interrupted_run_resumes_bitwise_identical(setup, tmp_path):
     assert reference.metrics["reward_mean"].tolist() == pytest.approx(resumed.metrics["reward_mean"].tolist())
 
 
-def test_resuming_with_another_config_is_refused(setup, tmp_path):
-    run(setup, tmp_path, config(I=1, M=1, T=1))
-    with pytest.raises(ValueError, match="warp.mu"):
-        run(setup, tmp_path, config(I=1, M=1, T=1, mu=0.5))
-    run(setup, tmp_path, config(I=1, M=1, T=1, mu=0.5), resume=False)  # --fresh starts over
+def test_every_run_keeps_its_own_checkpoint_across_interrupts(setup, tmp_path):
+    cfg = config(I=1, M=2, T=5)
+    reference = run(setup, tmp_path / "straight", cfg, checkpoint_every=2)
+
+    def crash_at(where):
+        def callback(row):
+            if (row["iteration"], row["run"], row["step"]) == where:
+                raise KeyboardInterrupt("simulated disconnect")
+        return callback
+
+    with pytest.raises(KeyboardInterrupt):  # run 1 stops after its checkpoint of step 2
+        run(setup, tmp_path / "resumed", cfg, checkpoint_every=2, step_callback=crash_at((1, 1, 3)))
+    with pytest.raises(KeyboardInterrupt):  # run 1 resumes and ends; run 2 stops after step 4
+        run(setup, tmp_path / "resumed", cfg, checkpoint_every=2, step_callback=crash_at((1, 2, 5)))
+    run_1, run_2 = (tmp_path / "resumed" / "iter_1" / f"run_{m}" for m in (1, 2))
+    assert (run_1 / "artifact.json").is_file() and not (run_1 / "checkpoint.pt").exists()
+    assert torch.load(run_2 / "checkpoint.pt", weights_only=False)["step"] == 4
+    resumed = run(setup, tmp_path / "resumed", cfg, checkpoint_every=2)
+    for name, value in reference.final.items():
+        assert torch.equal(value, resumed.final[name]), name
+    assert reference.metrics["reward_mean"].tolist() == pytest.approx(resumed.metrics["reward_mean"].tolist())
 
 
-def test_a_run_of_another_theta_sft_is_stale(setup, tmp_path):
-    policy = setup[0]
+def test_a_run_dir_trained_with_another_config_is_rebuilt_run_by_run(setup, tmp_path, monkeypatch, capsys):
+    run(setup, tmp_path / "dir", config(I=2, M=1, T=2))
+    trained = trained_runs(monkeypatch)
+    changed = run(setup, tmp_path / "dir", config(I=2, M=1, T=2, eta=0.3))  # iteration 2 starts elsewhere
+    assert trained == [(2, 1)]
+    assert "rebuilding run_1: built from another config" in capsys.readouterr().out
+    scratch = run(setup, tmp_path / "scratch", config(I=2, M=1, T=2, eta=0.3))
+    for name, value in scratch.final.items():
+        assert torch.equal(changed.final[name], value), name
+
+
+def test_a_run_of_another_theta_sft_is_retrained(setup, tmp_path, monkeypatch):
+    policy, tokenizer, prompts = setup
     cfg = config(I=1, M=1, T=1)
-    assert not warp.is_stale(tmp_path, cfg, SAMPLING, policy)  # nothing there yet
     run(setup, tmp_path, cfg)
-    assert not warp.is_stale(tmp_path, cfg, SAMPLING, policy)
+    trained = trained_runs(monkeypatch)
+    run(setup, tmp_path, cfg)
+    assert trained == []  # same inputs: loaded
     other = warp.copy.deepcopy(policy)
     with torch.no_grad():
         other.transformer.wte.weight[0, 0] += 1e-3
-    assert warp.is_stale(tmp_path, cfg, SAMPLING, other)
-    assert warp.is_stale(tmp_path, config(I=1, M=1, T=2), SAMPLING, policy)
+    warp.train_warp(cfg, components(other, tokenizer, prompts), tmp_path)
+    assert trained == [(1, 1)]
+
+
+def test_a_bump_of_the_step_version_makes_runs_stale_and_not_reusable(setup, tmp_path, monkeypatch):
+    run(setup, tmp_path / "a", config(I=1, M=1, T=1))
+    trained = trained_runs(monkeypatch)
+    monkeypatch.setattr(runstore, "STEP_VERSION", runstore.STEP_VERSION + 1)
+    run(setup, tmp_path / "b", config(I=1, M=1, T=1), reuse_runs_from=[tmp_path / "a"])
+    assert trained == [(1, 1)]  # not linked from a/
+    run(setup, tmp_path / "a", config(I=1, M=1, T=1))
+    assert trained == [(1, 1), (1, 1)]  # and a/ itself is rebuilt
+
+
+def test_a_damaged_run_is_detected_and_retrained(setup, tmp_path, monkeypatch, capsys):
+    reference = run(setup, tmp_path, config(I=1, M=2, T=2))
+    (tmp_path / "iter_1" / "run_2" / "model.safetensors").unlink()
+    trained = trained_runs(monkeypatch)
+    again = run(setup, tmp_path, config(I=1, M=2, T=2))
+    assert trained == [(1, 2)]
+    assert "rebuilding run_2: model.safetensors is missing" in capsys.readouterr().out
+    for name, value in reference.final.items():
+        assert torch.equal(again.final[name], value), name
 
 
 def trained_runs(monkeypatch):
@@ -232,8 +285,8 @@ def test_runs_with_other_inputs_are_trained(setup, tmp_path, monkeypatch):
     other = warp.copy.deepcopy(policy)
     with torch.no_grad():
         other.transformer.wte.weight[0, 0] += 1e-3
-    warp.train_warp(config(I=1, M=1), other, tokenizer, vowel_reward, prompts, tmp_path / "other_sft",
-                    sampling=SAMPLING, reuse_runs_from=[tmp_path / "default"])
+    warp.train_warp(config(I=1, M=1), components(other, tokenizer, prompts), tmp_path / "other_sft",
+                    reuse_runs_from=[tmp_path / "default"])
     assert trained[4:] == [(1, 1)]
 
 
@@ -250,20 +303,20 @@ class ModelScorer:
         return vowel_reward(texts) + self.model.bias.detach()
 
 
-def test_a_run_of_another_reward_model_is_stale_refused_and_not_reused(setup, tmp_path, monkeypatch):
+def test_a_run_of_another_reward_model_is_retrained_and_not_reused(setup, tmp_path, monkeypatch):
     policy, tokenizer, prompts = setup
     cfg = config(I=1, M=1, T=1)
 
     def train(scorer, run_dir, **kwargs):
-        return warp.train_warp(cfg, policy, tokenizer, scorer, prompts, run_dir, sampling=SAMPLING, **kwargs)
+        return warp.train_warp(cfg, components(policy, tokenizer, prompts, scorer), run_dir, **kwargs)
 
     train(ModelScorer(0.0), tmp_path / "a")
-    assert not warp.is_stale(tmp_path / "a", cfg, SAMPLING, policy, ModelScorer(0.0))
-    assert warp.is_stale(tmp_path / "a", cfg, SAMPLING, policy, ModelScorer(1.0))
-    with pytest.raises(ValueError, match="reward_model"):
-        train(ModelScorer(1.0), tmp_path / "a")
     trained = trained_runs(monkeypatch)
+    train(ModelScorer(0.0), tmp_path / "a")
+    assert trained == []
     train(ModelScorer(1.0), tmp_path / "b", reuse_runs_from=[tmp_path / "a"])
-    assert trained == [(1, 1)]  # another reward model: trained, not copied
+    assert trained == [(1, 1)]  # another reward model: trained, not linked
     train(ModelScorer(0.0), tmp_path / "c", reuse_runs_from=[tmp_path / "a"])
-    assert trained == [(1, 1)]  # the same one: copied
+    assert trained == [(1, 1)]  # the same one: linked
+    train(ModelScorer(1.0), tmp_path / "a")
+    assert trained == [(1, 1), (1, 1)]  # a/ with another reward model: stale, retrained

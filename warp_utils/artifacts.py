@@ -1,12 +1,26 @@
-"""Build-once artifacts under data/artifacts/<profile>/, each stamped with the config it came from.
+"""One lifecycle for every artifact under data/artifacts/<profile>/ (SFT policy, reward model,
+prompts, each WARP run and merge, the report).
 
-A folder is reused only if its stamp (`artifact.json`) matches the config's hash; a stale or
-half-written folder is rebuilt. The stamp is written last, so an interrupted build never looks done.
+A folder is *fresh* when its stamp (`artifact.json`, written last) records the hash of the config
+it was built from and the code version of its stage, AND every file it lists still has its size
+and sha256. Anything else is rebuilt, with one line saying why:
+
+    missing   no folder                        -> build
+    partial   building.json without a stamp    -> resume: an interrupted build of the SAME config
+                                                  keeps its folder (its checkpoint.pt); another
+                                                  config's leftovers are removed
+    stale     stamp of another config/version  -> rebuild
+    damaged   a listed file missing or changed -> rebuild
+
+A failed build never leaves a folder that looks done: the stamp is written only after `build`
+returned, and a folder holding nothing but its building marker is removed (no empty folders).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,40 +28,115 @@ from pathlib import Path
 from .config import config_hash
 
 STAMP = "artifact.json"
+BUILDING = "building.json"  # marks a build in progress: config hash and code version
+CHECKPOINT = "checkpoint.pt"  # a build's resumable state; removed before the stamp is written
+_NOT_LISTED = {STAMP, BUILDING}
 
 
-def is_fresh(folder: Path, config) -> bool:
-    """True when `folder` was completely built from exactly this `config`."""
-    stamp = Path(folder) / STAMP
-    if not stamp.is_file():
-        return False
-    try:
-        return json.loads(stamp.read_text()).get("config_hash") == config_hash(config)
-    except json.JSONDecodeError:
-        return False
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def write_stamp(folder: Path, config, **extra) -> None:
-    payload = {"config_hash": config_hash(config), "config": config, **extra}
-    (Path(folder) / STAMP).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+def file_list(folder: Path) -> dict[str, list]:
+    """{relative path: [size, sha256]} of every file in `folder` (nested folders included),
+    except the stamp and the building marker."""
+    folder = Path(folder)
+    return {
+        path.relative_to(folder).as_posix(): [path.stat().st_size, _sha256(path)]
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name not in _NOT_LISTED
+    }
 
 
 def read_stamp(folder: Path) -> dict:
     return json.loads((Path(folder) / STAMP).read_text())
 
 
-def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh: bool = False) -> Path:
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def status(folder: Path, config, version: int = 0) -> tuple[str, str]:
+    """(state, reason): state is fresh | missing | partial | stale | damaged (see module doc)."""
+    folder, wanted = Path(folder), config_hash(config)
+    if not folder.exists():
+        return "missing", "not built yet"
+    stamp = _read_json(folder / STAMP)
+    if stamp is None:
+        building = _read_json(folder / BUILDING)
+        if building == {"config_hash": wanted, "code_version": version}:
+            return "partial", "an interrupted build of this config"
+        return "stale", "a half-built folder of another config" if building else "a folder without a stamp"
+    if stamp.get("config_hash") != wanted:
+        return "stale", "built from another config"
+    if stamp.get("code_version", 0) != version:
+        return "stale", f"built by code version {stamp.get('code_version', 0)}, now {version}"
+    files = stamp.get("files", {})
+    for name, (size, digest) in files.items():
+        path = folder / name
+        if not path.is_file():
+            return "damaged", f"{name} is missing"
+        if path.stat().st_size != size:
+            return "damaged", f"{name} has {path.stat().st_size} bytes, {size} when built"
+    for name, (size, digest) in files.items():  # sizes first: a hash reads the whole file
+        if _sha256(folder / name) != digest:
+            return "damaged", f"{name} changed since it was built"
+    return "fresh", "up to date"
+
+
+def is_fresh(folder: Path, config, version: int = 0) -> bool:
+    """True when `folder` is a complete, undamaged build of exactly this `config` and version."""
+    return status(folder, config, version)[0] == "fresh"
+
+
+def write_stamp(folder: Path, config, version: int = 0, **extra) -> None:
+    """The last write of a build: config, its hash, the code version and the file list."""
+    folder = Path(folder)
+    payload = {"config_hash": config_hash(config), "code_version": version, "config": config,
+               **extra, "files": file_list(folder)}
+    temporary = folder / (STAMP + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    os.replace(temporary, folder / STAMP)  # atomic: a stamp is whole or absent
+
+
+def _only_marker_left(folder: Path) -> bool:
+    return all(path.name in (BUILDING, STAMP + ".tmp") for path in folder.rglob("*") if path.is_file())
+
+
+def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh: bool = False,
+               version: int = 0, log: Callable[[str], None] | None = print) -> Path:
     """Run `build(folder)` unless `folder` already holds a fresh build of `config`.
 
-    `config` is a JSON-able dict of everything the artifact depends on. `build` writes into the
-    (emptied) folder and may return extra facts (metrics, timings) stored in the stamp.
+    `config` is a JSON-able dict of everything the artifact depends on; `version` the code version
+    of its stage (bump it when the stage's numerics change). `build` writes into `folder`, which
+    is empty, or holds an interrupted build of the same config (its `checkpoint.pt`, to resume
+    from); it may return extra facts (metrics, timings) stored in the stamp. `log` gets one line
+    when an existing folder is rebuilt, saying why.
     """
     folder = Path(folder)
-    if not fresh and is_fresh(folder, config):
+    state, reason = status(folder, config, version)
+    if state == "fresh" and not fresh:
         return folder
-    if folder.exists():
+    if folder.exists() and (fresh or state != "partial"):
+        if log is not None:
+            log(f"rebuilding {folder.name}: {'--fresh' if fresh else reason}")
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    extra = build(folder) or {}
-    write_stamp(folder, config, **extra)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / BUILDING).write_text(json.dumps({"config_hash": config_hash(config), "code_version": version}))
+    try:
+        extra = build(folder) or {}
+    except BaseException:
+        if _only_marker_left(folder):  # nothing worth resuming: leave no folder behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    write_stamp(folder, config, version, **extra)
+    (folder / BUILDING).unlink()
     return folder

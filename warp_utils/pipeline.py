@@ -7,24 +7,15 @@ data/artifacts/<profile>/warp_runs/<name>/ any other configuration (a flag, a st
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Profile, WarpConfig, artifacts_dir, get_profile
+from .runtime import Components, Execution, configure_threads
 
 
-@dataclass
-class Components:
-    """Everything a WARP run needs besides its config: pi_sft, r, and the prompts."""
-
-    policy: object
-    tokenizer: object
-    reward_scorer: object
-    prompts: object  # datasets.DatasetDict with train/test splits of input_ids
-
-
-def load_components(profile: Profile | str | None = None) -> Components:
-    """Build (once) and load the SFT policy, the reward model and the prompts of `profile`."""
+def load_components(profile: Profile | str | None = None, execution: Execution | None = None) -> Components:
+    """Build (once) and load the SFT policy, the reward model and the prompts of `profile`; set
+    torch's threads by the one thread policy (or `execution.threads`)."""
     import datasets
 
     from .models import ensure_sft_policy, load_policy
@@ -35,7 +26,9 @@ def load_components(profile: Profile | str | None = None) -> Components:
     policy, tokenizer = load_policy(ensure_sft_policy(profile))
     scorer = load_reward_scorer(ensure_reward_model(profile))
     prompts = datasets.load_from_disk(str(ensure_prompts(profile, tokenizer=tokenizer)))
-    return Components(policy, tokenizer, scorer, prompts)
+    execution = execution or Execution()
+    configure_threads(sum(p.numel() for p in policy.parameters()), execution.threads)
+    return Components(policy, tokenizer, scorer, prompts, profile.sampling, execution)
 
 
 def run_name(default: WarpConfig, config: WarpConfig) -> str | None:
@@ -67,22 +60,20 @@ def profile_run_dirs(profile: Profile) -> list[Path]:
 
 def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | None = None,
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
-                    reuse: bool = True, **train_kwargs):
+                    reuse: bool | None = None, step_callback=None, progress_bars: bool | None = None):
     """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult.
-    `reuse`: a run (i, m) already trained with the same inputs in another run directory of the
-    profile is copied, not trained again (see warp.run_key)."""
-    from .warp import is_stale, train_warp
+    A run (i, m) already trained with the same inputs in another run directory of the profile is
+    linked, not trained again (see runstore.run_config), unless `reuse` (default: the components'
+    Execution.reuse) is False. `progress_bars` overrides Execution.progress_bars."""
+    from .warp import train_warp
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     config = config or profile.warp
     components = components or load_components(profile)
+    changes = {key: value for key, value in (("reuse", reuse), ("progress_bars", progress_bars)) if value is not None}
+    if changes:
+        components = dataclasses.replace(components, execution=dataclasses.replace(components.execution, **changes))
     run_dir = warp_run_dir(profile, config, name)
-    # Like every artifact, a run whose inputs changed (a rebuilt SFT policy or reward model) is rebuilt;
-    # train_warp itself refuses such a resume, and says so.
-    if is_stale(run_dir, config, profile.sampling, components.policy, components.reward_scorer):
-        print(f"{run_dir} was trained from another theta_sft, reward model or config: training it again")
-        fresh = True
-    reuse_runs_from = profile_run_dirs(profile) if reuse else ()
-    return train_warp(config, components.policy, components.tokenizer, components.reward_scorer,
-                      components.prompts["train"], run_dir, resume=not fresh,
-                      sampling=profile.sampling, reuse_runs_from=reuse_runs_from, **train_kwargs)
+    reuse_runs_from = profile_run_dirs(profile) if components.execution.reuse else ()
+    return train_warp(config, components, run_dir, resume=not fresh, reuse_runs_from=reuse_runs_from,
+                      step_callback=step_callback)

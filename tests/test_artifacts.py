@@ -1,0 +1,101 @@
+"""The one artifact lifecycle: fresh = stamp matches AND files verify; everything else rebuilt."""
+
+import json
+
+import pytest
+
+from warp_utils import artifacts
+from warp_utils.artifacts import BUILDING, CHECKPOINT, STAMP, build_once, status
+
+CONFIG = {"stage": "demo", "size": 3}
+
+
+def writer(calls, content=b"weights" * 100):
+    def build(folder):
+        calls.append(sorted(p.name for p in folder.iterdir()))
+        (folder / "model.bin").write_bytes(content)
+        (folder / "sub").mkdir(exist_ok=True)
+        (folder / "sub" / "vocab.txt").write_text("a b c")
+        return {"accuracy": 0.9}
+    return build
+
+
+def test_built_once_then_reused_with_a_verified_file_list(tmp_path):
+    calls, folder = [], tmp_path / "artifact"
+    build_once(folder, CONFIG, writer(calls))
+    build_once(folder, CONFIG, writer(calls))
+    assert len(calls) == 1
+    stamp = json.loads((folder / STAMP).read_text())
+    assert stamp["accuracy"] == 0.9 and stamp["code_version"] == 0
+    assert stamp["files"]["model.bin"][0] == 700 and set(stamp["files"]) == {"model.bin", "sub/vocab.txt"}
+    assert not (folder / BUILDING).exists()
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda f: (f / "model.bin").unlink(), "model.bin is missing"),
+    (lambda f: (f / "model.bin").write_bytes(b"weights"), "model.bin has 7 bytes, 700 when built"),
+    (lambda f: (f / "sub" / "vocab.txt").write_text("a b d"), "sub/vocab.txt changed since it was built"),
+])
+def test_a_damaged_artifact_is_detected_and_rebuilt_with_one_line(tmp_path, damage, reason, capsys):
+    calls, folder = [], tmp_path / "artifact"
+    build_once(folder, CONFIG, writer(calls))
+    damage(folder)
+    assert status(folder, CONFIG) == ("damaged", reason)
+    build_once(folder, CONFIG, writer(calls))
+    assert len(calls) == 2 and calls[1] == [BUILDING]  # rebuilt from an empty folder
+    assert capsys.readouterr().out.strip() == f"rebuilding artifact: {reason}"
+    assert artifacts.is_fresh(folder, CONFIG)
+
+
+def test_another_config_or_code_version_is_stale(tmp_path):
+    calls, folder = [], tmp_path / "artifact"
+    build_once(folder, CONFIG, writer(calls))
+    assert status(folder, {**CONFIG, "size": 4})[0] == "stale"
+    assert status(folder, CONFIG, version=1) == ("stale", "built by code version 0, now 1")
+    build_once(folder, CONFIG, writer(calls), version=1)
+    assert len(calls) == 2 and artifacts.is_fresh(folder, CONFIG, version=1)
+
+
+def test_a_failed_build_leaves_no_folder(tmp_path):
+    def fail(folder):
+        raise RuntimeError("hub unreachable")
+
+    with pytest.raises(RuntimeError):
+        build_once(tmp_path / "sft_policy", CONFIG, fail)
+    assert not (tmp_path / "sft_policy").exists()
+
+
+def test_an_interrupted_build_keeps_its_checkpoint_for_the_same_config_only(tmp_path, capsys):
+    folder = tmp_path / "artifact"
+
+    def interrupted(folder):
+        (folder / CHECKPOINT).write_text("step 7")
+        (folder / "model.bin").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_once(folder, CONFIG, interrupted)
+    assert status(folder, CONFIG) == ("partial", "an interrupted build of this config")
+    assert not (folder / STAMP).exists()  # it does not look done
+    seen = []
+
+    def resume(folder):
+        checkpoint = folder / CHECKPOINT
+        seen.append(checkpoint.read_text() if checkpoint.exists() else None)
+        (folder / "model.bin").write_bytes(b"whole")
+
+    build_once(folder, CONFIG, resume)
+    assert seen == ["step 7"] and not (folder / CHECKPOINT).exists()  # the checkpoint is not part of it
+    assert "checkpoint.pt" not in json.loads((folder / STAMP).read_text())["files"]
+    with pytest.raises(KeyboardInterrupt):
+        build_once(tmp_path / "other", CONFIG, interrupted)
+    build_once(tmp_path / "other", {**CONFIG, "size": 5}, resume)  # another config: starts clean
+    assert seen == ["step 7", None]
+    assert "rebuilding other: a half-built folder of another config" in capsys.readouterr().out
+
+
+def test_fresh_rebuilds_even_a_fresh_artifact(tmp_path):
+    calls, folder = [], tmp_path / "artifact"
+    build_once(folder, CONFIG, writer(calls))
+    build_once(folder, CONFIG, writer(calls), fresh=True)
+    assert len(calls) == 2

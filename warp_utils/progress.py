@@ -1,0 +1,66 @@
+"""Progress output that suits where it goes: a tqdm bar on a terminal or in a notebook, and in a
+file or CI log a plain line every LOG_SECONDS at most (no carriage-return redraws)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+LOG_SECONDS = 10.0
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and shell.get_ipython().__class__.__name__ == "ZMQInteractiveShell"
+    except AttributeError:
+        return False
+
+
+def interactive() -> bool:
+    """True on a terminal or in a Jupyter kernel: where a redrawn bar is read, not logged."""
+    return _in_notebook() or sys.stderr.isatty()
+
+
+class _Lines:
+    """The log-file form of a bar: `desc: k/total (postfix)` at most every LOG_SECONDS, and at the end."""
+
+    def __init__(self, iterable, desc, total, initial):
+        self.iterable, self.desc, self.total, self.count = iterable, desc, total, initial
+        self.postfix, self.last = "", time.monotonic()
+
+    def set_postfix(self, **values):
+        self.postfix = " ".join(f"{key}={value}" for key, value in values.items())
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.count += 1
+            now = time.monotonic()
+            if now - self.last >= LOG_SECONDS or self.count == self.total:
+                self.last = now
+                print(f"{self.desc}: {self.count}/{self.total} {self.postfix}".rstrip(), file=sys.stderr, flush=True)
+
+
+class _Silent:
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def set_postfix(self, **values):
+        pass
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+
+def progress(iterable, desc: str, total: int | None = None, initial: int = 0, enabled: bool = True):
+    """Iterate with progress shown: a bar where it is read live, log lines elsewhere, nothing if
+    not `enabled`. The result supports `set_postfix(**values)` either way."""
+    total = total if total is not None else len(iterable)
+    if not enabled:
+        return _Silent(iterable)
+    if interactive():
+        return tqdm(iterable, desc=desc, total=total, initial=initial, leave=False, mininterval=2.0)
+    return _Lines(iterable, desc, total, initial)

@@ -1,0 +1,184 @@
+"""Where a WARP run directory keeps its weights, checkpoints and metrics (the I/O of warp.py).
+
+    run_dir/iter_<i>/run_<m>/   theta_m (save_pretrained + tokenizer), ema.safetensors,
+                                metrics.csv (its T rows); checkpoint.pt while it trains
+    run_dir/iter_<i>/slerp/     theta_slerp_i           run_dir/iter_<i>/init/   theta_init_i (LITI)
+    run_dir/final/              theta_slerp_I           run_dir/metrics.csv      every run's rows
+
+Each folder is an artifact (artifacts.build_once): stamped last with the config it is a function
+of, verified on load, rebuilt when stale or damaged, resumed when interrupted.
+
+A run (i, m) is a function of its *run config*: the WarpConfig fields of RUN_FIELDS, the
+sampling settings, i, m, and fingerprints of theta_init, pi_sft, the prompts and the reward
+model, plus STEP_VERSION. Not of I, M or eta: so a finished run with the same config in another
+run directory of the profile is hard-linked instead of trained again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from .artifacts import CHECKPOINT, is_fresh
+from .config import SamplingConfig, WarpConfig, config_hash, to_dict
+from .weights import StateDict, clone_state
+
+# Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
+# run trained by older code is then stale, never reused.
+STEP_VERSION = 2
+# The WarpConfig fields one run (i, m) depends on; I, M and eta only shape what happens around it.
+RUN_FIELDS = ("T", "mu", "beta", "lr", "batch_size", "baseline", "seed", "max_grad_norm")
+METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_to_anchor",
+                  "kl_to_sft", "kl_to_sft_sampled", "response_len", "loss"]
+EMA_FILE = "ema.safetensors"
+METRICS_FILE = "metrics.csv"
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def state_fingerprint(state: StateDict) -> str:
+    """A hash of the bytes of every tensor (names included)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def prompts_fingerprint(prompts) -> str:
+    digest = hashlib.sha256()
+    for ids in prompts:
+        digest.update(json.dumps(list(ids)).encode())
+    return digest.hexdigest()[:16]
+
+
+def scorer_fingerprint(reward_scorer) -> str | None:
+    """The reward model's weights when the scorer exposes them (`.model`); None for a plain callable."""
+    model = getattr(reward_scorer, "model", None)
+    return state_fingerprint(model.state_dict()) if model is not None else None
+
+
+def shared_inputs(components, prompts) -> dict:
+    """The fingerprints every run of a train_warp call shares: pi_sft, prompts, reward model."""
+    return {"theta_sft": state_fingerprint(components.policy.state_dict()),
+            "prompts": prompts_fingerprint(prompts),
+            "reward_model": scorer_fingerprint(components.reward_scorer)}
+
+
+def run_config(config: WarpConfig, sampling: SamplingConfig, iteration: int, run: int,
+               theta_init: StateDict, inputs: dict) -> dict:
+    """Everything run m of iteration i is a function of: equal run configs, bitwise-equal runs."""
+    return {"warp": {name: getattr(config, name) for name in RUN_FIELDS}, "sampling": to_dict(sampling),
+            "iteration": iteration, "run": run, "theta_init": state_fingerprint(theta_init), **inputs}
+
+
+def run_key(config: WarpConfig, sampling: SamplingConfig, iteration: int, run: int,
+            theta_init: StateDict, inputs: dict) -> str:
+    return config_hash(run_config(config, sampling, iteration, run, theta_init, inputs))
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
+    """`state` as a save_pretrained folder (loadable with AutoModelForCausalLM) with the tokenizer."""
+    model = copy.deepcopy(template)
+    model.load_state_dict(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def load_weights(template, folder: Path) -> StateDict:
+    """The state dict saved in `folder`, keyed like `template.state_dict()` (tied weights too)."""
+    return clone_state(type(template).from_pretrained(folder, dtype=torch.float32))
+
+
+def save_ema(state: StateDict, folder: Path) -> None:
+    """The run's final EMA anchor, beside its weights (safetensors wants untied copies)."""
+    save_file({name: tensor.contiguous().clone() for name, tensor in state.items()}, folder / EMA_FILE)
+
+
+def load_ema(folder: Path) -> StateDict:
+    return load_file(folder / EMA_FILE)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(folder: Path, step: int, policy, anchor, optimizer, rows: list[dict]) -> None:
+    """The state of a run after `step`, inside the run's own folder, written atomically."""
+    state = {"step": step, "policy": policy.state_dict(), "anchor": anchor.state_dict(),
+             "optimizer": optimizer.state_dict(), "rows": rows, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    temporary = folder / (CHECKPOINT + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, folder / CHECKPOINT)  # a crash mid-write keeps the previous checkpoint
+
+
+def load_checkpoint(folder: Path, policy, anchor, optimizer) -> tuple[int, list[dict]]:
+    """Restore a run from its checkpoint, if any: (last step done, metric rows so far)."""
+    path = folder / CHECKPOINT
+    if not path.is_file():
+        return 0, []
+    state = torch.load(path, weights_only=False)
+    policy.load_state_dict(state["policy"])
+    anchor.load_state_dict(state["anchor"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["step"], state["rows"]
+
+
+# ----------------------------------------------------------------------------- sharing runs
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link a file of a finished run (no extra disk: a GPT-2 run is ~0.5 GB), else copy it.
+    Safe because a finished run folder is never rewritten in place: it is read, or removed whole."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(source, target)
+
+
+def find_run(candidates, relative: str, config: dict, version: int) -> Path | None:
+    """A fresh folder `relative` (e.g. iter_1/run_2) built from `config` in a candidate run dir."""
+    for run_dir in candidates:
+        folder = Path(run_dir) / relative
+        if is_fresh(folder, config, version):
+            return folder
+    return None
+
+
+def link_run(source: Path, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, copy_function=_link_or_copy)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS).to_csv(path, index=False)
+
+
+def read_rows(path: Path) -> list[dict]:
+    return pd.read_csv(path).to_dict("records") if Path(path).is_file() else []
+
+
+def collect_metrics(run_dir: Path, run_folders: list[Path]) -> pd.DataFrame:
+    """Every run's rows in (iteration, run, step) order, also written to run_dir/metrics.csv."""
+    rows = [row for folder in run_folders for row in read_rows(folder / METRICS_FILE)]
+    write_rows(Path(run_dir) / METRICS_FILE, rows)
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
