@@ -1,20 +1,28 @@
 """`python -m warp_utils run|train`: the course's pipeline, headless, stage by stage.
 
-Every stage reuses the artifact of an earlier run when its config matches (`--fresh` rebuilds).
-A bad value prints the ValueError's message and exits with status 2, without a traceback.
+Every stage reuses its artifact when it is fresh (`--fresh` rebuilds). Any config field can be
+set with `--set SECTION.FIELD=VALUE`; `train` also takes every WarpConfig field as a flag, and
+both take the Execution settings (threads, workers, progress, cadences) as flags. The flags are
+derived from the dataclasses: their types, defaults and comments.
+
+A mistake the user can fix (a bad value, a missing file, no hub access) prints one line and exits
+with status 2; Ctrl-C prints one line and exits with 130; a rerun resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
-from .config import PROFILES, get_profile
+from .config import PROFILES, WarpConfig, get_profile
+from .overrides import field_help, field_types, parse_value
+from .runtime import Execution
 
-WARP_FLAGS = {"I": int, "M": int, "T": int, "mu": float, "eta": float, "beta": float, "lr": float,
-              "batch_size": int, "baseline": str, "seed": int}
+# Exceptions that mean "fix your setup", not "bug": their message is the whole story.
+USER_ERRORS = (ValueError, FileNotFoundError, OSError, ImportError)
 
 
 def _stage(name: str, build):
@@ -25,29 +33,67 @@ def _stage(name: str, build):
     return result
 
 
+def _add_dataclass_flags(parser, cls, prefix: str = "") -> None:
+    """One flag per field of `cls`: typed by its annotation, help from its comment; booleans that
+    default to True become --no-<field>."""
+    kinds, helps = field_types(cls), field_help(cls)
+    for field in dataclasses.fields(cls):
+        flag = "--" + prefix + field.name.replace("_", "-")
+        help_text = f"{helps.get(field.name, field.name)} (default: {field.default})"
+        if kinds[field.name] is bool:
+            parser.add_argument("--no-" + field.name.replace("_", "-"), dest=field.name, action="store_false",
+                                default=None, help=f"turn off: {helps.get(field.name, field.name)}")
+            continue
+        parser.add_argument(flag, dest=field.name, default=None, metavar=field.name.upper(), help=help_text)
+
+
+def _values(args, cls) -> dict:
+    """The flags of `cls` given on the command line, parsed to their field types (ValueError names
+    the field): argparse only collects the text, so every error reads the same."""
+    kinds, values = field_types(cls), {}
+    for field in dataclasses.fields(cls):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            values[field.name] = parse_value(value, kinds[field.name], field.name) if isinstance(value, str) else value
+    return values
+
+
+def _execution(args) -> Execution:
+    return Execution(**_values(args, Execution))
+
+
+def _components(profile, args):
+    from .pipeline import load_components
+
+    return load_components(profile, _execution(args))
+
+
 def run(args) -> None:
     """SFT policy -> reward model -> prompts -> WARP training -> evaluation report."""
     from .models import ensure_sft_policy
     from .prompts import ensure_prompts
-    from .report import copy_to_docs, write_report
+    from .report import copy_to_docs, summary, write_report
     from .reward import ensure_reward_model
 
-    profile = get_profile(args.profile)
+    profile = get_profile(args.profile, args.set)
+    _execution(args)  # validated before any work
     print(f"profile: {profile.name}")
     _stage("sft_policy", lambda: ensure_sft_policy(profile, fresh=args.fresh))
     _stage("reward_model", lambda: ensure_reward_model(profile, fresh=args.fresh))
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
-    _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh))
-    report = _stage("report", lambda: write_report(profile))
+    components = _components(profile, args)
+    _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh, components))
+    report = _stage("report", lambda: write_report(profile, components, fresh=args.fresh))
     if args.update_docs:
         docs = Path(__file__).resolve().parent.parent / "docs" / "results"
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
+    print(summary(report))
 
 
-def _train(profile, config, name, fresh):
+def _train(profile, config, name, fresh, components):
     from .pipeline import ensure_warp_run, warp_run_dir
 
-    result = ensure_warp_run(profile, config, name=name, fresh=fresh)
+    result = ensure_warp_run(profile, config, name=name, fresh=fresh, components=components)
     last = result.metrics.groupby(["iteration", "run"]).tail(1)
     print(last.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return warp_run_dir(profile, config, name)
@@ -55,33 +101,33 @@ def _train(profile, config, name, fresh):
 
 def train(args) -> None:
     """WARP training alone, with flags overriding the profile's WarpConfig."""
-    import dataclasses
-
-    profile = get_profile(args.profile)
-    overrides = {name: getattr(args, name) for name in WARP_FLAGS if getattr(args, name) is not None}
-    config = dataclasses.replace(profile.warp, **overrides)  # validated: a bad value is a ValueError
+    profile = get_profile(args.profile, args.set)
+    config = dataclasses.replace(profile.warp, **_values(args, WarpConfig))  # validated: a bad value is a ValueError
+    _execution(args)
     print(f"profile: {profile.name}\n{config}")
-    _stage("warp", lambda: _train(profile, config, args.name, args.fresh))
+    components = _components(profile, args)
+    _stage("warp", lambda: _train(profile, config, args.name, args.fresh, components))
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m warp_utils", description=__doc__)
+    root = argparse.ArgumentParser(prog="python -m warp_utils", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = root.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the whole pipeline, reusing artifacts")
-    run_parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                            help="tiny (default, CPU) or full (GPU, downloads models)")
-    run_parser.add_argument("--fresh", action="store_true", help="rebuild every artifact")
+    train_parser = commands.add_parser("train", help="WARP training alone (writes warp/ or warp_runs/<name>/)")
+    for sub in (run_parser, train_parser):
+        sub.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                         help="tiny (default, CPU) or full (GPU, downloads models)")
+        sub.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                         help="override any config field (sections: data, policy, reward, sampling, warp); "
+                              "repeatable; also $WARP_SET. Artifacts then go to <profile>-set-<hash>/")
+        sub.add_argument("--fresh", action="store_true", help="rebuild instead of reusing or resuming")
+        _add_dataclass_flags(sub.add_argument_group("execution (never changes results)"), Execution)
     run_parser.add_argument("--update-docs", action="store_true",
                             help="also copy the results table and main figures into docs/results/")
     run_parser.set_defaults(handler=run)
-
-    train_parser = commands.add_parser("train", help="WARP training alone (writes warp/ or warp_runs/<name>/)")
-    train_parser.add_argument("--profile", choices=sorted(PROFILES), default=None)
-    for name, kind in WARP_FLAGS.items():
-        flag = "--" + name.replace("_", "-")
-        train_parser.add_argument(flag, dest=name, type=kind, default=None, help=f"WarpConfig.{name}")
+    _add_dataclass_flags(train_parser.add_argument_group("WarpConfig (Algorithm 1)"), WarpConfig)
     train_parser.add_argument("--name", default=None, help="run folder under warp_runs/ (default: from the flags)")
-    train_parser.add_argument("--fresh", action="store_true", help="start the run over instead of resuming")
     train_parser.set_defaults(handler=train)
     return root
 
@@ -90,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError) as error:
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command to resume", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -99,16 +99,16 @@ class WarpConfig:
     """Algorithm 1 of the paper. Symbols: I iterations, M runs, T steps, mu EMA rate, eta LITI
     step, beta KL weight. Validated on construction: a value out of range is a ValueError."""
 
-    I: int = 2
+    I: int = 2  # WARP iterations (each: M runs, SLERP, LITI)
     M: int = 2  # number of independent RL runs merged per iteration
     T: int = 50  # RL steps per run
     mu: float = 0.01  # EMA update rate: theta_ema <- (1 - mu) theta_ema + mu theta
     eta: float = 0.5  # LITI: theta_init <- (1 - eta) theta_init + eta theta_slerp
     beta: float = 0.1  # KL weight in r_beta = r - beta * log(pi / pi_ema)
-    lr: float = 1e-4
+    lr: float = 1e-4  # Adam learning rate of every RL run
     batch_size: int = 32  # prompts per RL step
     baseline: str = "batch_mean"  # "none" (literal REINFORCE), "batch_mean", "leave_one_out"
-    seed: int = 42
+    seed: int = 42  # drives each run's prompt order and sampling (training seed)
     max_grad_norm: float | None = None  # gradient clipping of each RL step; None: off
 
     def __post_init__(self):
@@ -172,12 +172,15 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """The profile named by `name`, else by $WARP_PROFILE, else `tiny`."""
+def get_profile(name: str | None = None, overrides=()) -> Profile:
+    """The profile named by `name`, else by $WARP_PROFILE, else `tiny`; with the SECTION.FIELD=VALUE
+    `overrides` and those of $WARP_SET applied (see overrides.py)."""
+    from .overrides import env_assignments, with_overrides
+
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
-    return PROFILES[name]
+    return with_overrides(PROFILES[name], [*env_assignments(os.environ), *overrides])
 
 
 def to_dict(config) -> dict:

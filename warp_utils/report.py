@@ -18,12 +18,14 @@ matplotlib.use("Agg")  # files only: the main job runs headless
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .config import Profile, artifacts_dir, get_profile
+from .artifacts import build_once, read_stamp
+from .config import Profile, artifacts_dir, get_profile, to_dict
 from .evaluation import evaluate_policy, pareto_front
 from .plots import plot_bars, plot_front, plot_training_curves
 
 ETAS = (0.0, 0.1, 0.3, 0.5, 0.8, 1.0)
 FIGURES = ("test_statistics.png", "pareto_fronts.png", "training_curves.png")
+REPORT_VERSION = 1  # bump when what the report computes changes
 
 
 def test_prompts(prompts, num_prompts: int, seed: int) -> list[list[int]]:
@@ -52,16 +54,23 @@ def evaluate_run(profile: Profile, components, result, num_prompts: int = 128, s
 
 
 def write_report(profile: Profile | str | None = None, components=None, result=None,
-                 num_prompts: int = 128, seed: int = 0) -> Path:
-    """Evaluate the profile's default WARP run and write report/ (results.json + figures)."""
-    from .pipeline import ensure_warp_run, load_components
+                 num_prompts: int = 128, seed: int = 0, fresh: bool = False) -> Path:
+    """Evaluate the profile's default WARP run and write report/ (results.json + figures), an
+    artifact like the others: rebuilt when the run, the settings or a file changed."""
+    from .pipeline import ensure_warp_run, load_components, warp_run_dir
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     components = components or load_components(profile)
     result = result or ensure_warp_run(profile, components=components)
+    final = read_stamp(warp_run_dir(profile, profile.warp) / "final")["config_hash"]
+    config = {"warp_final": final, "num_prompts": num_prompts, "seed": seed, "etas": ETAS,
+              "sampling": to_dict(profile.sampling), "version": REPORT_VERSION}
+    return build_once(artifacts_dir(profile) / "report", config,
+                      lambda folder: _write(folder, profile, components, result, num_prompts, seed))
+
+
+def _write(folder: Path, profile: Profile, components, result, num_prompts: int, seed: int) -> None:
     evaluation = evaluate_run(profile, components, result, num_prompts, seed)
-    folder = artifacts_dir(profile) / "report"
-    folder.mkdir(parents=True, exist_ok=True)
     table, fronts = evaluation["table"], evaluation["fronts"]
     payload = {"profile": profile.name, "num_prompts": num_prompts, "seed": seed,
                "table": table.to_dict("records"), "fronts": fronts.to_dict("records")}
@@ -78,7 +87,16 @@ def write_report(profile: Profile | str | None = None, components=None, result=N
     plot_training_curves(result.metrics, "reward_mean", ax=axes[0])
     plot_training_curves(result.metrics, "kl_to_sft", ax=axes[1])
     _save(fig, folder / FIGURES[2])
-    return folder
+
+
+def summary(report_folder: Path) -> str:
+    """Reward and KL to SFT of SFT and of the final policy, and where the report is."""
+    table = {row["policy"]: row for row in json.loads((Path(report_folder) / "results.json").read_text())["table"]}
+    final = [name for name in table if name.startswith("slerp_")][-1]
+    lines = [f"{'policy':<10}{'reward':>10}{'KL to SFT':>12}"]
+    for name in ("sft", final):
+        lines.append(f"{name:<10}{table[name]['reward_mean']:>10.3f}{table[name]['kl_to_sft']:>12.3f}")
+    return "\n".join([*lines, f"report: {report_folder}"])
 
 
 def copy_to_docs(report_folder: Path, docs_folder: Path) -> None:

@@ -50,8 +50,8 @@ def configure_threads(num_params: int | None = None, threads: int | None = None)
 class Execution:
     """How to run; never what to compute (outside every hash: changing it rebuilds nothing)."""
 
-    device: str = "cpu"
-    threads: int | None = None  # None: the thread policy (thread_count)
+    device: str = "cpu"  # cpu, cuda or cuda:<k>: where every model and tensor lives
+    threads: int | None = None  # torch threads per process; None: the thread policy (runtime.thread_count)
     workers: int = 1  # local processes training the M runs of an iteration side by side
     progress_bars: bool = True  # tqdm bars (a file or CI log gets a line every few seconds)
     checkpoint_every: int = 10  # RL steps between checkpoints of a run
