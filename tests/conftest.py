@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from warp_utils.config import get_profile
+from warp_utils.runtime import configure_threads
 
 # Unit tests use tiny tensors: one thread avoids OpenMP hand-offs that cost more than the math
 # (measured here: a 4x9x32 layer norm + linear takes 0.14 ms on 1 thread, 9 ms on 2 under load).
-torch.set_num_threads(1)
+configure_threads(threads=1)
 
 POSITIVE = ["wonderful", "superb", "moving", "brilliant", "great", "touching", "beautiful", "delightful"]
 NEGATIVE = ["awful", "dull", "boring", "terrible", "bad", "tedious", "ugly", "dreadful"]

@@ -17,3 +17,62 @@ def test_default_config_trains_into_warp_and_others_into_warp_runs(monkeypatch, 
     assert named == tmp_path / "artifacts" / "tiny" / "warp_runs" / "baseline"  # never over warp/
     with pytest.raises(ValueError, match="name"):
         warp_run_dir(profile, study, name="../warp")
+
+
+# ----------------------------------------------------------------------------- the CLI end to end
+
+SMOKE = [  # the tiny profile shrunk so that the whole pipeline runs in seconds on fake IMDB
+    "policy.vocab_size=300", "policy.n_layer=1", "policy.n_embd=32", "policy.n_head=2", "policy.n_positions=64",
+    "policy.tokenizer_reviews=80", "policy.sft_tokens=2000", "policy.block_size=32", "policy.sft_batch_size=4",
+    "policy.sft_warmup_steps=2",
+    "reward.vocab_size=300", "reward.dim=32", "reward.n_heads=2", "reward.hidden_dim=64",
+    "reward.tokenizer_reviews=60", "reward.num_pairs=30", "reward.num_eval_pairs=20", "reward.max_length=48",
+    "reward.batch_size=8", "reward.warmup_steps=2",
+    "data.num_train_prompts=30", "data.num_test_prompts=12", "sampling.max_new_tokens=4",
+    "warp.I=1", "warp.M=2", "warp.T=2", "warp.batch_size=4",
+]
+
+
+def cli(*args, env):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "warp_utils", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+
+
+def smoke_args():
+    return [item for assignment in SMOKE for item in ("--set", assignment)]
+
+
+def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path):
+    env = {"WARP_IMDB_DIR": str(fake_imdb), "WARP_DATA_ROOT": str(tmp_path / "data")}
+    first = cli("run", *smoke_args(), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "Traceback" not in first.stderr
+    name = next(line.split(": ")[1] for line in first.stdout.splitlines() if line.startswith("profile: "))
+    assert name.startswith("tiny-set-")
+    root = tmp_path / "data" / "artifacts" / name
+    assert {p.name for p in root.iterdir()} == {"sft_policy", "reward_model", "prompts", "warp", "report"}
+    assert not (tmp_path / "data" / "artifacts" / "tiny").exists()  # a smoke run never touches the default
+    assert "report: " + str(root / "report") in first.stdout and "sft" in first.stdout  # the summary
+
+    (root / "reward_model" / "model.safetensors").unlink()  # damage: detected, rebuilt, said once
+    second = cli("run", *smoke_args(), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "rebuilding reward_model: model.safetensors is missing" in second.stdout
+    # the reward model is rebuilt bitwise (seeded), so every WARP run and the report are reused
+    assert "rebuilding run_" not in second.stdout and "[sft_policy] done" in second.stdout
+
+
+def test_run_without_imdb_offline_exits_2_with_one_line_and_builds_nothing(tmp_path):
+    env = {"WARP_IMDB_DIR": "", "WARP_DATA_ROOT": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1"}
+    done = cli("run", *smoke_args(), env=env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
+    assert "WARP_IMDB_DIR" in done.stderr
+    leftovers = [p for p in (tmp_path / "data").rglob("*") if p.is_file() or not any(p.iterdir())] \
+        if (tmp_path / "data").exists() else []
+    assert leftovers == []  # no half-built or empty folder
