@@ -5,7 +5,6 @@ import random
 
 import pandas as pd
 import pytest
-import torch
 
 from warp_utils.config import get_profile
 from warp_utils.runtime import configure_threads
