@@ -13,24 +13,40 @@
 # ---
 
 # %% [markdown]
-# # 03 · The weight-space math of WARP: EMA, SLERP, LITI
+# # 03 · Why RLHF has a KL term, and the weight-space math of WARP: EMA, SLERP, LITI
 #
-# WARP (Ramé et al. 2024) fine-tunes a policy with RL, but its three ideas live in **weight
-# space**, not in the loss:
+# **You will learn to**
+# - state the RLHF objective $\mathbb{E}[r] - \beta\,\mathrm{KL}(\pi \,\|\, \pi_{\text{sft}})$, say why
+#   the KL term is there (reward hacking), and derive its closed-form optimum;
+# - compute the **exact** optimal KL-reward front of a toy problem, and check that no policy beats it;
+# - implement WARP's three weight-space operations (EMA anchor, SLERP of task vectors, LITI) and
+#   explain what each one changes on the front;
+# - recognise five bugs that public WARP reproductions shipped.
 #
-# 1. **EMA anchor** — the KL penalty pulls towards a moving average of the policy, not towards the
-#    frozen SFT model.
-# 2. **SLERP** — $M$ independent RL runs are merged by spherical interpolation of their *task
-#    vectors*.
-# 3. **LITI** — the merge is pulled back towards the initialisation, and the result is the next
-#    iteration's initialisation.
+# **Prerequisites**: softmax and log-probabilities, the KL divergence, gradient ascent; notebooks 00-02
+# (what $\pi_{\text{sft}}$, $r$ and the prompts are). No model is loaded here.
 #
-# This notebook derives each one (Section 3 and Appendix B of the paper) in the same rhythm:
-# **equation → code (`warp_utils.weights`) → plot → assert**. It ends with a toy WARP you can
-# play with. Everything runs on a CPU in seconds.
+# **Time**: about 7 s to run on a CPU (measured in CI); 45-60 min to read and do the 6 exercises.
+# The derivations of Lemmas 1-2, Eq. 26 and the convexity of LITI's segment are in the optional
+# appendix `03b_appendix_lemmas`.
+#
+# **Symbols introduced here** (all collected in the glossary of notebook 00):
+#
+# | symbol | meaning |
+# |---|---|
+# | $x$, $y$ | a prompt; a completion (here: one token of $K$) |
+# | $\pi_\theta(y \mid x)$ | the policy: a distribution over completions, with weights $\theta$ |
+# | $\pi_{\text{sft}}$ | the policy after supervised fine-tuning (SFT): where RL starts |
+# | $r(x, y)$ | the reward model's score |
+# | $\beta$ | the weight of the KL penalty |
+# | $\pi^*_\beta$ | the best policy for a given $\beta$ |
+# | $\theta_{\text{ema}}$, $\mu$ | the EMA anchor of the KL penalty and its update rate |
+# | $\theta_{\text{init}}$, $\theta^m$, $\delta^m$ | where the $M$ runs start; run $m$'s end point; its task vector $\theta^m - \theta_{\text{init}}$ |
+# | $\lambda$, $\Omega$ | SLERP's interpolation weight; the angle between two task vectors |
+# | $\eta$ | the LITI step towards the merge |
 
 # %%
-import copy
+import inspect
 import math
 import time
 
@@ -39,16 +55,155 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import display
-from torch import nn
+from matplotlib.patches import FancyBboxPatch
 
-from warp_utils import toy
+from warp_utils import bugs, exercises, toy
 from warp_utils.config import get_profile
-from warp_utils.weights import ema, ema_, lerp, liti, slerp, task_vector
+from warp_utils.weights import ema, lerp, liti, slerp  # noqa: F401 (liti: for exercise 6)
 
 print("profile:", get_profile().name)
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tensors here are tiny: extra threads only add synchronisation
 notebook_start = time.perf_counter()
+
+# %% [markdown]
+# ## 0. Why: RLHF, the KL term, and the best policy there is
+#
+# **RLHF** (reinforcement learning from human feedback) aligns a language model in three stages:
+#
+# 1. **SFT**: supervised fine-tuning on demonstrations gives a policy $\pi_{\text{sft}}$ that writes
+#    plausible text (notebook 00: our GPT-2 trained on IMDB reviews);
+# 2. **reward model**: a network $r(x, y)$ trained on human preference pairs scores how good a
+#    completion $y$ of a prompt $x$ is (notebook 01: "how positive is this review");
+# 3. **RL**: the policy is fine-tuned to raise $r$ by **policy gradient** (REINFORCE: raise the
+#    log-probability of sampled completions in proportion to their reward; notebook 04).
+
+# %%
+fig, ax = plt.subplots(figsize=(11, 2.6))
+boxes = {  # name: (x, y, text)
+    "data": (0.0, 0.55, "IMDB text\n(demonstrations)"),
+    "sft": (2.3, 0.55, "SFT policy\n$\\pi_{sft}$"),
+    "pairs": (0.0, -0.55, "preference pairs\n$y_c \\succ y_r$"),
+    "rm": (2.3, -0.55, "reward model\n$r(x, y)$"),
+    "rl": (4.9, 0.0, "RL: maximise\n$E[r] - \\beta\\,KL(\\pi\\,\\|\\,\\pi_{sft})$"),
+    "warp": (7.9, 0.0, "WARP: EMA anchor,\nSLERP of M runs, LITI"),
+}
+for x, y, text in boxes.values():
+    ax.add_patch(FancyBboxPatch((x, y - 0.3), 1.9, 0.6, boxstyle="round,pad=0.05", fc="#e8f0fb", ec="k"))
+    ax.text(x + 0.95, y, text, ha="center", va="center", fontsize=9)
+for (a, b) in (("data", "sft"), ("pairs", "rm"), ("sft", "rl"), ("rm", "rl"), ("rl", "warp")):
+    (xa, ya, _), (xb, yb, _) = boxes[a], boxes[b]
+    ax.annotate("", (xb - 0.05, yb), (xa + 1.95, ya), arrowprops={"arrowstyle": "->", "lw": 1.4})
+ax.text(3.0, 1.05, "notebook 00", fontsize=8, color="gray")
+ax.text(3.0, -1.05, "notebook 01", fontsize=8, color="gray")
+ax.text(5.55, 0.45, "notebook 04", fontsize=8, color="gray")
+ax.text(8.45, 0.45, "notebooks 03-05", fontsize=8, color="gray")
+ax.set(xlim=(-0.2, 10.0), ylim=(-1.2, 1.2), title="The RLHF pipeline, and where WARP sits")
+ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ### The objective, and why it has a KL term
+#
+# Maximising $\mathbb{E}_{x, y \sim \pi}[r(x, y)]$ alone is a trap: $r$ is a learned, imperfect
+# judge, and a policy pushed hard against it finds the inputs it over-rewards (repeated praise
+# words, degenerate text) instead of writing better reviews. This is **reward hacking**
+# (notebook 01 probes our own reward model for it; notebook 06 shows a run that collapses). RLHF
+# therefore keeps the policy close to $\pi_{\text{sft}}$, which still writes natural text:
+#
+# $$J_\beta(\pi) = \mathbb{E}_{x}\Big[\mathbb{E}_{y \sim \pi(\cdot \mid x)}\, r(x, y)
+#   - \beta\, \mathrm{KL}\big(\pi(\cdot \mid x) \,\|\, \pi_{\text{sft}}(\cdot \mid x)\big)\Big],
+# \qquad \mathrm{KL}(p \,\|\, q) = \sum_y p(y) \log \frac{p(y)}{q(y)} \ge 0 .$$
+#
+# Small $\beta$: more reward, further from SFT; large $\beta$: the reverse. Every $\beta$ gives one
+# trade-off; together they form the **KL-reward Pareto front**, the curve every later notebook plots.
+#
+# **The closed-form optimum.** For each $x$, $J_\beta$ is maximised over all distributions by
+#
+# $$\pi^*_\beta(y \mid x) = \frac{\pi_{\text{sft}}(y \mid x)\, e^{r(x, y)/\beta}}{Z_\beta(x)}, \qquad
+# Z_\beta(x) = \sum_y \pi_{\text{sft}}(y \mid x)\, e^{r(x, y)/\beta}.$$
+#
+# Proof in one line: substituting $r = \beta \log(\pi^*_\beta Z_\beta / \pi_{\text{sft}})$ gives
+# $J_\beta(\pi) = \beta\,\mathbb{E}_x \log Z_\beta(x) - \beta\,\mathbb{E}_x \mathrm{KL}(\pi \,\|\, \pi^*_\beta)$,
+# largest when the last KL is 0. So RLHF re-weights the SFT policy by $e^{r/\beta}$: it can only
+# move mass to completions $\pi_{\text{sft}}$ already gives some probability. A language model
+# cannot compute $Z_\beta$ (a sum over all texts), hence RL; a toy can.
+#
+# ### The toy bandit
+#
+# `warp_utils.toy` is a language model you can solve exactly: $P = 16$ prompts, each answered by
+# **one token** $y$ of $K = 8$; the reward is a fixed table $r(x, y) \sim U[0, 1]$; the policy is
+# $\pi_\theta(y \mid x) = \operatorname{softmax}(\texttt{table}[x] + \texttt{bias})_y$, a state dict
+# with two tensors like a tiny network. Expected rewards and KLs are exact sums over the table. The
+# rest of this notebook runs WARP on it.
+
+# %%
+theta_sft, reward = toy.make_bandit()  # 16 prompts x 8 tokens, float64
+pi_sft = toy.probs(theta_sft)
+print("pi_sft(. | x=0):", np.round(pi_sft[0].numpy(), 3))
+print("r(x=0, .):      ", np.round(reward[0].numpy(), 3))
+print(f"E[r] under pi_sft: {toy.expected_reward(theta_sft, reward):.4f}; "
+      f"best possible (argmax per prompt): {reward.max(-1).values.mean():.4f}")
+
+# %% [markdown]
+# ### Exercise 1 · the exact KL of two toy policies
+# Write `exact_kl(pi_p, pi_q)`: both are $(P, K)$ tables of probabilities (rows sum to 1); return
+# $\frac{1}{P}\sum_x \sum_y \pi_p(y \mid x) \log \frac{\pi_p(y \mid x)}{\pi_q(y \mid x)}$ as a float.
+# The grader compares it with `toy.kl` on two pairs of tables. Until you solve it, the notebook uses
+# the reference.
+
+# %%
+def exact_kl(pi_p, pi_q):
+    raise NotImplementedError  # your code here (one line)
+
+
+exact_kl = exercises.check("exact_kl", exact_kl)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("exact_kl"))  # the solution, one click away
+
+# %% [markdown]
+# ### Exercise 2 · the optimal policy $\pi^*_\beta$
+# Write `optimal_policy(pi_sft, reward, beta)` returning the $(P, K)$ table of $\pi^*_\beta$. Careful:
+# the grader tries $\beta = 10^{-3}$, where $e^{r/\beta}$ overflows float64.
+
+# %%
+def optimal_policy(pi_sft, reward, beta):
+    raise NotImplementedError  # your code here
+
+
+optimal_policy = exercises.check("optimal_policy", optimal_policy)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("optimal_policy"))
+
+# %% [markdown]
+# Check the claim numerically: at $\pi^*_\beta$, $J_\beta = \beta\,\mathbb{E}_x \log Z_\beta(x)$
+# (`toy.optimal_value`), and any other policy loses exactly $\beta\,\mathrm{KL}(\pi \,\|\, \pi^*_\beta)$.
+# Then the **exact front**: sweep $\beta$, plot $(\mathrm{KL}(\pi^*_\beta \| \pi_{\text{sft}}),
+# \mathbb{E}_{\pi^*_\beta}[r])$. No policy can lie above it; section 4 puts WARP's points under it.
+
+# %%
+beta = 0.1
+pi_star = optimal_policy(pi_sft, reward, beta)
+J = lambda pi: float((pi * reward).sum(-1).mean()) - beta * exact_kl(pi, pi_sft)
+print(f"J(pi*) = {J(pi_star):.6f}   beta E log Z = {toy.optimal_value(theta_sft, reward, beta):.6f}")
+assert abs(J(pi_star) - toy.optimal_value(theta_sft, reward, beta)) < 1e-10
+other = torch.softmax(torch.randn(16, 8, dtype=torch.float64), -1)
+assert abs(J(pi_star) - J(other) - beta * exact_kl(other, pi_star)) < 1e-10
+
+betas = np.logspace(-2.5, 1.5, 60)
+front_kls, front_rewards = toy.optimal_front(theta_sft, reward, betas)
+fig, ax = plt.subplots(figsize=(6.5, 3.6))
+ax.plot(front_kls, front_rewards, "k", lw=2, label="exact optimal front ($\\pi^*_\\beta$)")
+for b in (0.03, 0.1, 0.3, 1.0):
+    k, r = toy.optimal_front(theta_sft, reward, [b])
+    ax.plot(k, r, "ko", ms=4)
+    ax.annotate(f"$\\beta$={b}", (k[0], r[0]), textcoords="offset points", xytext=(6, -10), fontsize=8)
+ax.axhline(float(reward.max(-1).values.mean()), color="gray", ls=":", lw=1, label="max reward (greedy)")
+ax.set(xlabel="KL($\\pi$ || $\\pi_{sft}$)", ylabel="E[r]", title="The best reward for each KL budget")
+ax.legend(fontsize=8)
+plt.show()
 
 # %% [markdown]
 # ## 1. The EMA anchor
@@ -80,6 +235,22 @@ unrolled = (1 - mu) ** num_steps * policies[0]["w"] + sum(
 )
 print("recursion:", anchor["w"].numpy(), "\nunrolled: ", unrolled.numpy())
 assert torch.allclose(anchor["w"], unrolled, atol=1e-12)
+
+# %% [markdown]
+# ### Exercise 3 · the EMA step
+# Write `ema_step(theta_ema, theta, mu)` for state dicts (`dict[str, Tensor]`): return a **new**
+# dict $\{k: (1-\mu)\,\theta_{\text{ema}}[k] + \mu\,\theta[k]\}$, leaving `theta_ema` untouched
+# (other code may still hold it). Graded against `warp_utils.weights.ema`.
+
+# %%
+def ema_step(theta_ema, theta, mu):
+    raise NotImplementedError  # your code here
+
+
+ema_step = exercises.check("ema", ema_step)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("ema"))
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -187,292 +358,150 @@ ax.legend(loc="lower left", fontsize=8)
 plt.show()
 
 # %% [markdown]
-# ### Lemma 1 vs Lemma 2: SLERP keeps the norm, LERP shrinks it
+# **Lemma 1 (SLERP keeps the norm).** With $\lVert\delta_1\rVert = \lVert\delta_2\rVert = l$, the
+# merged task vector has norm $l$ for every $\lambda$: it stays on the arc. **Lemma 2 (LERP
+# shrinks it)** to $l\sqrt{1 - 2(1-\cos\Omega)(\lambda - \lambda^2)}$, i.e. $l/\sqrt{2}$ for
+# orthogonal task vectors at $\lambda = 1/2$. Independent runs give nearly orthogonal task vectors in
+# high dimension, so LERP loses about 30% of what each run learned. The appendix notebook
+# `03b_appendix_lemmas` checks both lemmas in 1,000 dimensions, shows why SLERP must act on task
+# vectors and not on full weights, and derives Eq. 26 for $M > 2$.
 #
-# With equal norms $\lVert\delta_1\rVert = \lVert\delta_2\rVert = l$:
-#
-# * **Lemma 1 (SLERP):** $\lVert \operatorname{slerp} - \theta_{\text{init}} \rVert = l$ for every $\lambda$ — the point stays on the arc.
-# * **Lemma 2 (LERP):** $\lVert (1-\lambda)\delta_1 + \lambda\delta_2 \rVert
-#   = l\sqrt{1 - 2(1-\cos\Omega)(\lambda - \lambda^2)}$, i.e. $l/\sqrt{2}$ at $\Omega = 90°$, $\lambda = 1/2$.
-#
-# In high dimension independent task vectors are close to orthogonal, so LERP loses about 30% of
-# what each run learned; SLERP keeps it. We check both to $10^{-6}$ in 1,000 dimensions.
-
+# ### Exercise 4 · SLERP of two task vectors
+# Write `slerp2(theta_init, theta_1, theta_2, lam)` for state dicts, **tensor by tensor** (each
+# tensor has its own angle $\Omega$): the formula above, with $\delta_m = \theta_m - \theta_{\text{init}}$.
+# When the angle is undefined or zero (a task vector of norm 0, or two collinear ones,
+# $\sin\Omega \approx 0$), fall back to LERP of the task vectors. The grader tries both cases.
 
 # %%
-def task_vectors_at_angle(omega, length, dim=1000, seed=0):
-    """theta_init and two models whose task vectors have norm `length` and angle `omega`."""
-    gen = torch.Generator().manual_seed(seed)
-    basis, _ = torch.linalg.qr(torch.randn(dim, 2, generator=gen, dtype=torch.float64))
-    init = {"w": torch.randn(dim, generator=gen, dtype=torch.float64)}
-    delta_1 = length * basis[:, 0]
-    delta_2 = length * (math.cos(omega) * basis[:, 0] + math.sin(omega) * basis[:, 1])
-    return init, {"w": init["w"] + delta_1}, {"w": init["w"] + delta_2}
+def slerp2(theta_init, theta_1, theta_2, lam=0.5):
+    raise NotImplementedError  # your code here
 
 
-def task_norm(theta, theta_init):
-    return (theta["w"] - theta_init["w"]).norm().item()
+slerp2 = exercises.check("slerp", slerp2)
 
-
-length, lams = 2.0, np.linspace(0, 1, 41)
-fig, ax = plt.subplots(figsize=(7, 3.4))
-for degrees in (30, 60, 90, 120, 150):
-    omega = math.radians(degrees)
-    init, t1, t2 = task_vectors_at_angle(omega, length)
-    slerp_norms = np.array([task_norm(slerp(init, [t1, t2], lam), init) for lam in lams])
-    lerp_norms = np.array([task_norm(lerp(init, [t1, t2], lam), init) for lam in lams])
-    lemma2 = length * np.sqrt(1 - 2 * (1 - math.cos(omega)) * (lams - lams**2))
-    assert np.abs(slerp_norms - length).max() < 1e-6  # Lemma 1
-    assert np.abs(lerp_norms - lemma2).max() < 1e-6  # Lemma 2
-    (line,) = ax.plot(lams, lerp_norms / length, label=f"LERP, $\\Omega$ = {degrees}°")
-    ax.plot(lams, slerp_norms / length, color=line.get_color(), ls="--", lw=1)
-ax.axhline(1 / math.sqrt(2), color="gray", ls=":", lw=1)
-ax.set(
-    xlabel="$\\lambda$",
-    ylabel="$\\|$merged task vector$\\|\\,/\\,l$",
-    title="SLERP (dashed) stays at 1; LERP sags (dotted: $1/\\sqrt{2}$)",
-)
-ax.legend(fontsize=7, ncol=2)
-init, t1, t2 = task_vectors_at_angle(math.pi / 2, length)
-print("LERP at 90 deg, lambda=0.5: |merge| / l =", task_norm(lerp(init, [t1, t2]), init) / length)
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("slerp"))
 
 # %% [markdown]
-# ### Why it must be task vectors, not full weights
-#
-# Two fine-tunes of the same model are **nearly collinear as full weight vectors**: both are
-# $\theta_{\text{init}}$ plus a small change. Their angle is tiny, $\sin\Omega \approx \Omega$,
-# and SLERP's coefficients tend to $(1-\lambda, \lambda)$: SLERP of full weights *is* LERP, with its
-# norm loss on the part that matters. Subtracting $\theta_{\text{init}}$ first exposes the real
-# angle between what the two runs learned.
-#
-# We check this on a small MLP: pre-train it on one regression task, then fine-tune two copies on
-# two different tasks (a handful of Adam steps each). `ema_` keeps an in-place EMA of each copy
-# along the way, exactly as WARP's anchor does. `slerp(zeros, ...)` is SLERP of the full weights.
+# ### Spot the bug · a LERP fallback
+# A public reproduction wrote its SLERP like this. Read it: what happens when two runs end up with
+# collinear task vectors for one tensor (for example, two runs that saw the same data)?
 
 # %%
-inputs = torch.randn(256, 2)
-base_task = torch.sin(inputs[:, 0]) + torch.cos(inputs[:, 1])
-
-
-def fit(model, targets, steps, lr, ema_model=None, mu=0.1):
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = (model(inputs).squeeze(-1) - targets).pow(2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if ema_model is not None:
-            ema_(ema_model, model, mu)  # after every optimiser step
-    return loss.item()
-
-
-pretrained = nn.Sequential(
-    nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1)
-)
-print(f"pre-training loss {fit(pretrained, base_task, 150, 1e-2):.4f}")
-theta_init = copy.deepcopy(pretrained.state_dict())
-thetas, anchors = [], []
-for targets in (base_task + 0.5 * inputs[:, 0], base_task - 0.5 * inputs[:, 1]):
-    model, anchor_model = copy.deepcopy(pretrained), copy.deepcopy(pretrained)
-    print(f"fine-tuning loss {fit(model, targets, 30, 3e-3, anchor_model):.4f}")
-    thetas.append(copy.deepcopy(model.state_dict()))
-    anchors.append(copy.deepcopy(anchor_model.state_dict()))
-
-
-# %%
-def cosine(a, b):
-    return (a.flatten() @ b.flatten() / (a.norm() * b.norm())).item()
-
-
-task_vectors = [task_vector(theta, theta_init) for theta in thetas]
-print(f"{'tensor':10} {'cos(theta_1, theta_2)':>22} {'cos(delta_1, delta_2)':>22}")
-for key in theta_init:
-    print(
-        f"{key:10} {cosine(thetas[0][key], thetas[1][key]):22.5f} "
-        f"{cosine(task_vectors[0][key], task_vectors[1][key]):22.3f}"
-    )
-
-
-def distance(a, b):
-    return math.sqrt(sum((a[k] - b[k]).pow(2).sum().item() for k in a))
-
-
-zeros = {key: torch.zeros_like(value) for key, value in theta_init.items()}
-merges = {
-    "SLERP of task vectors": slerp(theta_init, thetas),
-    "SLERP of full weights": slerp(zeros, thetas),
-    "LERP": lerp(theta_init, thetas),
-}
-print(
-    "\n"
-    + ", ".join(f"|delta_{m}| = {distance(t, theta_init):.4f}" for m, t in enumerate(thetas, 1))
-)
-for name, merged in merges.items():
-    print(
-        f"{name:22} |merged - theta_init| = {distance(merged, theta_init):.4f}   "
-        f"|merged - LERP| = {distance(merged, merges['LERP']):.5f}"
-    )
+print(inspect.getsource(bugs.slerp_fallback_forgets_init))
 
 # %% [markdown]
-# Full weights: cosines of 0.98 and more, so SLERP of full weights sits almost on LERP and inherits its norm
-# loss. Task vectors: much wider angles (the one-element output bias is exactly collinear, so
-# `slerp` falls back to LERP there, by design). The asserts pin this down.
-
-# %%
-gap_full = distance(merges["SLERP of full weights"], merges["LERP"])
-gap_task = distance(merges["SLERP of task vectors"], merges["LERP"])
-assert (
-    min(cosine(thetas[0][k], thetas[1][k]) for k in theta_init if theta_init[k].numel() > 1) > 0.98
-)
-assert gap_full < 0.1 * gap_task, (gap_full, gap_task)
-assert distance(merges["SLERP of task vectors"], theta_init) > distance(merges["LERP"], theta_init)
-# The EMA anchors lag the policies, so their task vectors are shorter: merge the policies, not them.
-assert all(distance(a, theta_init) < distance(t, theta_init) for a, t in zip(anchors, thetas))
-
-# %% [markdown]
-# ### More than two runs: Eq. 26
+# <details><summary>Answer</summary>
 #
-# For $M > 2$ the paper folds SLERP in, with $\theta_{\text{init}}$ shared:
-# $\operatorname{slerp}_M = \operatorname{slerp}(\theta_{\text{init}}, \operatorname{slerp}_{M-1}, \theta_M, \lambda = 1/M)$.
-# With $\lambda = 1/m$ at step $m$, every run gets the same share — for LERP this is exactly the
-# uniform average; for SLERP, with equal norms and equal pairwise angles, the merge keeps the norm.
+# The fallback returns the merged **task vector** without adding $\theta_{\text{init}}$ back: that
+# tensor of the merged model is replaced by a small difference of weights. In a language model the
+# layer is essentially zeroed and the model destroyed, silently, and only when the angle happens to
+# be tiny. The grader's collinear case catches it (below). On the toy, whose SFT logits are small,
+# the damage is milder but visible: two identical runs merged this way land at more KL for no more
+# reward, further below the exact front of section 0.
+# </details>
 
 # %%
-gen = torch.Generator().manual_seed(1)
-init = {"w": torch.randn(500, generator=gen, dtype=torch.float64)}
-deltas = [torch.randn(500, generator=gen, dtype=torch.float64) for _ in range(4)]
-deltas = [3.0 * d / d.norm() for d in deltas]  # equal norms, nearly orthogonal in 500-D
-runs = [{"w": init["w"] + d} for d in deltas]
-merged_lerp = lerp(init, runs)["w"] - init["w"]
-assert torch.allclose(merged_lerp, sum(deltas) / 4, atol=1e-12)  # uniform average
-by_hand = runs[0]
-for m in range(2, 5):
-    by_hand = slerp(init, [by_hand, runs[m - 1]], 1 / m)
-assert torch.allclose(slerp(init, runs)["w"], by_hand["w"], atol=1e-12)
-print(
-    f"|delta_m| = 3.0, |SLERP of 4| = {(by_hand['w'] - init['w']).norm():.3f}, "
-    f"|LERP of 4| = {merged_lerp.norm():.3f} (about 3/sqrt(4) = 1.5)"
-)
+verdict = exercises.spot_the_bug("slerp", "LERP fallback forgets theta_init")
+assert verdict == "wrong"
+run = toy.rl_run(theta_sft, reward, T=50, mu=0.01, beta=0.1, lr=4.0, batch_size=8,
+                 generator=torch.Generator().manual_seed(0))[0]
+below_front = {}
+for name, merge in (("slerp (correct)", lambda a, b, c: slerp(a, [b, c])),
+                    ("buggy fallback", bugs.slerp_fallback_forgets_init)):
+    merged = merge(theta_sft, run, run)  # two identical runs: collinear task vectors
+    value, divergence = toy.expected_reward(merged, reward), toy.kl(merged, theta_sft)
+    below_front[name] = toy.optimal_reward_at_kl(theta_sft, reward, divergence) - value
+    print(f"{name:16} reward {value:.4f}   KL to SFT {divergence:.4f}   "
+          f"below the exact front by {below_front[name]:.4f}")
+assert below_front["buggy fallback"] > below_front["slerp (correct)"]
 
 # %% [markdown]
 # ## 3. LITI: back towards the initialisation
 #
-# The merge is extrapolated from (pulled back towards) the initialisation:
+# The merge is pulled back towards the initialisation:
 #
 # $$\theta_\eta = (1-\eta)\,\theta_{\text{init}} + \eta\,\theta_{\text{slerp}}, \qquad \eta\in[0,1],$$
 #
 # and $\theta_\eta$ becomes the next iteration's $\theta_{\text{init}}$. As $\eta$ goes from 0 to 1
 # the policy walks the segment from $\theta_{\text{init}}$ to $\theta_{\text{slerp}}$, trading KL for
-# reward. The paper's Lemmas 4–5 (LITI improves the KL-reward Pareto front) **assume** that along
-# this segment the KL is convex and the reward concave in $\eta$. Does that hold?
+# reward, and the next iteration's runs start from a better place than SFT. That this walk stays
+# useful rests on **linear mode connectivity**: fine-tunes of the same pre-trained model are joined
+# by straight paths along which the loss (here: reward and KL) changes smoothly, without a barrier,
+# so the weights in between are good models too (the figure below, on the toy). The paper's Lemmas
+# 4-5 further assume the KL is convex and the reward concave along the segment; the appendix
+# `03b_appendix_lemmas` checks when that holds (only in part).
 #
-# For one prompt with logits $z_0 + \eta\Delta$, write $\pi_\eta = \operatorname{softmax}(z_0 + \eta\Delta)$
-# and $A(\eta) = \log\sum_y e^{z_0(y) + \eta\Delta(y)}$, so $A' = \mathbb{E}_\eta[\Delta]$,
-# $A'' = \operatorname{Var}_\eta(\Delta)$. Then
-#
-# $$\operatorname{KL}(\pi_\eta\,\|\,\pi_0) = \eta\,\mathbb{E}_\eta[\Delta] - A(\eta) + A(0), \qquad
-# \frac{d\operatorname{KL}}{d\eta} = \eta\operatorname{Var}_\eta(\Delta) \;\ge 0, \qquad
-# \frac{d^2\operatorname{KL}}{d\eta^2} = \operatorname{Var}_\eta(\Delta) + \eta\,\kappa_{3,\eta}(\Delta).$$
-#
-# **The KL is always monotone** on the segment (so LITI really does trade KL monotonically), but it
-# is **convex only while the third cumulant $\kappa_3$ does not win**: once the policy saturates on
-# the best token, $\operatorname{Var}_\eta(\Delta) \to 0$ and the KL flattens towards
-# $-\log\pi_0(\text{best})$ — concave. The reward $\mathbb{E}_\eta[r]$ is a sigmoid-like curve: convex
-# at first, concave once saturating. We check this on the toy bandit of section 4 (16 prompts, 8
-# tokens, a policy `{"table", "bias"}`), along the ray $\theta_{\text{init}} + s\,(\theta_{\text{slerp}} - \theta_{\text{init}})$;
-# LITI's segment is $s \in [0, 1]$.
+# ### Exercise 5 · LITI
+# Write `my_liti(theta_init, theta_merged, eta)` for state dicts, returning a new dict.
 
 # %%
-theta_sft, reward = toy.make_bandit()
-first = toy.warp(theta_sft, reward, I=1)[0]  # one WARP iteration with the default settings
-# WARP's next initialisation is the point eta = 0.5 (the default) of the LITI segment:
-theta_half = liti(first["theta_init"], first["theta_merged"], 0.5)
-assert all(torch.equal(theta_half[k], first["theta_next"][k]) for k in theta_half)
-delta = task_vector(first["theta_merged"], first["theta_init"])
-scales = np.linspace(0, 6, 301)
-far = {k: first["theta_init"][k] + scales[-1] * delta[k] for k in delta}
-kls, rewards = map(
-    np.array,
-    toy.liti_path(first["theta_init"], far, scales / scales[-1], reward, first["theta_init"]),
-)
+def my_liti(theta_init, theta_merged, eta):
+    raise NotImplementedError  # your code here
 
 
-# The derivative formula, checked by central differences (mean over prompts of eta * Var).
-def kl_at(s):
-    """KL to theta_init at theta_init + s * delta."""
-    theta = {k: first["theta_init"][k] + s * delta[k] for k in delta}
-    return toy.kl(theta, first["theta_init"])
+my_liti = exercises.check("liti", my_liti)
 
-
-logits_init = toy.logits(first["theta_init"])
-delta_logits = delta["table"] + delta["bias"]
-for s in (0.5, 1.0, 3.0):
-    pi = torch.softmax(logits_init + s * delta_logits, -1)
-    var = (pi * delta_logits**2).sum(-1) - (pi * delta_logits).sum(-1) ** 2
-    h = 1e-5
-    finite_difference = (kl_at(s + h) - kl_at(s - h)) / (2 * h)
-    print(
-        f"s={s}: dKL/ds = {finite_difference:.6f}, s * Var(Delta) = {(s * var).mean().item():.6f}"
-    )
-    assert abs(finite_difference - (s * var).mean().item()) < 1e-6
-
-# %%
-kl_curvature, reward_curvature = np.diff(kls, 2), np.diff(rewards, 2)
-on_segment = scales[1:-1] <= 1.0
-kl_turns = scales[1:-1][kl_curvature < 0].min()
-print(f"KL monotone on the ray: {bool((np.diff(kls) > 0).all())}")
-print(
-    f"on LITI's segment s in [0, 1]: KL convex everywhere: {bool((kl_curvature[on_segment] > 0).all())}; "
-    f"reward concave everywhere: {bool((reward_curvature[on_segment] <= 0).all())} "
-    f"(concave at {np.mean(reward_curvature[on_segment] <= 0):.0%} of points)"
-)
-print(f"KL turns concave at s = {kl_turns:.2f} (policy saturating)")
-
-fig, axes = plt.subplots(2, 2, figsize=(10, 5), sharex=True, height_ratios=(2, 1))
-step = scales[1] - scales[0]
-for column, values, curvature, name in (
-    (0, kls, kl_curvature, "KL$(\\pi_s \\| \\pi_{init})$"),
-    (1, rewards, reward_curvature, "reward $E[r]$"),
-):
-    axes[0, column].plot(scales, values, "k")
-    axes[0, column].set(title=name)
-    second = curvature / step**2
-    axes[1, column].fill_between(
-        scales[1:-1], second, where=second > 0, color="tab:blue", label="convex"
-    )
-    axes[1, column].fill_between(
-        scales[1:-1], second, where=second <= 0, color="tab:red", label="concave"
-    )
-    axes[1, column].set(xlabel="s (1 = the SLERP merge)", ylabel="second derivative")
-    for ax in axes[:, column]:
-        ax.axvspan(0, 1, color="gold", alpha=0.25, zorder=0)
-axes[1, 0].legend(fontsize=8)
-axes[0, 0].text(0.5, 0.2, "LITI\nsegment", ha="center", fontsize=8)
-plt.show()
-# %%
-assert (np.diff(kls) > 0).all()  # monotone, as derived
-assert (kl_curvature[on_segment] > 0).all()  # convex on the segment here...
-assert (kl_curvature < 0).any()  # ...but not once the policy saturates
-assert not (reward_curvature[on_segment] <= 0).all()  # the reward is not concave near s = 0
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("liti"))
 
 # %% [markdown]
-# So on the toy, with the default settings, the assumptions of Lemmas 4–5 hold **only in part**:
-# the KL is convex on LITI's segment (and monotone everywhere, which is what matters for trading
-# KL), but it turns concave further out where the policy saturates, and the reward is *convex* near
-# $\theta_{\text{init}}$ (a slowly starting sigmoid), not concave. The Pareto argument is a sketch
-# of the typical regime, not a theorem about every fine-tune.
+# Reward and KL along two straight lines of the toy: from SFT to one RL run (LITI's segment), and
+# between two runs of the same iteration (the path LERP averages along). No barrier: every point in
+# between is a working policy, which is what makes averaging weights sensible at all.
+
+# %%
+runs = [toy.rl_run(theta_sft, reward, T=50, mu=0.01, beta=0.1, lr=4.0, batch_size=8,
+                   generator=torch.Generator().manual_seed(m))[0] for m in range(2)]
+ts = np.linspace(0, 1, 21)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for start, end, name in ((theta_sft, runs[0], "SFT -> run 1"), (runs[0], runs[1], "run 1 -> run 2")):
+    path = [my_liti(start, end, float(t)) for t in ts]
+    axes[0].plot(ts, [toy.expected_reward(p, reward) for p in path], label=name)
+    axes[1].plot(ts, [toy.kl(p, theta_sft) for p in path], label=name)
+axes[0].set(xlabel="position t on the straight line", ylabel="E[r]", title="reward along the path")
+axes[1].set(xlabel="position t on the straight line", ylabel="KL to SFT", title="KL along the path")
+axes[0].legend(fontsize=8)
+plt.show()
+between = [toy.expected_reward(my_liti(runs[0], runs[1], float(t)), reward) for t in ts]
+assert min(between) >= min(between[0], between[-1]) - 0.01  # no barrier between the two runs
+
+# %% [markdown]
+# ### Spot the bug · a LITI that does nothing
+# Another reproduction's LITI. The code runs, the loss curves look fine. What is wrong?
+
+# %%
+print(inspect.getsource(bugs.liti_does_nothing))
+
+# %% [markdown]
+# <details><summary>Answer</summary>
 #
+# `theta_merged` is overwritten by `theta_init`, so the result is $(1-\eta)\theta_{\text{init}} +
+# \eta\,\theta_{\text{init}} = \theta_{\text{init}}$ whatever $\eta$: every WARP iteration restarts
+# from SFT, the $I$ iterations are $I$ repeats of the first, and the front never moves outward. The
+# grader sees it at once: the output equals `theta_init`. On the toy, it is WARP with $\eta = 0$.
+# </details>
+
+# %%
+assert exercises.spot_the_bug("liti", "LITI that does nothing") == "wrong"
+for eta, name in ((0.5, "correct LITI"), (0.0, "LITI that does nothing")):
+    last = toy.warp(theta_sft, reward, I=3, eta=eta)[-1]["theta_merged"]
+    print(f"{name:24} iteration 3 merge: reward {toy.expected_reward(last, reward):.4f}, "
+          f"KL {toy.kl(last, theta_sft):.4f}")
+
+# %% [markdown]
 # ## 4. A toy WARP you can play with
 #
-# Algorithm 1 on the toy bandit, with the exact same `slerp`, `liti` and `ema` functions.
-# For $i = 1..I$: $M$ REINFORCE runs from $\theta_{\text{init}}$, each on the KL-regularised reward
+# Algorithm 1 on the toy bandit of section 0, with the exact same `slerp`, `liti` and `ema`
+# functions. For $i = 1..I$: $M$ REINFORCE runs from $\theta_{\text{init}}$, each on the
+# KL-regularised reward
 #
 # $$r_\beta(x, y) = r(x, y) - \beta \log\frac{\pi_\theta(y\mid x)}{\pi_{\text{ema}}(y\mid x)}$$
 #
 # ($r_\beta$ is a constant weight, no gradient through it; leave-one-out baseline), each with its
 # own EMA anchor; then $\theta_{\text{slerp}} = \operatorname{slerp}(\theta_{\text{init}}, \{\theta_m\})$
 # and $\theta_{\text{init}} \leftarrow \operatorname{liti}(\theta_{\text{init}}, \theta_{\text{slerp}}, \eta)$.
-# Rewards and KLs are exact sums; only training samples. First, the two merges of the same runs:
+# Rewards and KLs are exact sums; only training samples. First, the merges of the same runs:
 
 
 # %%
@@ -508,45 +537,85 @@ kls_final, _ = toy.liti_path(
 assert (np.diff(kls_final) > 0).all()  # exact KL to the initial policy is monotone in eta
 
 # %% [markdown]
-# Is "SLERP's merge has at least LERP's reward" robust, or an artefact of the defaults? A small
-# sweep over $\beta$ and $M$ (first iteration only, same runs merged both ways) prints every
-# setting; any row marked `LERP wins` would be a counter-example, reported rather than tuned away.
-# It also asks the fairer question: walking SLERP's LITI segment back until its KL equals the LERP
-# merge's KL, which reward is left?
+# ### Exercise 6 · the end of an iteration
+# `toy.warp` returns one record per iteration: `theta_init`, the trained runs `thetas`, their EMA
+# anchors `theta_emas`, ... Write `next_init(record, eta)`: the next iteration's
+# $\theta_{\text{init}}$ (use `slerp` and `liti` from `warp_utils.weights`, imported above). The grader
+# compares with what `toy.warp` itself computed.
 
 # %%
-sweep = []
-for beta in (0.03, 0.1, 0.3):
-    for num_runs in (2, 3, 4):
-        record = toy.warp(theta_sft, reward, I=1, M=num_runs, beta=beta)[0]
-        merged_slerp, merged_lerp = (
-            merge(record["theta_init"], record["thetas"]) for merge in (slerp, lerp)
-        )
-        r_slerp, r_lerp = (toy.expected_reward(m, reward) for m in (merged_slerp, merged_lerp))
-        kl_lerp = toy.kl(merged_lerp, theta_sft)
-        kls, rewards = toy.liti_path(
-            record["theta_init"], merged_slerp, np.linspace(0, 1, 201), reward, theta_sft
-        )
-        r_slerp_at_kl = float(np.interp(kl_lerp, kls, rewards))  # KL is monotone in eta
-        sweep.append((r_slerp, r_lerp, r_slerp_at_kl))
-        print(
-            f"beta={beta:<5} M={num_runs}: reward SLERP {r_slerp:.4f}  LERP {r_lerp:.4f}  "
-            f"{'SLERP >= LERP' if r_slerp >= r_lerp else 'LERP wins'}   "
-            f"| at LERP's KL {kl_lerp:.3f}: SLERP+LITI {r_slerp_at_kl:.4f}"
-        )
+def next_init(record, eta):
+    raise NotImplementedError  # your code here (two lines)
+
+
+next_init = exercises.check("warp_merge", next_init)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("warp_merge"))
 
 # %% [markdown]
-# What the sweep shows (the assert below keeps this paragraph honest): in all nine settings the
-# SLERP merge has **more reward** than the LERP merge, as Lemma 1 predicts — but it also has more
-# KL, and at **equal KL** the LERP merge is *ahead* of SLERP's LITI segment in this toy. Here the
-# runs differ mostly by sampling noise; LERP averages that noise away (less KL for free) while
-# SLERP keeps its norm. So SLERP buys reward with KL, and in this toy LERP buys it more cheaply:
-# the toy does **not** show a reward-at-fixed-KL gain of SLERP over LERP. Whether SLERP pays off
-# depends on what the runs' differences are (learned features vs noise), which a bandit cannot say.
+# ### Spot the bug · which models are merged?
+# A reproduction kept, for each run, both the policy and its EMA anchor, and merged like this:
 
 # %%
-assert all(r_slerp >= r_lerp for r_slerp, r_lerp, _ in sweep)
-assert all(r_at_kl < r_lerp for _, r_lerp, r_at_kl in sweep)
+print(inspect.getsource(bugs.warp_merge_slerp_of_emas))
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# It merges the **anchors** $\theta^m_{\text{ema}}$, not the trained policies $\theta^m$. With
+# $\mu = 0.01$ and $T = 50$ the anchor has moved only about $1 - 0.99^{50} \approx 40\%$ of the way
+# (less, since it lags a moving target): the merge throws most of the RL run away, and each
+# iteration advances far less along the front. The row "SLERP of EMAs (bug)" of the table above
+# shows it: much less reward (and KL) than the SLERP of the runs.
+# </details>
+
+# %%
+assert exercises.spot_the_bug("warp_merge", "SLERP of the EMA models") == "wrong"
+assert report["SLERP of EMAs (bug)"][0] < report["SLERP"][0]
+assert report["SLERP of EMAs (bug)"][1] < report["SLERP"][1]
+
+# %% [markdown]
+# ### WARP, LERP and REINFORCE under the exact front
+# The fronts of notebook 05, on the toy: for each policy $\theta$, the LITI segment from SFT,
+# $(1-\eta)\,\theta_{\text{sft}} + \eta\,\theta$. WARP's three iterations, the same with LERP merges,
+# and REINFORCE with a frozen SFT anchor ($\mu = 0$) trained for WARP's whole budget of $IMT$
+# steps. Above them, the exact optimal front of section 0: the assert checks that **no policy of any
+# method lies above it** (up to $10^{-9}$), with the exact constrained optimum
+# `toy.optimal_reward_at_kl` at each policy's own KL.
+
+# %%
+etas = np.linspace(0, 1, 11)
+warp_history = toy.warp(theta_sft, reward)  # I=3, M=2, T=50
+lerp_history = toy.warp(theta_sft, reward, merge=lerp)
+reinforce = toy.rl_run(theta_sft, reward, T=3 * 2 * 50, mu=0.0, beta=0.1, lr=4.0, batch_size=8,
+                       generator=torch.Generator().manual_seed(0))[0]
+curves = {f"WARP iteration {i + 1}": record["theta_merged"] for i, record in enumerate(warp_history)}
+curves["LERP iteration 3"] = lerp_history[-1]["theta_merged"]
+curves["REINFORCE, SFT anchor"] = reinforce
+fig, ax = plt.subplots(figsize=(7, 4.2))
+ax.plot(front_kls, front_rewards, "k", lw=2.5, label="exact optimal front")
+checked = 0
+for name, theta in curves.items():
+    kls, rewards = toy.liti_path(theta_sft, theta, etas, reward, theta_sft)
+    ax.plot(kls, rewards, ".-", label=name)
+    for k, r in zip(kls, rewards):
+        assert r <= toy.optimal_reward_at_kl(theta_sft, reward, k) + 1e-9, (name, k, r)
+        checked += 1
+for record in warp_history:  # the individual runs too
+    for theta in record["thetas"]:
+        assert toy.expected_reward(theta, reward) <= toy.optimal_reward_at_kl(
+            theta_sft, reward, toy.kl(theta, theta_sft)) + 1e-9
+        checked += 1
+ax.set(xlabel="KL($\\pi$ || $\\pi_{sft}$)", ylabel="E[r]", xlim=(0, 1.05 * max(
+    toy.kl(t, theta_sft) for t in curves.values())), title="Toy fronts under the exact optimum")
+ax.legend(fontsize=8)
+plt.show()
+gaps = {name: toy.optimal_reward_at_kl(theta_sft, reward, toy.kl(t, theta_sft)) - toy.expected_reward(t, reward)
+        for name, t in curves.items()}
+print(f"{checked} policies checked: none above the exact front. Reward missing at equal KL (eta = 1):")
+for name, gap in gaps.items():
+    print(f"  {name:24} {gap:.4f}")
 
 # %% [markdown]
 # ### The playground
@@ -590,6 +659,7 @@ def draw_warp(mu=0.01, eta=0.5, beta=0.1, M=2, I=3):
             )
         finals[merge.__name__] = history[-1]["theta_next"]
     front.plot(*point(theta_sft), "ks", label="SFT")
+    front.plot(front_kls, front_rewards, "k", lw=1, alpha=0.5, label="exact optimal front")
     front.set(
         xlabel="KL($\\pi$ || $\\pi_{sft}$)",
         ylabel="expected reward",
@@ -632,10 +702,56 @@ controls = widgets.interactive(
 display(controls)  # non-blocking: headless runs (nbval) just render the default state
 
 # %% [markdown]
-# Things to try: $\eta = 0$ never leaves the SFT policy; $\eta = 1$ with $M = 1$ is plain RL
-# restarted from its own end point; raising $\mu$ weakens the anchor (more KL, more reward per
-# iteration); larger $M$ widens the gap between SLERP (norm kept) and LERP (norm shrinks roughly
-# like $1/\sqrt{M}$ for orthogonal task vectors).
+# ## Summary
+#
+# - RLHF maximises $\mathbb{E}[r] - \beta\,\mathrm{KL}(\pi \,\|\, \pi_{\text{sft}})$; the KL term
+#   keeps the policy where the reward model can be trusted (against reward hacking). The optimum is
+#   $\pi^*_\beta \propto \pi_{\text{sft}}\, e^{r/\beta}$, and sweeping $\beta$ traces the best
+#   possible KL-reward front, which we computed exactly on the toy and checked that no WARP, LERP or
+#   REINFORCE policy crosses.
+# - The **EMA anchor** remembers the last $\approx 1/\mu$ steps and lags a drifting policy by
+#   $(1-\mu)v/\mu$: a KL penalty towards it regularises less and less as training goes on.
+# - **SLERP** merges task vectors $\delta_m = \theta_m - \theta_{\text{init}}$ along the arc, keeping their
+#   norm (Lemma 1), where LERP shrinks it (Lemma 2).
+# - **LITI** walks back from the merge towards $\theta_{\text{init}}$ (linear mode connectivity makes
+#   the path usable) and restarts the next iteration from there.
+# - The five public bugs (a LITI that does nothing, SLERP of the EMAs, a LERP fallback that forgets
+#   $\theta_{\text{init}}$, a KL penalty not detached, tokens after EOS counted; the last two in
+#   notebook 04) all run without error: only tests catch them.
+#
+# ## Questions
+#
+# 1. Why can RLHF with a KL penalty never give probability to a completion that $\pi_{\text{sft}}$
+#    gives probability 0?
+# 2. What does $\pi^*_\beta$ become as $\beta \to \infty$, and as $\beta \to 0$?
+# 3. With $\mu = 0.01$, roughly how many steps of the past does the anchor remember?
+# 4. Two runs' task vectors are orthogonal and of equal norm $l$. What is the norm of their LERP
+#    at $\lambda = 1/2$, and of their SLERP?
+# 5. Which of the five bugs leaves every loss curve looking normal?
+#
+# <details><summary>Answers</summary>
+#
+# 1. $\pi^*_\beta = \pi_{\text{sft}}\, e^{r/\beta} / Z$ is 0 wherever $\pi_{\text{sft}}$ is; equivalently
+#    $\mathrm{KL}(\pi \,\|\, \pi_{\text{sft}}) = \infty$ for any $\pi$ that puts mass there.
+# 2. $\beta \to \infty$: $\pi_{\text{sft}}$ (the KL dominates). $\beta \to 0$: all mass on
+#    $\arg\max_y r(x, y)$, the greedy policy at the right end of the front.
+# 3. About $1/\mu = 100$ steps (the weight of the policy $k$ steps ago is $\mu(1-\mu)^k$).
+# 4. LERP: $l/\sqrt{2}$ (Lemma 2 with $\cos\Omega = 0$); SLERP: $l$ (Lemma 1).
+# 5. All of them: the RL runs themselves are fine in the three merge bugs (LITI, SLERP of EMAs,
+#    LERP fallback), and a non-detached KL or counted post-EOS tokens only bias the gradient.
+# </details>
+#
+# ## Try it
+#
+# - In the playground: $\eta = 0$ never leaves the SFT policy; $\eta = 1$ with $M = 1$ is plain RL
+#   restarted from its own end point; $\beta = 0$ removes the KL penalty (how far from the optimal
+#   front do the runs go?); raising $\mu$ weakens the anchor (more KL, more reward per iteration);
+#   larger $M$ widens the gap between SLERP (norm kept) and LERP (norm shrinks roughly like
+#   $1/\sqrt{M}$ for orthogonal task vectors).
+# - Replace `toy.make_bandit()` by `toy.make_bandit(num_tokens=64)`: does WARP get closer to the
+#   exact front, or further?
+# - Put `bugs.warp_merge_liti_does_nothing` in place of `next_init` in a loop of your own over
+#   `toy.rl_run`: how do the merges of iterations 1-3 compare?
 
 # %%
 print(f"notebook ran in {time.perf_counter() - notebook_start:.1f} s")

@@ -87,7 +87,7 @@ def test_solution_and_spot_the_bug_show_source(capsys):
         exercises.solution("nope")
     assert exercises.spot_the_bug("warp_merge", "SLERP of the EMA models") == "wrong"
     out = capsys.readouterr().out
-    assert "theta_emas" in out and "REJECTED" in out
+    assert "SLERP of the EMA models" in out and "REJECTED" in out
 
 
 def test_r_beta_grader_needs_the_detach_and_the_loss_grader_sees_it_in_the_gradient():

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import weights
+
 # ----------------------------------------------------------------------------- 01 reward model
 
 
@@ -65,12 +67,10 @@ def optimal_policy(pi_sft, reward, beta):
     return torch.softmax(pi_sft.log() + reward / beta, dim=-1)
 
 
-def warp_merge(record, eta, slerp_fn=None):
+def warp_merge(record, eta):
     """theta_init of the next iteration: LITI towards the SLERP of the trained policies."""
-    from .weights import liti as liti_, slerp as slerp_
-
-    theta_slerp = (slerp_fn or slerp_)(record["theta_init"], record["thetas"])  # not theta_emas
-    return liti_(record["theta_init"], theta_slerp, eta)
+    theta_slerp = weights.slerp(record["theta_init"], record["thetas"])  # not record["theta_emas"]
+    return weights.liti(record["theta_init"], theta_slerp, eta)
 
 
 # ----------------------------------------------------------------------------- 04 the RL step
