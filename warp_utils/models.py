@@ -125,8 +125,17 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
 
 
 def _download_policy(profile: Profile, folder: Path) -> dict:
-    model = AutoModelForCausalLM.from_pretrained(profile.policy.pretrained, torch_dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(profile.policy.pretrained)
+    """pi_sft = the pretrained causal LM named by policy.pretrained (hub id or folder), float32.
+    Offline and not cached: one OSError naming the model and what to set, before any work."""
+    from .hub import check_hub_available, hub_error_message
+
+    name = profile.policy.pretrained
+    check_hub_available(name, "policy.pretrained")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except OSError as error:  # not found, no network: say which model and what to set
+        raise OSError(hub_error_message(name, error, "policy.pretrained")) from error
     tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     model.save_pretrained(folder)
