@@ -23,6 +23,28 @@
 # paper-style setup (GPT-2 policy, DistilBERT reward model), built from config and trained
 # here on IMDB in minutes on a CPU. The **`full`** profile (lvwerra/gpt2-imdb,
 # distilbert-base-cased, a GPU) is opt-in: `WARP_PROFILE=full`.
+#
+# **You will learn to** check the environment, choose a profile, load IMDB, and build and sample
+# the **SFT policy** $\pi_{\text{sft}}$ (the model that supervised fine-tuning, here plain language
+# modelling on IMDB reviews, produced), the starting point of RLHF.
+#
+# **Prerequisites**: Python, PyTorch tensors, what a language model's next-token probabilities are.
+#
+# **Time**: about 90 s to run the first time on 2 CPU cores (the SFT pre-training; measured in CI),
+# seconds afterwards (cached); 10 min to read.
+#
+# ### The course map
+#
+# | notebook | teaches | run time (CI, first run) | needs |
+# |---|---|---|---|
+# | 00 setup | environment, IMDB, the SFT policy $\pi_{\text{sft}}$ | ~90 s | - |
+# | 01 reward model | Bradley-Terry reward model $r$, reward hacking probe; 2 exercises | ~30 s | 00 |
+# | 02 prompts | prompts $x$; how $\pi_{\text{sft}}$ continues them | ~25 s | 00 |
+# | 03 EMA, SLERP, LITI | why RLHF has a KL term, the exact optimal front, WARP's weight-space math on a toy; 6 exercises, 3 bugs | ~10 s | - |
+# | 03b appendix (optional) | Lemmas 1-2, Eq. 26, convexity along LITI | ~5 s | 03 |
+# | 04 WARP training | Algorithm 1 on GPT-2: rollouts, $r_\beta$, REINFORCE, the loop; 3 exercises, 2 bugs | ~70 s | 00-02 |
+# | 05 evaluation | test reward, KL, Pareto fronts, baselines, what RL changed in the text; 2 exercises | ~100 s | 04 |
+# | 06 hyperparameters | $\mu$, learning rate, $M$: one factor at a time | ~130 s | 04 |
 
 # %%
 import platform
@@ -45,23 +67,11 @@ print("artifacts:", artifacts_dir(profile))
 
 # %% [markdown]
 # ## Notation
-# Every later notebook uses these names; the left column is the paper's symbol.
-#
-# | paper | code | meaning |
-# |---|---|---|
-# | $\pi_{\text{sft}}$, $\theta_{\text{sft}}$ | `theta_sft` | the supervised policy we start from |
-# | $r(x, y)$ | `reward_scorer` | reward model: score of prompt $x$ + completion $y$ |
-# | $x$, $y$ | `prompts`, `completions` | 10-token review openings; sampled continuations |
-# | $I$, $M$, $T$ | `I`, `M`, `T` | WARP iterations, RL runs per iteration, steps per run |
-# | $\theta^m$ | `theta_runs[i][m]` | weights of RL run $m$ |
-# | $\theta^m_{\text{ema}}$, $\mu$ | `theta_ema`, `mu` | EMA anchor and its update rate |
-# | $\beta$ | `beta` | weight of the KL-to-anchor penalty |
-# | $r_\beta$ | `r_beta` | $r(x, y) - \beta \log \frac{\pi_{\theta^m}(y \mid x)}{\pi_{\theta^m_{\text{ema}}}(y \mid x)}$ |
-# | $\delta^m = \theta^m - \theta_{\text{init}}$ | `task_vectors` | task vector of run $m$ |
-# | $\lambda$, $\Omega$ | `lam`, `omega` | SLERP weight and angle between task vectors |
-# | $\theta_{\text{slerp}}$ | `theta_slerp` | SLERP merge of the $M$ runs |
-# | $\eta$ | `eta` | LITI step: $\theta_{\text{init}} \leftarrow (1-\eta)\,\theta_{\text{init}} + \eta\,\theta_{\text{slerp}}$ |
-# | $\mathrm{KL}(\pi \,\|\, \pi_{\text{sft}})$ | `kl_to_sft` | what the Pareto front plots on $x$ |
+# Each symbol is defined in the notebook that first uses it; the glossary at the end of this
+# notebook collects them all, with where each is taught. Only three matter here: a **prompt** $x$
+# (the opening of a review), a **completion** $y$ (what the model writes after it), and the
+# **policy** $\pi_\theta(y \mid x)$, the language model with weights $\theta$ seen as a
+# distribution over completions.
 
 # %% [markdown]
 # ## The data: IMDB
@@ -154,3 +164,58 @@ if losses:
     final = sum(losses[-20:]) / 20
     print(f"final loss {final:.2f} nats vs uniform {math.log(len(tokenizer)):.2f}")
     assert final < math.log(len(tokenizer)) - 2.0
+
+# %% [markdown]
+# ## Summary
+#
+# - The `tiny` profile builds everything here on a CPU; `full` is the paper-sized setup.
+# - IMDB gives 25k train / 25k test reviews; the SFT policy is a small GPT-2 trained on them, and it
+#   writes IMDB-flavoured, loosely grammatical text.
+# - `<|endoftext|>` is bos = eos = pad: masks come from attention masks, never from `ids != pad_id`.
+#
+# ## Questions
+#
+# 1. Why must the policy be in eval mode when we compare it with itself?
+# 2. What loss would a model that knows nothing about text have, and why is it $\log |V|$?
+# 3. Why can a mask not be built from `ids != pad_id` here?
+#
+# <details><summary>Answers</summary>
+#
+# 1. Dropout samples a different sub-network at each call: two calls of the same model would give
+#    different distributions, and $\mathrm{KL}(\pi \| \pi) \neq 0$.
+# 2. The uniform distribution over the vocabulary $V$ gives every token probability $1/|V|$: the
+#    cross-entropy is $-\log(1/|V|) = \log |V|$.
+# 3. The end-of-text token is also the pad token: such a mask would drop the real EOS of every
+#    completion (and keep nothing else wrong only by luck).
+# </details>
+#
+# ## Try it
+#
+# - Sample with `temperature=1.0` and `temperature=0.3`: which is more grammatical, which more varied?
+# - Change the openings to negative ones ("This was the worst"): how does $\pi_{\text{sft}}$ continue?
+#
+# ## Glossary
+#
+# | symbol | code | meaning | taught in |
+# |---|---|---|---|
+# | $x$, $y$ | `prompts`, `completions` | a prompt (10-token review opening); a sampled continuation | 00, 02 |
+# | $\pi_\theta$, $\theta$ | `policy` | the policy (a language model) and its weights | 00 |
+# | $\pi_{\text{sft}}$, $\theta_{\text{sft}}$ | `theta_sft` | the supervised (SFT) policy RL starts from | 00 |
+# | $r(x, y)$ | `reward_scorer` | reward model: score of prompt $x$ + completion $y$ | 01 |
+# | $\sigma$ | | the logistic function $1/(1+e^{-d})$ | 01 |
+# | $\mathrm{KL}(p \,\|\, q)$ | `kl_to_sft` | $\sum_y p(y)\log(p(y)/q(y))$; the Pareto front's $x$ axis | 03 |
+# | $\beta$ | `beta` | weight of the KL penalty | 03 |
+# | $\pi^*_\beta$ | `toy.optimal_policy` | the optimum $\propto \pi_{\text{sft}}\, e^{r/\beta}$ | 03 |
+# | $\theta_{\text{ema}}$, $\mu$ | `theta_ema`, `mu` | EMA anchor of the KL penalty and its update rate | 03 |
+# | $\theta_{\text{init}}$ | `theta_init` | where the $M$ runs of an iteration start | 03 |
+# | $\theta^m$ | `theta_runs[i][m]` | weights of RL run $m$ | 03, 04 |
+# | $\delta^m = \theta^m - \theta_{\text{init}}$ | `task_vector` | task vector of run $m$ | 03 |
+# | $\lambda$, $\Omega$ | `lam`, `omega` | SLERP weight; angle between task vectors | 03 |
+# | $\theta_{\text{slerp}}$ | `theta_slerp` | SLERP merge of the $M$ runs | 03 |
+# | EMA, SLERP, LITI | `weights.ema`, `slerp`, `liti` | exponential moving average; spherical linear interpolation; linear interpolation towards initialisation | 03 |
+# | $\eta$ | `eta` | LITI step: $\theta_{\text{init}} \leftarrow (1-\eta)\,\theta_{\text{init}} + \eta\,\theta_{\text{slerp}}$ | 03 |
+# | $I$, $M$, $T$ | `I`, `M`, `T` | WARP iterations, RL runs per iteration, steps per run | 04 |
+# | $r_\beta$ | `r_beta` | $r(x, y) - \beta \log \frac{\pi_{\theta^m}(y \mid x)}{\pi_{\theta^m_{\text{ema}}}(y \mid x)}$ | 03, 04 |
+# | $b$ | `baseline` | REINFORCE baseline subtracted from $r_\beta$ | 04 |
+# | distinct-$n$ | `distinct_2` | unique $n$-grams / all $n$-grams of the completions (diversity) | 05 |
+# | VADER | `vader_compound` | a lexicon sentiment score in $[-1, 1]$, a judge never optimised | 05 |

@@ -20,6 +20,13 @@
 # policy must continue as a positive review, whatever the original review's sentiment.
 # Train prompts feed RL; test prompts are held out for evaluation. Reviews shorter than 10
 # tokens are excluded (and counted), never padded.
+#
+# **You will learn to** build prompts from reviews, read them as tokens, and see **why RL is
+# needed**: the SFT policy continues a negative opening negatively.
+#
+# **Prerequisites**: notebooks 00 (the SFT policy) and 01 (the reward model $r$).
+#
+# **Time**: about 25 s to run on a CPU (measured in CI); 10 min to read.
 
 # %%
 import collections
@@ -85,3 +92,64 @@ sample = prompts["test"].select(range(200))
 round_trip = sum(tokenizer(t, add_special_tokens=False)["input_ids"] == ids for t, ids in zip(sample["text"], sample["input_ids"]))
 print(f"round trip exact for {round_trip}/200 test prompts")
 assert round_trip >= 190
+
+# %% [markdown]
+# ## The point: the SFT policy follows the opening's mood
+# The policy is asked to continue every prompt as a *positive* review, but $\pi_{\text{sft}}$ has
+# only learned to continue IMDB text: after a negative opening it writes on negatively. We sample
+# one completion (the training settings) for 32 test prompts from negative reviews and 32 from
+# positive ones, and score the full texts with the reward model of notebook 01.
+
+# %%
+import torch
+
+from warp_utils.reward import ensure_reward_model, load_reward_scorer
+from warp_utils.rl import decode_texts, generate, left_pad
+
+policy, _ = load_policy(ensure_sft_policy(profile))
+reward_scorer = load_reward_scorer(ensure_reward_model(profile))
+by_label = {}
+for label, name in ((0, "negative"), (1, "positive")):
+    rows = prompts["test"].filter(lambda row, label=label: row["label"] == label).select(range(32))
+    ids, mask = left_pad(rows["input_ids"], tokenizer.pad_token_id)
+    torch.manual_seed(profile.warp.seed)
+    rollout = generate(policy, ids, mask, profile.sampling, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    texts = decode_texts(tokenizer, rollout)
+    by_label[name] = (texts, reward_scorer(texts))
+for name, (texts, rewards) in by_label.items():
+    print(f"{name} openings: mean reward {rewards.mean():+.2f} ± {1.96 * rewards.std() / len(rewards) ** 0.5:.2f}")
+    for text, r in list(zip(texts, rewards.tolist()))[:3]:
+        print(f"   r = {r:+.2f} | {text}")
+gap = (by_label["positive"][1].mean() - by_label["negative"][1].mean()).item()
+noise = 1.96 * (sum(r.var() / len(r) for _, r in by_label.values()) ** 0.5).item()
+print(f"\nreward gap, positive minus negative openings: {gap:+.2f} ± {noise:.2f} (95%): "
+      + ("the SFT policy follows the opening's mood; RL has to learn to turn a negative opening around."
+         if gap > noise else "within the noise of 32 samples per group on this run."))
+
+# %% [markdown]
+# ## Summary
+#
+# - A prompt is the first 10 policy tokens of a review, exactly; train prompts feed RL, test
+#   prompts are held out.
+# - Half of the prompts open negative reviews, and $\pi_{\text{sft}}$ tends to continue them in kind
+#   (the gap above, with its 95% interval): this is what RL against $r$ has to change.
+#
+# ## Questions
+#
+# 1. Why are prompts cut at 10 *tokens* of the policy, not 10 words?
+# 2. Why must the prompts come after a seeded shuffle?
+# 3. Why is it fine that half of the prompts open negative reviews?
+#
+# <details><summary>Answers</summary>
+#
+# 1. The policy sees tokens: a fixed token count gives every prompt the same length without padding
+#    inside the prompt, and re-encoding the text gives the same ids back.
+# 2. The IMDB files are sorted by label: the first prompts would all be negative.
+# 3. It is the task: write positively whatever the opening. Negative openings are where the SFT
+#    policy is furthest from that, so they carry most of the learning signal.
+# </details>
+#
+# ## Try it
+#
+# - Compare the mean reward of the completion alone (drop the prompt from the text) for the two
+#   groups: how much of the gap does the prompt itself explain?

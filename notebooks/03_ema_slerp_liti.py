@@ -44,6 +44,10 @@
 # | $\theta_{\text{init}}$, $\theta^m$, $\delta^m$ | where the $M$ runs start; run $m$'s end point; its task vector $\theta^m - \theta_{\text{init}}$ |
 # | $\lambda$, $\Omega$ | SLERP's interpolation weight; the angle between two task vectors |
 # | $\eta$ | the LITI step towards the merge |
+#
+# Acronyms: **EMA** exponential moving average, **SLERP** spherical linear interpolation, **LERP**
+# linear interpolation, **LITI** linear interpolation towards initialisation, **SFT** supervised
+# fine-tuning, **RLHF** reinforcement learning from human feedback.
 
 # %%
 import inspect
