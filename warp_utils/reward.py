@@ -36,6 +36,7 @@ from trl import RewardConfig, RewardTrainer
 from .artifacts import build_once, read_stamp
 from .config import Profile, RewardModelConfig, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, preference_pairs, shuffled_texts
+from .wordpiece import count_words, train_wordpiece_vocab
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 EOS = "[SEP]"  # DistilBERT has no eos, but trl appends one to every text: we name it
@@ -49,14 +50,18 @@ LOG_POINTS = 50  # about this many points on the training-loss curve
 
 
 def train_reward_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Cased WordPiece (BERT's scheme), BERT's special tokens, `[CLS] $A [SEP]` template."""
+    """Cased WordPiece (BERT's scheme), BERT's special tokens, `[CLS] $A [SEP]` template. The
+    vocabulary comes from wordpiece.train_wordpiece_vocab, the same on every run (tokenizers'
+    own WordPieceTrainer is not: upstream issue 1794)."""
     if vocab_size < 100:
         raise ValueError(f"vocab_size must be >= 100 (specials + characters), got {vocab_size}")
-    wordpiece = BertWordPieceTokenizer(lowercase=False, strip_accents=False)  # cased, as in full
-    wordpiece.train_from_iterator(
-        texts, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+    blank = BertWordPieceTokenizer(lowercase=False, strip_accents=False)._tokenizer  # cased
+    words = count_words(texts, blank.normalizer, blank.pre_tokenizer)  # the words it will see
+    vocab = train_wordpiece_vocab(words, vocab_size, SPECIAL_TOKENS)
+    wordpiece = BertWordPieceTokenizer(
+        {piece: i for i, piece in enumerate(vocab)}, lowercase=False, strip_accents=False
     )
-    # BertWordPieceTokenizer sets its template only when given a vocabulary, not after training.
+    # Our template, with explicit pair type ids, in place of the BertProcessing it sets.
     wordpiece.post_processor = TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
