@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import distributed
 from .config import PROFILES, WarpConfig, get_profile
 from .overrides import field_help, field_types, parse_value
 from .runtime import Execution
@@ -25,12 +26,30 @@ from .runtime import Execution
 USER_ERRORS = (ValueError, FileNotFoundError, OSError, ImportError)
 
 
-def _stage(name: str, build):
+def _stage(name: str, build, world=None):
+    """One stage, timed. Under torchrun, stages other than WARP run on rank 0 while the other
+    ranks wait at a barrier (no two ranks ever build or delete the same folder)."""
+    world = world or distributed.world()
+    if name != "warp" and not world.is_main:
+        world.barrier()
+        return None
     started = time.perf_counter()
-    print(f"[{name}] ...", flush=True)
+    if world.is_main:
+        print(f"[{name}] ...", flush=True)
     result = build()
-    print(f"[{name}] done in {time.perf_counter() - started:.1f} s -> {result}", flush=True)
+    if world.is_main:
+        print(f"[{name}] done in {time.perf_counter() - started:.1f} s -> {result}", flush=True)
+    if name != "warp":
+        world.barrier()
     return result
+
+
+def _world(execution: Execution):
+    """This process's world: torchrun's process group when launched by it, else one process."""
+    world = distributed.init_from_env(execution.device)
+    if world.size > 1 and execution.workers > 1:
+        raise ValueError("workers must be 1 under torchrun (its --nproc_per_node already sets the processes)")
+    return world
 
 
 def _add_dataclass_flags(parser, cls, prefix: str = "") -> None:
@@ -76,8 +95,9 @@ def run(args) -> None:
     from .reward import ensure_reward_model
 
     profile = get_profile(args.profile, args.set)
-    _execution(args)  # validated before any work
-    print(f"profile: {profile.name}")
+    world = _world(_execution(args))  # the execution flags are validated before any work
+    if world.is_main:
+        print(f"profile: {profile.name}")
     _stage("sft_policy", lambda: ensure_sft_policy(profile, fresh=args.fresh))
     _stage("reward_model", lambda: ensure_reward_model(profile, fresh=args.fresh))
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
@@ -87,15 +107,17 @@ def run(args) -> None:
     if args.update_docs:
         docs = Path(__file__).resolve().parent.parent / "docs" / "results"
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
-    print(summary(report))
+    if world.is_main:
+        print(summary(report))
 
 
 def _train(profile, config, name, fresh, components):
     from .pipeline import ensure_warp_run, warp_run_dir
 
     result = ensure_warp_run(profile, config, name=name, fresh=fresh, components=components)
-    last = result.metrics.groupby(["iteration", "run"]).tail(1)
-    print(last.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if distributed.world().is_main:
+        last = result.metrics.groupby(["iteration", "run"]).tail(1)
+        print(last.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return warp_run_dir(profile, config, name)
 
 
@@ -103,8 +125,9 @@ def train(args) -> None:
     """WARP training alone, with flags overriding the profile's WarpConfig."""
     profile = get_profile(args.profile, args.set)
     config = dataclasses.replace(profile.warp, **_values(args, WarpConfig))  # validated: a bad value is a ValueError
-    _execution(args)
-    print(f"profile: {profile.name}\n{config}")
+    world = _world(_execution(args))
+    if world.is_main:
+        print(f"profile: {profile.name}\n{config}")
     components = _components(profile, args)
     _stage("warp", lambda: _train(profile, config, args.name, args.fresh, components))
 
@@ -139,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command to resume", file=sys.stderr)
         return 130
+    except distributed.WorkerFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
     return 0

@@ -7,8 +7,10 @@ data/artifacts/<profile>/warp_runs/<name>/ any other configuration (a flag, a st
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
+from . import distributed
 from .config import Profile, WarpConfig, artifacts_dir, get_profile
 from .runtime import Components, Execution, configure_threads
 
@@ -74,6 +76,14 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     if changes:
         components = dataclasses.replace(components, execution=dataclasses.replace(components.execution, **changes))
     run_dir = warp_run_dir(profile, config, name)
-    reuse_runs_from = profile_run_dirs(profile) if components.execution.reuse else ()
+    execution = components.execution
+    if execution.workers > 1 and distributed.world().size == 1:  # start the workers, then load their result
+        if fresh and run_dir.exists():
+            shutil.rmtree(run_dir)
+        job = {"profile": profile, "config": config, "name": name,
+               "execution": dataclasses.replace(execution, workers=1)}
+        distributed.launch(job, execution.workers, step_callback)
+        fresh, step_callback = False, None
+    reuse_runs_from = profile_run_dirs(profile) if execution.reuse else ()
     return train_warp(config, components, run_dir, resume=not fresh, reuse_runs_from=reuse_runs_from,
                       step_callback=step_callback)

@@ -93,6 +93,9 @@ def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
     """`state` as a save_pretrained folder (loadable with AutoModelForCausalLM) with the tokenizer."""
     model = copy.deepcopy(template)
     model.load_state_dict(state)
+    # transformers silently writes nothing on ranks other than 0 once torch.distributed is
+    # initialised; here each rank saves the runs it trained, into folders of its own.
+    model.should_save_on_this_rank = lambda is_main_process: True
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -175,10 +178,3 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     return pd.read_csv(path).to_dict("records") if Path(path).is_file() else []
-
-
-def collect_metrics(run_dir: Path, run_folders: list[Path]) -> pd.DataFrame:
-    """Every run's rows in (iteration, run, step) order, also written to run_dir/metrics.csv."""
-    rows = [row for folder in run_folders for row in read_rows(folder / METRICS_FILE)]
-    write_rows(Path(run_dir) / METRICS_FILE, rows)
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)

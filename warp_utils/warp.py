@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import runstore
+from . import distributed, runstore
 from .artifacts import build_once, is_fresh
 from .config import WarpConfig
 from .progress import progress
@@ -118,59 +118,105 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
     """Algorithm 1. `components.policy` is pi_sft (left untouched: it is also the KL-to-SFT
     reference). Re-running with the same run_dir resumes: finished runs and merges are loaded, an
     interrupted run continues from its checkpoint; `resume=False` starts over. `reuse_runs_from`:
-    other run directories whose finished runs with the same run config are linked, not trained."""
+    other run directories whose finished runs with the same run config are linked, not trained.
+    In a process group (distributed.py) the M runs of an iteration are spread over the ranks;
+    rank 0 merges and returns the whole result."""
     prompts = components.train_prompts()
     if len(prompts) < 1:
         raise ValueError("prompts must hold at least 1 prompt")
-    run_dir = Path(run_dir)
-    if not resume and run_dir.exists():
+    world, run_dir = distributed.world(), Path(run_dir)
+    if not resume and run_dir.exists() and world.is_main:
         shutil.rmtree(run_dir)
-    reference, tokenizer = components.policy.eval(), components.tokenizer
+    world.barrier()
     loop = RunLoop(components, config, prompts, step_callback)
-    inputs = runstore.shared_inputs(components, prompts)
-    reuse = [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()]
-    result, run_folders = WarpResult(), []
-    theta_init = clone_state(reference)  # theta_init <- theta_sft
+    runs = RunsOfAnIteration(loop, run_dir, runstore.shared_inputs(components, prompts),
+                             [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()])
+    result, all_rows = WarpResult(), []
+    theta_init = clone_state(components.policy.eval())  # theta_init <- theta_sft
 
     for iteration in progress(range(1, config.I + 1), "WARP iterations", enabled=components.execution.progress_bars):
-        theta_runs, theta_emas = [], []
-        for run in range(1, config.M + 1):
-            folder = run_dir / f"iter_{iteration}" / f"run_{run}"
-            run_cfg = runstore.run_config(config, components.sampling, iteration, run, theta_init, inputs)
-            source = runstore.find_run(reuse, f"iter_{iteration}/run_{run}", run_cfg, runstore.STEP_VERSION)
-            if source is not None and not _is_fresh_run(folder, run_cfg):
-                runstore.link_run(source, folder)  # the same run, already trained elsewhere
-
-            def build(out, iteration=iteration, run=run):
-                theta_m, theta_ema, rows = train_run(iteration, run, theta_init, loop, out)
-                runstore.save_weights(reference, theta_m, tokenizer, out)
-                runstore.save_ema(theta_ema, out)
-                runstore.write_rows(out / runstore.METRICS_FILE, rows)
-
-            build_once(folder, run_cfg, build, version=runstore.STEP_VERSION)
-            theta_runs.append(runstore.load_weights(reference, folder))
-            theta_emas.append(runstore.load_ema(folder))
-            run_folders.append(folder)
-            result.metrics = runstore.collect_metrics(run_dir, run_folders)
-
-        merged = {"runs": [runstore.state_fingerprint(t) for t in theta_runs],
-                  "theta_init": runstore.state_fingerprint(theta_init)}
-        theta_slerp = _merge(run_dir / f"iter_{iteration}" / "slerp", {**merged, "merge": "slerp"}, components,
-                             lambda: slerp(theta_init, theta_runs))  # the trained theta_m, never the EMAs
-        theta_init = _merge(run_dir / f"iter_{iteration}" / "init", {**merged, "merge": "liti", "eta": config.eta},
-                            components, lambda: liti(theta_init, theta_slerp, config.eta))
+        theta_runs, theta_emas, rows = runs.train(iteration, theta_init, world)
+        all_rows += rows
+        theta_slerp = theta_next = None
+        if world.is_main:
+            merged = {"runs": [runstore.state_fingerprint(t) for t in theta_runs],
+                      "theta_init": runstore.state_fingerprint(theta_init)}
+            folder = run_dir / f"iter_{iteration}"
+            theta_slerp = _merge(folder / "slerp", {**merged, "merge": "slerp"}, components,
+                                 lambda: slerp(theta_init, theta_runs))  # the trained theta_m, never the EMAs
+            theta_next = _merge(folder / "init", {**merged, "merge": "liti", "eta": config.eta}, components,
+                                lambda: liti(theta_init, theta_slerp, config.eta))
+            runstore.write_rows(run_dir / runstore.METRICS_FILE, all_rows)
+        theta_init = world.broadcast_state(theta_next, theta_init, src=0)  # every rank starts i+1 from it
         result.theta_runs.append(theta_runs)
         result.theta_ema_runs.append(theta_emas)
         result.theta_slerp.append(theta_slerp)
         result.theta_init.append(theta_init)
 
-    _merge(run_dir / "final", {"theta_slerp": runstore.state_fingerprint(result.final)}, components,
-           lambda: result.final)
+    result.metrics = pd.DataFrame(all_rows, columns=runstore.METRIC_COLUMNS)
+    if world.is_main:
+        _merge(run_dir / "final", {"theta_slerp": runstore.state_fingerprint(result.final)}, components,
+               lambda: result.final)
+    world.barrier()  # nobody reads final/ before it exists
     return result
 
 
-def _is_fresh_run(folder: Path, run_cfg: dict) -> bool:
-    return is_fresh(folder, run_cfg, runstore.STEP_VERSION)
+@dataclass
+class RunsOfAnIteration:
+    """The M runs of one iteration: planned by rank 0 (done, linked from another run directory, or
+    to train), trained by their owner rank, then sent to every rank in m order."""
+
+    loop: RunLoop
+    run_dir: Path
+    inputs: dict  # fingerprints shared by every run: pi_sft, prompts, reward model
+    reuse: list[Path]
+
+    def train(self, iteration: int, theta_init: StateDict, world):
+        config, components = self.loop.config, self.loop.components
+        folders = [self.run_dir / f"iter_{iteration}" / f"run_{m}" for m in range(1, config.M + 1)]
+        configs = [runstore.run_config(config, components.sampling, iteration, m, theta_init, self.inputs)
+                   for m in range(1, config.M + 1)]
+        plan = world.broadcast_object(self._plan(folders, configs) if world.is_main else None)
+        if world.rank >= config.M and iteration == 1:
+            print(f"rank {world.rank}: no run to train (M = {config.M} runs on {world.size} ranks); waiting")
+        for m, (folder, run_cfg) in enumerate(zip(folders, configs), start=1):
+            if plan[m - 1] == "train" and world.owner(m) == world.rank:
+                world.status(f"training iter_{iteration}/run_{m}")
+                self._build(iteration, m, theta_init, folder, run_cfg, world)
+        theta_runs, theta_emas, rows = [], [], []
+        for m, folder in enumerate(folders, start=1):
+            src = world.owner(m) if plan[m - 1] == "train" else 0
+            mine = world.rank == src
+            reference = components.policy
+            theta_runs.append(world.broadcast_state(runstore.load_weights(reference, folder) if mine else None,
+                                                    theta_init, src))
+            theta_emas.append(world.broadcast_state(runstore.load_ema(folder) if mine else None, theta_init, src))
+            rows += world.broadcast_object(runstore.read_rows(folder / runstore.METRICS_FILE) if mine else None, src)
+        return theta_runs, theta_emas, rows
+
+    def _plan(self, folders, configs) -> list[str]:
+        """done | train for each run; a run finished in another run directory is linked here."""
+        plan = []
+        for folder, run_cfg in zip(folders, configs):
+            if not is_fresh(folder, run_cfg, runstore.STEP_VERSION):
+                relative = folder.relative_to(self.run_dir).as_posix()
+                source = runstore.find_run(self.reuse, relative, run_cfg, runstore.STEP_VERSION)
+                if source is not None:
+                    runstore.link_run(source, folder)  # the same run, already trained elsewhere
+            plan.append("done" if is_fresh(folder, run_cfg, runstore.STEP_VERSION) else "train")
+        return plan
+
+    def _build(self, iteration: int, run: int, theta_init: StateDict, folder: Path, run_cfg: dict, world) -> None:
+        components = self.loop.components
+
+        def build(out):
+            theta_m, theta_ema, rows = train_run(iteration, run, theta_init, self.loop, out)
+            runstore.save_weights(components.policy, theta_m, components.tokenizer, out)
+            runstore.save_ema(theta_ema, out)
+            runstore.write_rows(out / runstore.METRICS_FILE, rows)
+            return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size}
+
+        build_once(folder, run_cfg, build, version=runstore.STEP_VERSION)
 
 
 def _merge(folder: Path, config: dict, components: Components, compute: Callable[[], StateDict]) -> StateDict:

@@ -1,0 +1,221 @@
+"""The M runs of every WARP iteration spread over torch.distributed processes.
+
+    torchrun --nproc_per_node K -m warp_utils train|run ...    # K GPUs / processes, N nodes
+    python -m warp_utils train|run --workers K                   # K local processes, same code
+    ensure_warp_run(..., components with Execution(workers=K))   # from a notebook
+
+Rank r trains the runs m with (m - 1) mod world_size == r; rank 0 plans each iteration (runs
+done, linked or to train), merges (SLERP folds the runs in m order) and writes merges and
+metrics; weights travel by broadcast through the process group (never all_reduce), so a K-process
+run is bitwise the sequential one at the same threads per process. Backend: gloo on CPU, nccl on
+CUDA with each rank on its local GPU.
+
+`--workers` starts the processes with torch's launcher API (torch.distributed.elastic
+start_processes); a TCPStore hosted by the parent carries each step's metric row back (so a
+notebook's step_callback still sees every step) and names the run a failed rank was training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from .weights import StateDict
+
+FAIL_ENV = "WARP_FAIL_AT"  # test hook: "rank:iteration:run:step" raises in that worker at that step
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process died or raised: names the rank and the run it was training."""
+
+
+@dataclass
+class World:
+    """This process's place among the processes training one WARP job."""
+
+    rank: int = 0
+    size: int = 1
+    store: object | None = None  # the parent's TCPStore (only with --workers): rows, status
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def owner(self, run: int) -> int:
+        """The rank that trains run m: (m - 1) mod world_size."""
+        return (run - 1) % self.size
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+    def broadcast_object(self, value, src: int = 0):
+        if self.size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def broadcast_state(self, state: StateDict | None, template: StateDict, src: int) -> StateDict:
+        """`state` of rank `src`, received by every rank tensor by tensor (exact bytes)."""
+        if self.size == 1:
+            return state
+        received = {}
+        for name in sorted(template):
+            tensor = state[name].contiguous() if self.rank == src else torch.empty_like(template[name])
+            dist.broadcast(tensor, src=src)
+            received[name] = tensor
+        return received
+
+    def status(self, text: str) -> None:
+        """Tell the parent what this rank is doing (named if the rank dies)."""
+        if self.store is not None:
+            self.store.set(f"status/{self.rank}", text)
+
+    def send_row(self, row: dict) -> None:
+        if self.store is not None:
+            count = self.store.add(f"rows/{self.rank}", 1)
+            self.store.set(f"row/{self.rank}/{count}", json.dumps(row))
+
+
+_world = World()
+
+
+def world() -> World:
+    return _world
+
+
+def backend(device: str) -> str:
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+def check_devices(device: str, local_world_size: int) -> None:
+    if device.startswith("cuda") and local_world_size > torch.cuda.device_count():
+        raise ValueError(f"workers must be <= the {torch.cuda.device_count()} visible GPUs on device "
+                         f"{device!r}, got {local_world_size}")
+
+
+def init_from_env(device: str = "cpu") -> World:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR); single process
+    when not launched by torchrun."""
+    global _world
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return _world
+    check_devices(device, int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend(device))
+    _world = World(dist.get_rank(), dist.get_world_size())
+    return _world
+
+
+def shutdown() -> None:
+    """Leave the process group (torchrun's), if this process joined one."""
+    global _world
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _world = World()
+
+
+def _join(host: str, port: int, rank: int, size: int, device: str) -> World:
+    global _world
+    store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(minutes=30))
+    dist.init_process_group(backend(device), store=dist.PrefixStore("pg", store), rank=rank, world_size=size)
+    _world = World(rank, size, store)
+    return _world
+
+
+def _injected_failure(rank: int):
+    """The step callback of the FAIL_ENV test hook, or None."""
+    spec = os.environ.get(FAIL_ENV)
+    if not spec:
+        return None
+    target = tuple(int(part) for part in spec.split(":"))
+
+    def fail(row):
+        if (rank, row["iteration"], row["run"], row["step"]) == target:
+            raise RuntimeError(f"injected failure ({FAIL_ENV}={spec})")
+    return fail
+
+
+def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
+    """One spawned process: join the group, load the profile's components, train its runs."""
+    from .pipeline import ensure_warp_run, load_components
+
+    execution = job["execution"]
+    me = _join(host, port, rank, size, execution.device)
+    try:
+        components = load_components(job["profile"], execution)
+        fail = _injected_failure(rank)
+
+        def on_step(row):
+            me.send_row(row)
+            if fail is not None:
+                fail(row)
+
+        ensure_warp_run(job["profile"], job["config"], name=job["name"], components=components,
+                        step_callback=on_step)
+    except BaseException as error:
+        me.store.set(f"error/{rank}", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch(job: dict, workers: int, step_callback=None) -> None:
+    """Run `job` (profile, config, name, execution) on `workers` local processes and wait; every
+    step's metric row reaches `step_callback` here. A failure ends all of them (WorkerFailed);
+    an interrupt (Ctrl-C, a notebook's stop button) terminates them: no orphan processes."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, start_processes
+
+    check_devices(job["execution"].device, workers)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(minutes=30))
+    threads = str(job["execution"].threads or os.environ.get("OMP_NUM_THREADS") or "")
+    envs = {rank: ({"OMP_NUM_THREADS": threads} if threads else {}) for rank in range(workers)}
+    with tempfile.TemporaryDirectory(prefix="warp_workers_") as logs:
+        context = start_processes(
+            name="warp", entrypoint=_worker,
+            args={rank: (job, "127.0.0.1", store.port, rank, workers) for rank in range(workers)},
+            envs=envs, logs_specs=DefaultLogsSpecs(log_dir=logs), start_method="spawn")
+        seen = [0] * workers
+        try:
+            while True:
+                result = context.wait(timeout=0.5, period=0.1)
+                _drain(store, seen, step_callback)
+                if result is not None:
+                    break
+        except BaseException:
+            context.close()  # terminate every worker before the interrupt goes on
+            raise
+    if result.is_failed():
+        raise WorkerFailed(_failure_message(store, result.failures))
+
+
+def _drain(store, seen: list[int], step_callback) -> None:
+    for rank in range(len(seen)):
+        count = store.add(f"rows/{rank}", 0)
+        while seen[rank] < count:
+            seen[rank] += 1
+            row = json.loads(store.get(f"row/{rank}/{seen[rank]}"))
+            if step_callback is not None:
+                step_callback(row)
+
+
+def _failure_message(store, failures) -> str:
+    def text(key):
+        return store.get(key).decode() if store.check([key]) else None
+
+    ranks = sorted(failures, key=lambda rank: failures[rank].timestamp)
+    first = next((rank for rank in ranks if text(f"error/{rank}")), ranks[0])  # the cause, not the echoes
+    doing = text(f"status/{first}") or "starting"
+    cause = (text(f"error/{first}") or f"exit code {failures[first].exitcode}").rstrip(".")
+    return (f"worker rank {first} failed while {doing}: {cause}. Finished runs are kept: run the same "
+            "command again to resume")
