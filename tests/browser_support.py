@@ -133,10 +133,9 @@ class LabServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"jupyter lab exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url("api/status"), timeout=2) as response:
-                    if response.status == 200:
-                        return self
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url("api/status"), timeout=2) as answer:
+                if answer.status == 200:
+                    return self
             time.sleep(0.5)
         self.__exit__(None, None, None)
         raise RuntimeError(f"jupyter lab did not answer on port {self.port} within 90 s:\n{self.log_tail()}")
@@ -290,12 +289,14 @@ def interact_panel(page, slider_label: str):
 
 def figure_bytes(panel) -> bytes | None:
     """The PNG bytes of the panel's single figure, None while it is being redrawn."""
+    from playwright.sync_api import Error as PlaywrightError
+
     images = panel.locator(".widget-output img")
     try:
         if images.count() != 1:
             return None
         src = images.first.get_attribute("src", timeout=1000) or ""
-    except Exception:  # the <img> was replaced between count() and get_attribute()
+    except PlaywrightError:  # the <img> was replaced between count() and get_attribute()
         return None
     prefix = "data:image/png;base64,"
     return base64.b64decode(src[len(prefix):]) if src.startswith(prefix) else None

@@ -5,11 +5,9 @@ import random
 
 import pandas as pd
 import pytest
+from browser_support import pytest_collection_modifyitems  # noqa: F401 (browser tests that reuse the notebooks' artifacts run last)
 
 from warp_utils.config import get_profile
-
-# Browser tests that reuse the notebooks' artifacts run after nbval (tests/browser_support.py).
-from browser_support import pytest_collection_modifyitems  # noqa: E402,F401
 from warp_utils.runtime import configure_threads
 
 # Unit tests use tiny tensors: one thread avoids OpenMP hand-offs that cost more than the math

@@ -7,7 +7,14 @@ server and browser set-up; they skip without Chromium/playwright, except under W
 
 import re
 
-from browser_support import Slider, after_notebooks, figure_bytes, interact_panel, notebook_in_browser, wait_for_redraw
+from browser_support import (
+    Slider,
+    after_notebooks,
+    figure_bytes,
+    interact_panel,
+    notebook_in_browser,
+    wait_for_redraw,
+)
 
 FALLBACK = "interactive(children="  # what JupyterLab prints when the widgets extension is missing
 

@@ -1,7 +1,18 @@
+import re
+
 import pandas as pd
 import pytest
 
-from warp_utils.data import clean_text, load_imdb, preference_pairs
+from warp_utils import data
+from warp_utils.data import (
+    ImdbError,
+    ImdbFormatError,
+    ImdbMissingError,
+    ImdbUnavailableError,
+    clean_text,
+    load_imdb,
+    preference_pairs,
+)
 
 
 def test_local_folder_is_read_and_cleaned(fake_imdb):
@@ -20,17 +31,76 @@ def test_clean_text_strips_markup_and_folds_spaces():
 
 def test_missing_split_file_names_the_variable(fake_imdb):
     (fake_imdb / "test.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match="WARP_IMDB_DIR"):
+    with pytest.raises(ImdbMissingError, match="WARP_IMDB_DIR") as error:
+        load_imdb("test")
+    assert isinstance(error.value, FileNotFoundError) and isinstance(error.value, ImdbError)
+    assert str(fake_imdb) in str(error.value)
+
+
+def _rewrite(path, change):
+    frame = pd.read_parquet(path)
+    change(frame)
+    frame.to_parquet(path)
+
+
+BROKEN_FILES = {  # what a learner's own IMDB copy may look like -> the problem the message names
+    "no label column": (lambda f: f.drop(columns="label", inplace=True), r"missing column label\."),
+    "no text nor label": (lambda f: f.drop(columns=["text", "label"], inplace=True), "missing columns text, label"),
+    "labels as words": (lambda f: f.__setitem__("label", f["label"].map({0: "neg", 1: "pos"})),
+                        r"column label has type (large_)?string, not integer"),
+    "texts as numbers": (lambda f: f.__setitem__("text", f["review_id"]), "column text has type int64, not string"),
+    "labels 1/2": (lambda f: f.__setitem__("label", f["label"] + 1), r"column label holds 1, 2, not only 0 \(negative\)"),
+    "a missing text": (lambda f: f.__setitem__("text", f["text"].where(f.index != 3, None)),
+                       "column text has 1 missing values"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_FILES)
+def test_a_malformed_local_file_names_file_columns_found_and_expected(fake_imdb, case):
+    change, problem = BROKEN_FILES[case]
+    path = fake_imdb / "train.parquet"
+    _rewrite(path, change)
+    found = ", ".join(pd.read_parquet(path).columns)
+    with pytest.raises(ImdbFormatError) as error:
+        load_imdb("train")
+    assert isinstance(error.value, ValueError)  # the CLI turns ValueErrors into one line, exit 2
+    message = str(error.value)
+    assert re.match(re.escape(f"{path}: ") + problem, message), message
+    found_part = message.split("Columns found: ")[1].split(";")[0]
+    assert [column.split(" (")[0] for column in found_part.split(", ")] == found.split(", ")
+    assert "expected: text (string), label (integer 0/1)" in message
+    assert load_imdb("test")["label"]  # the other split, untouched, still loads
+
+
+def test_a_file_that_is_not_parquet_is_named(fake_imdb):
+    path = fake_imdb / "test.parquet"
+    path.write_text("text,label\ngreat,1\n")  # a CSV saved under the parquet name
+    with pytest.raises(ImdbFormatError, match=f"^{path}: not a readable parquet file"):
         load_imdb("test")
 
 
-def test_offline_without_local_copy_says_both_fixes(monkeypatch):
+def test_offline_without_local_copy_says_to_set_the_variable(monkeypatch):
     monkeypatch.delenv("WARP_IMDB_DIR", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError) as error:
+    with pytest.raises(ImdbUnavailableError) as error:
         load_imdb("train")
     message = str(error.value)
-    assert "WARP_IMDB_DIR" in message and "HF_HUB_OFFLINE" in message
+    assert isinstance(error.value, RuntimeError) and isinstance(error.value, ImdbError)
+    assert "WARP_IMDB_DIR is not set" in message and "hub is offline" in message
+    assert "set WARP_IMDB_DIR to a folder holding train.parquet and test.parquet" in message
+    assert "HF_HUB_OFFLINE" in message and "\n" not in message  # one line
+
+
+def test_hub_failure_without_local_copy_is_the_same_clear_error(monkeypatch):
+    for name in ("WARP_IMDB_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def unreachable(*args, **kwargs):  # what datasets raises when the hub cannot be reached
+        raise ConnectionError("Couldn't reach 'stanfordnlp/imdb' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(data.datasets, "load_dataset", unreachable)
+    with pytest.raises(ImdbUnavailableError, match="Could not load 'stanfordnlp/imdb'.*set WARP_IMDB_DIR"):
+        load_imdb("test")
 
 
 def test_unknown_split_is_a_value_error(fake_imdb):

@@ -12,12 +12,31 @@ from pathlib import Path
 
 import datasets
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .config import IMDB_DIR_ENV, DataConfig
 
 SPLITS = ("train", "test")
+COLUMNS = {"text": "string", "label": "integer 0/1"}  # the columns of stanfordnlp/imdb the course reads
 _BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
 _SPACES = re.compile(r"[ \t]+")
+
+
+class ImdbError(Exception):
+    """IMDB cannot be loaded: the message says which file or setting to fix (the CLI prints it)."""
+
+
+class ImdbFormatError(ImdbError, ValueError):
+    """A local IMDB parquet file lacks a column, has a wrong type or label values, or is unreadable."""
+
+
+class ImdbMissingError(ImdbError, FileNotFoundError):
+    """$WARP_IMDB_DIR lacks a split's parquet file."""
+
+
+class ImdbUnavailableError(ImdbError, RuntimeError):
+    """No local IMDB copy and the hub is offline or unreachable."""
 
 
 def clean_text(text: str) -> str:
@@ -46,13 +65,51 @@ def _fix_hint(hub_name: str) -> str:
     )
 
 
+def _format_error(path: Path, problem: str, schema: pa.Schema | None = None) -> ImdbFormatError:
+    found = ", ".join(f"{field.name} ({field.type})" for field in schema) if schema is not None else "?"
+    expected = ", ".join(f"{name} ({kind})" for name, kind in COLUMNS.items())
+    return ImdbFormatError(
+        f"{path}: {problem}. Columns found: {found or 'none'}; expected: {expected}, "
+        f"as in stanfordnlp/imdb (other columns are ignored)."
+    )
+
+
+def _check_schema(path: Path) -> pa.Schema:
+    """Fail early, naming the file, when a column is missing or has the wrong type."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise _format_error(path, f"not a readable parquet file ({error})") from error
+    missing = [name for name in COLUMNS if name not in schema.names]
+    if missing:
+        raise _format_error(path, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}", schema)
+    text, label = schema.field("text").type, schema.field("label").type
+    if not (pa.types.is_string(text) or pa.types.is_large_string(text)):
+        raise _format_error(path, f"column text has type {text}, not string", schema)
+    if not pa.types.is_integer(label):
+        raise _format_error(path, f"column label has type {label}, not integer", schema)
+    return schema
+
+
+def _check_values(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
+    """Labels other than 0/1 or missing texts would train a wrong reward model silently."""
+    labels = set(frame["label"].unique().tolist())
+    if not labels <= {0, 1}:
+        shown = ", ".join(map(str, sorted(labels, key=str)[:5]))
+        raise _format_error(path, f"column label holds {shown}, not only 0 (negative) and 1 (positive)", schema)
+    if frame["text"].isna().any():
+        raise _format_error(path, f"column text has {int(frame['text'].isna().sum())} missing values", schema)
+
+
 def _read_local(folder: Path, split: str, hub_name: str) -> datasets.Dataset:
     path = folder / f"{split}.parquet"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ImdbMissingError(
             f"{IMDB_DIR_ENV}={str(folder)!r} has no {split}.parquet. " + _fix_hint(hub_name)
         )
-    frame = pd.read_parquet(path, columns=["text", "label"])
+    schema = _check_schema(path)
+    frame = pd.read_parquet(path, columns=list(COLUMNS))
+    _check_values(path, frame, schema)
     frame["text"] = (  # clean_text, vectorised: 25k reviews in well under a second
         frame["text"].str.replace(_BREAK, " ", regex=True).str.replace(_SPACES, " ", regex=True).str.strip()
     )
@@ -61,11 +118,13 @@ def _read_local(folder: Path, split: str, hub_name: str) -> datasets.Dataset:
 
 def _read_hub(split: str, hub_name: str) -> datasets.Dataset:
     if _offline():  # never wait on hub retries when the user said we are offline
-        raise RuntimeError("No local IMDB copy is configured and the hub is offline. " + _fix_hint(hub_name))
+        raise ImdbUnavailableError(f"No local IMDB copy ({IMDB_DIR_ENV} is not set) and the hub is offline. "
+                                   + _fix_hint(hub_name))
     try:
         dataset = datasets.load_dataset(hub_name, split=split)
     except Exception as error:
-        raise RuntimeError(f"Could not load {hub_name!r} from the hub ({error}). " + _fix_hint(hub_name)) from error
+        raise ImdbUnavailableError(f"Could not load {hub_name!r} from the hub ({error}). "
+                                   + _fix_hint(hub_name)) from error
     return dataset.map(lambda row: {"text": clean_text(row["text"])}, desc=f"cleaning {hub_name}/{split}")
 
 
