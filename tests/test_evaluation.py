@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 from warp_utils import evaluation, plots
 from warp_utils.config import PolicyConfig, SamplingConfig
 from warp_utils.models import tiny_gpt2, train_policy_tokenizer
-from warp_utils.rl import exact_kl, sequence_logprobs
+from warp_utils.rl import exact_kl, generate, left_pad, sequence_logprobs
 from warp_utils.warp import clone_state
 
 CORPUS = ["a wonderful film with a moving story", "a dull and awful mess of a movie",
@@ -136,6 +136,37 @@ def test_sampled_kl_estimate_agrees_with_the_exact_kl_in_expectation(setup):
     assert abs(difference.mean().item()) < 4 * standard_error
     assert sampled.std() > exact.std()  # the point of the exact estimator: less variance
     assert exact.mean() > 8 * standard_error  # the test can tell a real KL from zero
+
+
+def test_evaluation_scores_each_batch_with_two_forwards_and_matches_the_plain_definitions(setup):
+    policy, other, tokenizer, prompts = setup
+    scoring_calls = []  # forwards over whole prompt + completion rows (generation feeds P or 1 tokens)
+    hooks = [model.transformer.register_forward_hook(
+        lambda module, args, kwargs, out, name=name: scoring_calls.append(name)
+        if (args[0] if args else kwargs["input_ids"]).shape[1] > max(map(len, prompts)) else None,
+        with_kwargs=True)
+        for name, model in (("policy", other), ("reference", policy))]
+    try:
+        result = evaluate(setup, policy=other, reference=policy, seed=5, batch_size=6, return_samples=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    batches = math.ceil(len(prompts) / 6)
+    assert scoring_calls == ["policy", "reference"] * batches
+    # Oracle: the same seeded rollouts scored by the unchunked definitions, batch by batch.
+    kl, kl_sampled = [], []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(5)
+        for start in range(0, len(prompts), 6):
+            ids, mask = left_pad(prompts[start : start + 6], tokenizer.pad_token_id)
+            rollout = generate(other, ids, mask, SAMPLING, tokenizer.eos_token_id, tokenizer.pad_token_id)
+            batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
+            kl += exact_kl(other, policy, *batch, temperature=SAMPLING.temperature).tolist()
+            kl_sampled += (sequence_logprobs(other, *batch, temperature=SAMPLING.temperature)
+                           - sequence_logprobs(policy, *batch, temperature=SAMPLING.temperature)).tolist()
+    assert result["kl"] == pytest.approx(kl, rel=1e-5, abs=1e-6)
+    assert result["kl_sampled"] == pytest.approx(kl_sampled, rel=1e-5, abs=1e-5)
+    assert max(kl) > 1e-3
 
 
 # ----------------------------------------------------------------------------- text statistics

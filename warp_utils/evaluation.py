@@ -5,7 +5,7 @@
 
     reward_mean         E[r(x, y)], the reward we optimise
     kl_to_sft           E_y[sum_t KL(pi(.|x, y_<t) || pi_sft(.|x, y_<t))], each KL exact over the
-                        vocabulary (rl.exact_kl): an unbiased, low-variance estimate of KL(pi || pi_sft)
+                        vocabulary (scoring.score_rollout): an unbiased, low-variance estimate of KL(pi || pi_sft)
     kl_to_sft_sampled   E_y[log pi(y|x) - log pi_sft(y|x)], the single-sample estimate the paper plots
     response_len        tokens per completion, EOS included
     distinct_1/2        unique n-grams / n-grams over all completions (diversity; drops when the
@@ -31,11 +31,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import SamplingConfig
-from .rl import decode_texts, exact_kl, generate, left_pad, sequence_logprobs
+from .rl import decode_texts, generate, left_pad, score_rollout
 from .weights import liti
 
 Z_95 = 1.96  # normal quantile of a two-sided 95% interval
 VADER_POSITIVE = 0.05  # VADER's own threshold: compound > 0.05 is "positive"
+MAX_KL_GAP = 2.0  # reward_at_kl bridges neighbouring measured KLs at most this factor apart
 
 METRIC_COLUMNS = [
     "reward_mean", "reward_ci95", "reward_std", "kl_to_sft", "kl_to_sft_ci95", "kl_to_sft_sampled",
@@ -147,15 +148,14 @@ def evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampli
                 ids, mask = left_pad(prompts[start : start + batch_size], tokenizer.pad_token_id)
                 rollout = generate(policy, ids.to(device), mask.to(device), sampling,
                                    tokenizer.eos_token_id, tokenizer.pad_token_id)
-                batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
                 batch_texts = decode_texts(tokenizer, rollout)
                 batch_rewards = torch.as_tensor(reward_scorer(batch_texts)).detach().float().flatten().cpu()
                 if batch_rewards.numel() != len(batch_texts):
                     raise ValueError(f"reward_scorer returned {batch_rewards.numel()} rewards for "
                                      f"{len(batch_texts)} texts")
-                kl = exact_kl(policy, reference, *batch, temperature=temperature)
-                log_ratio = (sequence_logprobs(policy, *batch, temperature=temperature)
-                             - sequence_logprobs(reference, *batch, temperature=temperature))
+                # Two forwards (pi, pi_sft): log pi(y|x), log pi_sft(y|x) and the exact KL.
+                scores = score_rollout(policy, rollout, temperature, reference=reference)
+                kl, log_ratio = scores.kl, scores.logprobs - scores.ref_logprobs
                 rewards.append(batch_rewards)
                 kls.append(kl.double().cpu())
                 kls_sampled.append(log_ratio.double().cpu())
@@ -236,7 +236,12 @@ def pareto_front(theta_start, theta_merged, etas, policy_template, tokenizer, re
 def reward_at_kl(front: pd.DataFrame, kl: float) -> float:
     """The best reward a front reaches within a KL budget: its upper envelope (the largest reward
     among points with KL to SFT <= k), linearly interpolated at `kl`. Fronts of different
-    policies are compared at one common KL, where the paper reads 'higher reward at fixed KL'."""
+    policies are compared at one common KL, where the paper reads 'higher reward at fixed KL'.
+
+    NaN where the front was not measured: `kl` outside [smallest, largest] measured KL (no
+    extrapolation), or between two neighbouring measured KLs more than MAX_KL_GAP times apart
+    (a line across such a gap is a guess: e.g. between the SFT point at KL 0 and a first point
+    at KL 4). A measured KL itself is always read."""
     for column in ("kl_to_sft", "reward_mean"):
         if column not in front.columns:
             raise ValueError(f"front has no column {column!r} (columns: {list(front.columns)})")
@@ -244,7 +249,13 @@ def reward_at_kl(front: pd.DataFrame, kl: float) -> float:
         raise ValueError("front must hold at least 1 row")
     front = front.sort_values("kl_to_sft")
     envelope = front["reward_mean"].cummax()  # a point with less KL is available within the budget too
-    return float(np.interp(kl, front["kl_to_sft"], envelope))
+    kls = front["kl_to_sft"].to_numpy(dtype=np.float64)
+    if not kls[0] <= kl <= kls[-1]:  # also NaN for a NaN kl
+        return math.nan
+    above = int(np.searchsorted(kls, kl, side="left"))  # the first measured KL >= kl
+    if kls[above] != kl and kls[above] > MAX_KL_GAP * kls[above - 1]:
+        return math.nan
+    return float(np.interp(kl, kls, envelope))
 
 
 def common_kl(fronts: Sequence[pd.DataFrame]) -> float:
