@@ -33,7 +33,22 @@
 # $$
 #
 # Each piece below is one function of `warp_utils`, called next to its equation; then the
-# real run of the current profile, its curves, and samples before and after.
+# loop itself in a dozen lines on a tiny budget, the real run of the current profile, its curves,
+# and samples before and after.
+#
+# **You will learn to** sample rollouts and mask them at the first EOS, compute the KL-regularised
+# reward $r_\beta$ and the REINFORCE loss (a **policy gradient**: raise $\log\pi_\theta(y \mid x)$
+# in proportion to how good $y$ was), run Algorithm 1 end to end, and spot two bugs of public
+# reproductions in this step.
+#
+# **Prerequisites**: notebooks 00-02 (the SFT policy, the reward model $r$, the prompts) and 03
+# (EMA, SLERP, LITI; the objective $\mathbb{E}[r] - \beta\,\mathrm{KL}$).
+#
+# **Time**: about 70 s to run on 2 CPU cores the first time (the WARP run; measured in CI), ~15 s
+# once cached; 30-45 min to read and do the 3 exercises.
+#
+# **Symbols**: $I$, $M$, $T$ WARP iterations, runs per iteration, steps per run; $B$ the batch size;
+# $b$ the REINFORCE baseline; the rest as in notebook 03 (glossary: end of notebook 00).
 
 # %%
 import copy
@@ -72,6 +87,52 @@ for text, reward in zip(texts, rewards):
 print("response lengths (EOS included):", rollout.response_lengths.tolist())
 
 # %% [markdown]
+# ### Exercise 1 · the response mask
+# Write `mask_of(completion_ids, eos_token_id)`: for a $(B, N)$ tensor of completion tokens, 1 on
+# every token up to **and including** the first EOS, 0 after it (the sampler keeps writing filler
+# after a row finished). The grader compares it with `rl.response_mask_from_completion`.
+
+# %%
+from warp_utils import bugs, exercises
+
+
+def mask_of(completion_ids, eos_token_id):
+    raise NotImplementedError  # your code here (hint: cumsum)
+
+
+mask_of = exercises.check("response_mask", mask_of)
+assert torch.equal(mask_of(rollout.completion_ids, tokenizer.eos_token_id).long(), rollout.completion_mask.long())
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("response_mask"))
+
+# %% [markdown]
+# ### Spot the bug · what counts as the completion?
+# A reproduction builds its mask like this (GPT-2's `<|endoftext|>` is both EOS and pad). What goes
+# wrong, and what does it do to $\log\pi(y \mid x)$, to the KL, and to training?
+
+# %%
+import inspect
+
+print(inspect.getsource(bugs.response_mask_not_pad))
+print(inspect.getsource(bugs.response_mask_after_eos_counted))
+
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# `ids != eos` drops the EOS itself (the policy is never rewarded or penalised for *stopping*) and,
+# if the sampler wrote anything but EOS after the end, keeps those filler tokens. A mask of ones
+# counts everything after the EOS: tokens the reward model never saw become part of $y$, their
+# log-probabilities are pushed up or down by a reward they did not earn, and the KL grows with
+# junk, so the front shifts right (more KL for the same reward). The grader's completions with
+# filler after the EOS catch both.
+# </details>
+
+# %%
+for bug in ("tokens after EOS counted", "mask from ids != pad (eos = pad)"):
+    assert exercises.spot_the_bug("response_mask", bug) == "wrong"
+
+# %% [markdown]
 # ## 2. $r_\beta$ and the REINFORCE loss
 # $\log \pi(y \mid x) = \sum_{t \in y} \log \pi(y_t \mid x, y_{<t})$ under the **tempered**
 # policy (the temperature used to sample is the one used to score: otherwise REINFORCE would
@@ -82,6 +143,37 @@ print("response lengths (EOS included):", rollout.response_lengths.tolist())
 #
 # The baseline $b$ (here the batch mean) leaves the expected gradient unchanged and cuts its
 # variance; `baseline="none"` is the literal algorithm.
+#
+# ### Exercise 2 · $r_\beta$
+# Write `r_beta_of(rewards, log_ratio, beta)`: $(B,)$ tensors in, $r - \beta \cdot$ `log_ratio` out,
+# as a **constant** (the grader passes a `log_ratio` that still carries the policy's graph).
+
+# %%
+def r_beta_of(rewards, log_ratio, beta):
+    raise NotImplementedError  # your code here
+
+
+r_beta_of = exercises.check("kl_regularized_reward", r_beta_of)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("kl_regularized_reward"))
+
+# %% [markdown]
+# ### Exercise 3 · the REINFORCE loss
+# Write `loss_of(logprobs, rewards, log_ratio, beta)`: the scalar
+# $-\frac{1}{B}\sum_b (r_{\beta,b} - \bar r_\beta)\,\log\pi_\theta(y_b \mid x_b)$ with the batch-mean
+# baseline $\bar r_\beta$. The grader checks the value **and the gradient** against
+# `rl.reinforce_loss`.
+
+# %%
+def loss_of(logprobs, rewards, log_ratio, beta):
+    raise NotImplementedError  # your code here
+
+
+loss_of = exercises.check("reinforce_loss", loss_of)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("reinforce_loss"))
 
 # %%
 from warp_utils.rl import reinforce_loss, sequence_logprobs
@@ -94,20 +186,66 @@ with torch.no_grad():
 loss, step_metrics = reinforce_loss(logprobs, rewards, log_ratio, config.beta, config.baseline)
 print({k: round(v, 4) for k, v in step_metrics.items()})
 assert log_ratio.abs().max() < 1e-5  # pi_theta = pi_ema at the start: no penalty yet
+if config.baseline == "batch_mean":  # your loss (or the reference) on the real batch
+    assert torch.allclose(loss_of(logprobs, rewards, log_ratio, config.beta), loss, atol=1e-6)
 
 # %% [markdown]
-# ## 3. The EMA anchor, SLERP and LITI
-# `ema_` updates the anchor in place after every optimiser step; `slerp` merges the **trained**
-# runs' task vectors $\delta^m = \theta^m - \theta_{\text{init}}$ (never the EMAs);
-# `liti` returns a new state dict, so $\theta_{\text{init}}$ is never interpolated with
-# itself. Notebook 03 derives and tests all three.
+# ### Spot the bug · the KL penalty
+# This loss has exactly the right **value**. What is wrong with it?
 
 # %%
-import inspect
+print(inspect.getsource(bugs.reinforce_loss_kl_not_detached))
 
-import warp_utils.warp as warp
+# %% [markdown]
+# <details><summary>Answer</summary>
+#
+# `log_ratio` still carries the policy's graph, so the gradient also flows through the penalty:
+# it gains a term $+\frac{\beta}{B}\sum_b \log\pi_\theta(y_b)\,\nabla \log\frac{\pi_\theta}{\pi_{\text{ema}}}(y_b)$
+# (centred by the baseline), which is not the gradient of $\mathbb{E}[r] - \beta\,\mathrm{KL}$: it
+# pushes on each sample's log-probability in proportion to its own log-probability, with a scale
+# set by $\beta$. Nothing crashes and the loss curve looks the same; the optimiser follows another
+# objective and the run lands elsewhere on the KL-reward plane. Only a gradient check sees it: the
+# grader compares gradients, not just values.
+# </details>
 
-print(inspect.getsource(warp.rl_step))  # one RL step: rollout, r, r_beta, REINFORCE, then the EMA
+# %%
+assert exercises.spot_the_bug("reinforce_loss", "KL penalty not detached") == "wrong"
+
+# %% [markdown]
+# ## 3. Algorithm 1 in a dozen lines
+# `ema_` updates the anchor in place after every optimiser step; `slerp` merges the **trained**
+# runs' task vectors $\delta^m = \theta^m - \theta_{\text{init}}$ (never the EMAs); `liti` returns
+# a new state dict. Notebook 03 derives and tests all three. Here is the whole algorithm with the
+# package's own RL step (`rl.rl_step`: rollout, $r$, $r_\beta$, REINFORCE, Adam, then the EMA), on a
+# budget small enough to run in seconds ($I = 1$, $M = 2$, $T = 2$, 4 prompts a step). The
+# package's trainer (`warp.train_warp`, next section) is this loop plus seeds per run, a prompt order
+# per run, checkpoints and metrics.
+
+# %%
+import dataclasses
+
+from warp_utils import rl
+from warp_utils.weights import liti, slerp
+
+small = dataclasses.replace(config, I=1, M=2, T=2, batch_size=4)
+train_ids = prompts["train"]["input_ids"]
+theta_init = {k: v.detach().clone() for k, v in policy.state_dict().items()}  # theta_sft
+for i in range(small.I):
+    theta_runs = []
+    for m in range(small.M):
+        run_policy = copy.deepcopy(policy)
+        run_policy.load_state_dict(theta_init)                    # theta^m <- theta_init
+        anchor = copy.deepcopy(run_policy)                        # theta_ema^m <- theta_init
+        optimizer = torch.optim.Adam(run_policy.parameters(), lr=small.lr)
+        for t in range(small.T):
+            batch_ids = train_ids[(m * small.T + t) * small.batch_size:][:small.batch_size]
+            step = rl.rl_step(run_policy, anchor, optimizer, batch_ids, parts, small)  # + EMA
+            print(f"i={i + 1} m={m + 1} t={t + 1}: reward {step['reward_mean']:+.2f}, "
+                  f"KL to anchor {step['kl_to_anchor']:.4f}")
+        theta_runs.append({k: v.detach().clone() for k, v in run_policy.state_dict().items()})
+    theta_slerp = slerp(theta_init, theta_runs)                   # the trained runs, not the EMAs
+    theta_init = liti(theta_init, theta_slerp, small.eta)         # the next iteration's start
+print("moved from SFT:", sum(float((theta_init[k] - v).abs().sum()) for k, v in policy.state_dict().items()) > 0)
 
 # %% [markdown]
 # ## 4. The run
@@ -151,8 +289,13 @@ evaluation = {}
 for name, model in (("sft", policy), ("warp", warp_policy)):
     evaluation[name] = evaluate_policy(model, tokenizer, policy, reward_scorer, test_prompts, sampling,
                                        seed=0, return_samples=True)
-for sft_text, warp_text in list(zip(evaluation["sft"]["samples"], evaluation["warp"]["samples"]))[:6]:
-    print(f"SFT : {sft_text}\nWARP: {warp_text}\n")
+from warp_utils.textdiff import before_after_table
+
+prompt_texts = [tokenizer.decode(ids) for ids in test_prompts[:6]]
+before_after_table(prompt_texts, evaluation["sft"]["completions"][:6], evaluation["sft"]["rewards"][:6],
+                   evaluation["warp"]["completions"][:6], evaluation["warp"]["rewards"][:6]).round(2)
+
+# %%
 {name: {k: round(v, 3) for k, v in stats.items() if isinstance(v, float)} for name, stats in evaluation.items()}
 
 # %% [markdown]
@@ -182,3 +325,41 @@ for i in range(config.I):
         ema_gap, run_gap = distance(result.theta_ema_runs[i][m], inits[i]), distance(result.theta_runs[i][m], inits[i])
         print(f"iteration {i + 1} run {m + 1}: |ema - init| = {ema_gap:.4f} < |theta_m - init| = {run_gap:.4f}")
         assert ema_gap < run_gap
+
+# %% [markdown]
+# ## Summary
+#
+# - One RL step: sample $y \sim \pi_\theta(\cdot \mid x)$, mask it at the first EOS, score it with
+#   $r$, subtract $\beta$ times its log-ratio to the EMA anchor, and ascend the policy gradient
+#   $(r_\beta - b)\nabla\log\pi_\theta(y \mid x)$; then move the anchor by $\mu$.
+# - Algorithm 1 wraps that step in $M$ independent runs from $\theta_{\text{init}}$, merges them with
+#   SLERP and moves $\theta_{\text{init}}$ by LITI, $I$ times.
+# - Two silent bugs live in this step: tokens after EOS counted, and a KL penalty that is not
+#   detached (right loss value, wrong gradient).
+#
+# ## Questions
+#
+# 1. Why is $r_\beta$ detached, when $\log\pi_\theta$ in the loss is not?
+# 2. Why does subtracting the batch-mean baseline not bias the gradient (much)?
+# 3. At the first step of a run, what is the KL penalty, and why?
+# 4. Why must the sampling temperature also be used to compute $\log\pi_\theta(y \mid x)$?
+#
+# <details><summary>Answers</summary>
+#
+# 1. REINFORCE's gradient is $\mathbb{E}[r_\beta\,\nabla\log\pi]$: $r_\beta$ is a weight. Its own
+#    gradient would add a term that is not part of $\nabla(\mathbb{E}[r] - \beta\,\mathrm{KL})$.
+# 2. $\mathbb{E}_\pi[\nabla\log\pi] = 0$, so a baseline independent of $y_b$ adds nothing in
+#    expectation; the batch mean includes $y_b$ itself, a bias that only rescales the advantage by
+#    $(B-1)/B$.
+# 3. Zero: the anchor starts at $\theta_{\text{init}}$, so $\pi_\theta = \pi_{\text{ema}}$.
+# 4. $y$ was drawn from the tempered distribution; scoring it under another one makes REINFORCE
+#    off-policy and the sampled KL biased.
+# </details>
+#
+# ## Try it
+#
+# - In the dozen-line loop, set `small = dataclasses.replace(config, I=1, M=2, T=2, batch_size=4, beta=0.0)`:
+#   what happens to `kl_to_anchor`, and why is it not zero after the first step?
+# - Set `eta=0.0` in `small`: which line makes the loop return $\theta_{\text{sft}}$ exactly?
+# - Replace `loss_of` by `bugs.reinforce_loss_kl_not_detached` and compare the gradients of one
+#   batch with `torch.autograd.grad`.

@@ -290,6 +290,19 @@ def _show(value) -> str:
     return f"[{text}{', ...' if flat.numel() > 4 else ''}]"
 
 
+def _difference(got, expected) -> str:
+    """Where the outputs first differ, so that a mismatch late in a tensor is visible."""
+    flat_got, flat_expected = _flat(got), _flat(expected)
+    if isinstance(flat_got, bool) or isinstance(flat_expected, bool):
+        return f"got {flat_got}, expected {flat_expected}"
+    if flat_got.shape != flat_expected.shape:
+        return f"got {flat_got.numel()} values, expected {flat_expected.numel()}"
+    close = torch.isclose(flat_got, flat_expected, rtol=1e-6, atol=1e-9)
+    first = int((~close).nonzero()[0])
+    return (f"got {_show(got)}, expected {_show(expected)}; first difference at flat index {first}: "
+            f"{flat_got[first].item():.6g} instead of {flat_expected[first].item():.6g}")
+
+
 def grade(name: str, fn: Callable) -> tuple[str, str]:
     """("correct" | "wrong" | "unsolved", message). Never raises for the learner's errors."""
     exercise = EXERCISES[name]
@@ -306,7 +319,7 @@ def grade(name: str, fn: Callable) -> tuple[str, str]:
         except (TypeError, ValueError, RuntimeError) as error:
             return "wrong", f"{what}: output not comparable ({error}). Hint: {exercise.hint}"
         if not same:
-            return "wrong", f"{what}: got {_show(value)}, expected {_show(reference)}. Hint: {exercise.hint}"
+            return "wrong", f"{what}: {_difference(value, reference)}. Hint: {exercise.hint}"
     return "correct", f"matches the reference on {len(expected)} checks"
 
 
