@@ -267,14 +267,29 @@ def test_plots_draw_one_curve_per_label_and_error_bars():
 def test_reward_at_kl_reads_the_upper_envelope_and_common_kl_is_the_shortest_reach():
     front = pd.DataFrame({"kl_to_sft": [2.0, 0.0, 3.0, 1.0], "reward_mean": [1.0, 0.0, 3.0, 2.0]})  # unsorted
     # envelope over KL 0, 1, 2, 3: rewards 0, 2, 2 (the KL-1 point is within budget), 3
-    assert evaluation.reward_at_kl(front, 0.5) == pytest.approx(1.0)
-    assert evaluation.reward_at_kl(front, 1.5) == pytest.approx(2.0)
+    assert evaluation.reward_at_kl(front, 1.0) == pytest.approx(2.0)
+    assert evaluation.reward_at_kl(front, 1.5) == pytest.approx(2.0)  # KL 1 -> 2: exactly 2x, bridged
     assert evaluation.reward_at_kl(front, 2.5) == pytest.approx(2.5)
-    assert evaluation.reward_at_kl(front, 9.0) == pytest.approx(3.0)  # beyond the front: its best
+    assert evaluation.reward_at_kl(front, 0.0) == 0.0 and evaluation.reward_at_kl(front, 3.0) == 3.0
     other = front.assign(kl_to_sft=front.kl_to_sft / 2)
     assert evaluation.common_kl([front, other]) == pytest.approx(1.5)
     with pytest.raises(ValueError, match="reward_mean"):
         evaluation.reward_at_kl(front.drop(columns="reward_mean"), 1.0)
+
+
+def test_reward_at_kl_is_nan_beyond_the_front_and_across_wide_gaps():
+    front = pd.DataFrame({"kl_to_sft": [0.0, 0.5, 2.1, 2.4, 4.0], "reward_mean": [0.0, 1.0, 2.0, 1.5, 3.0]})
+    nan = pytest.approx(math.nan, nan_ok=True)
+    for kl in (-0.1, 4.01, 9.0, math.nan):  # no extrapolation
+        assert evaluation.reward_at_kl(front, kl) == nan
+    for kl in (0.25, 1.0, 2.0):  # 0 -> 0.5 and 0.5 -> 2.1 are more than 2x apart
+        assert evaluation.reward_at_kl(front, kl) == nan
+    assert evaluation.reward_at_kl(front, 0.5) == 1.0 and evaluation.reward_at_kl(front, 2.1) == 2.0
+    # 2.1 -> 2.4 -> 4.0 are within 2x: the envelope (2.0 at KL 2.4, not 1.5) interpolated as before
+    assert evaluation.reward_at_kl(front, 2.25) == pytest.approx(2.0)
+    assert evaluation.reward_at_kl(front, 3.2) == pytest.approx(2.5)
+    dense = pd.DataFrame({"kl_to_sft": [1.0, 1.5, 2.5], "reward_mean": [1.0, 2.0, 4.0]})
+    assert evaluation.reward_at_kl(dense, 2.0) == pytest.approx(3.0)  # halfway from 2.0 to 4.0
 
 
 def test_study_curves_average_the_runs_of_each_step_and_highlight_one():
