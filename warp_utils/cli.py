@@ -26,6 +26,12 @@ from .runtime import Execution
 USER_ERRORS = (ValueError, FileNotFoundError, OSError, ImportError)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data import ImdbError  # imported when needed: `--help` should not wait for datasets
+
+    return (*USER_ERRORS, ImdbError)
+
+
 def _stage(name: str, build, world=None):
     """One stage, timed. Under torchrun, stages other than WARP run on rank 0 while the other
     ranks wait at a barrier (no two ranks ever build or delete the same folder)."""
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except distributed.WorkerFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except USER_ERRORS as error:
+    except _user_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
