@@ -178,8 +178,9 @@ def test_full_profile_runs_end_to_end_offline_from_the_cache(hub_cache, tmp_path
     assert reward["architectures"] == ["DistilBertForSequenceClassification"] and reward["dim"] == 64
     import pandas as pd
 
-    metrics = pd.read_csv(root / "warp" / "metrics.csv")
-    assert sorted(metrics.groupby("run").step.max()) == [2, 2] or len(metrics) >= 4
+    runs = pd.read_csv(root / "warp" / "metrics.csv").groupby(["iteration", "run"]).step.max()
+    assert len(runs) == 2 and (runs == 2).all()  # M = 2 runs of T = 2 steps, from --set
+    assert json.loads((root / "reward_model" / "metrics.json").read_text())["num_pairs"] == 64
 
 
 # ----------------------------------------------------------------------------- device and precision
