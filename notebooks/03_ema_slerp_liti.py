@@ -26,7 +26,8 @@
 # **Prerequisites**: softmax and log-probabilities, the KL divergence, gradient ascent; notebooks 00-02
 # (what $\pi_{\text{sft}}$, $r$ and the prompts are). No model is loaded here.
 #
-# **Time**: about 7 s to run on a CPU (measured in CI); 45-60 min to read and do the 6 exercises.
+# **Time**: about 10 s to run on a CPU (measured here: 12 s under load); 45-60 min to read and do
+# the 6 exercises.
 # The derivations of Lemmas 1-2, Eq. 26 and the convexity of LITI's segment are in the optional
 # appendix `03b_appendix_lemmas`.
 #

@@ -32,10 +32,27 @@
 # and SLERP against LERP for the same trained runs (paper Fig. 1b, 3c, 8). Evaluation uses a
 # small batch of 64 seeded test prompts so the notebook runs in minutes on a CPU: the 95%
 # intervals are wide, and the numbers below are those of *this* run, whatever they are.
+#
+# **You will learn to** evaluate a policy on held-out prompts (reward, exact KL, diversity, an
+# independent judge), trace and compare KL-reward Pareto fronts, and read **what RL changed in the
+# text**: before/after samples with their rewards, the words RL made more and less frequent, and
+# each token coloured by how much more likely the RL policy made it than $\pi_{\text{sft}}$.
+#
+# **Prerequisites**: notebooks 03 (the front, LITI) and 04 (the WARP run, which this notebook
+# loads or trains).
+#
+# **Time**: about 100 s to run on 2 CPU cores (measured in CI: two REINFORCE baselines are
+# trained the first time); 30-45 min to read and do the 2 exercises.
+#
+# **Symbols**: $N$ the number of test prompts; **distinct-$n$** the share of unique $n$-grams
+# (runs of $n$ words) among all $n$-grams of the completions, a diversity measure that falls when
+# a policy repeats itself; **VADER** a lexicon-based sentiment score in $[-1, 1]$, a second judge
+# the policy was never trained against (if $r$ rises and VADER does not, suspect reward hacking).
 
 # %%
 import copy
 import dataclasses
+import re
 import time
 
 import ipywidgets as widgets
@@ -100,7 +117,9 @@ states = {"SFT": theta_sft}
 for i in range(config.I):
     states[f"slerp {i + 1}"] = result.theta_slerp[i]
     states[f"init {i + 1}"] = result.theta_init[i]
-table = pd.DataFrame([{"policy": name, **evaluate_state(state)} for name, state in states.items()])
+evaluations = {name: evaluate_state(state, return_samples=True) for name, state in states.items()}
+table = pd.DataFrame([{"policy": name, **{k: v for k, v in stats.items() if not isinstance(v, list)}}
+                      for name, stats in evaluations.items()])
 columns = ["reward_mean", "reward_ci95", "kl_to_sft", "kl_to_sft_ci95", "kl_to_sft_sampled",
            "response_len", "distinct_2", "vader_compound"]
 table.set_index("policy")[columns].round(3)
@@ -113,6 +132,62 @@ axes[0].set_title("test reward (95% CI)")
 axes[1].set_title("KL to SFT on the test prompts (95% CI)")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### Exercise 1 · the exact KL of a batch of completions
+# `kl_to_sft` above is, for each completion, $\sum_{t \in y} \mathrm{KL}(\pi(\cdot \mid x, y_{<t})
+# \,\|\, \pi_{\text{sft}}(\cdot \mid x, y_{<t}))$, each KL exact over the vocabulary. Write
+# `kl_of(log_p, log_q, response_mask)`: `log_p`, `log_q` are $(B, L-1, V)$ next-token log-probabilities
+# (row $t$ is the distribution of token $t+1$), `response_mask` is $(B, L)$ (1 on completion tokens up
+# to the first EOS); return the $(B,)$ sums. Graded against `rl.per_token_kl` + `rl.sum_over_response`,
+# then applied to a real batch below.
+
+# %%
+from warp_utils import exercises
+from warp_utils.rl import exact_kl, generate, left_pad, next_token_log_probs
+
+
+def kl_of(log_p, log_q, response_mask):
+    raise NotImplementedError  # your code here
+
+
+kl_of = exercises.check("sequence_kl", kl_of)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("sequence_kl"))
+
+# %%
+work.load_state_dict(result.theta_slerp[-1])
+torch.manual_seed(EVAL_SEED)
+ids, mask = left_pad(test_prompts[:8], tokenizer.pad_token_id)
+rollout = generate(work, ids, mask, sampling, tokenizer.eos_token_id, tokenizer.pad_token_id)
+with torch.no_grad():
+    log_p, log_q = (next_token_log_probs(m, rollout.input_ids, rollout.attention_mask, sampling.temperature)
+                    for m in (work, policy))
+batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
+mine = kl_of(log_p, log_q, rollout.response_mask)
+print("KL of 8 completions:", np.round(mine.tolist(), 3))
+assert torch.allclose(mine, exact_kl(work, policy, *batch, temperature=sampling.temperature), atol=1e-4)
+
+# %% [markdown]
+# ### Exercise 2 · distinct-$n$
+# Write `distinct(texts, n)`: unique $n$-grams / all $n$-grams, words split on whitespace, never an
+# $n$-gram across two texts (0.0 if there is none). It must reproduce the `distinct_2` column.
+
+# %%
+def distinct(texts, n):
+    raise NotImplementedError  # your code here
+
+
+distinct = exercises.check("distinct_n", distinct)
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
+print(exercises.solution("distinct_n"))
+
+# %%
+for name, stats in evaluations.items():
+    assert abs(distinct(stats["completions"], 2) - stats["distinct_2"]) < 1e-12, name
+print("distinct-2 per policy:", {name: round(distinct(s["completions"], 2), 3) for name, s in evaluations.items()})
 
 # %% [markdown]
 # ## 2. The Pareto front of each iteration
@@ -183,8 +258,8 @@ display(controls)  # non-blocking: headless runs (nbval) just render the default
 # - **EMA anchor**, $\mu$ of the profile: the anchor WARP uses, but one run and no SLERP/LITI.
 #
 # **Budget.** WARP spends $I \cdot M \cdot T$ RL steps of `batch_size` prompts. A baseline with
-# $T' = I M T$ steps each would take about twice the ~4 minutes this notebook is allowed on 2 CPU
-# cores, so by default the baselines get $T' = M T$ steps: **exactly the budget of WARP's first
+# $T' = I M T$ steps each would double this notebook's run time, so by default the baselines get
+# $T' = M T$ steps: **exactly the budget of WARP's first
 # iteration** (same number of steps and samples), and half the budget of WARP after $I = 2$
 # iterations. Compare the baselines with the `iteration 1` front for an equal budget; set
 # `FULL_BUDGET = True` to train them with $T' = I M T$ (cached in `warp_runs/<name>_full/`).
@@ -202,7 +277,7 @@ baseline_configs = {
 }
 print(f"WARP: {config.I * config.M * config.T} steps; baselines: {baseline_T} steps each "
       f"of {config.batch_size} prompts")
-# trained once (~1.5 min each on 2 CPU cores), then loaded from disk
+# trained once, then loaded from disk
 baselines = {label: ensure_warp_run(profile, cfg, name=name, components=parts,
                                     step_callback=progress(name, baseline_T), progress_bars=False)
              for label, (name, cfg) in baseline_configs.items()}
@@ -336,6 +411,69 @@ for claim, margin in claims.items():
     print(f"- {claim}: {verdict} (margin {margin:+.3f}, {strength} the noise)")
 
 # %% [markdown]
+# ## 7. What RL changed in the text
+# Numbers hide what the policy now writes. Three views of the same 64 test prompts and samples as
+# the table of section 1 (same seed), SFT against the last WARP merge $\theta^I_{\text{slerp}}$.
+#
+# **Before and after**, with each completion's reward (the prompt is the same on both sides):
+
+# %%
+from IPython.display import HTML
+
+from warp_utils.textdiff import (
+    before_after_table,
+    colour_tokens_html,
+    token_log_ratios,
+    token_shift,
+)
+
+sft_eval, warp_eval = evaluations["SFT"], evaluations[f"slerp {config.I}"]
+prompt_texts = [tokenizer.decode(ids) for ids in test_prompts]
+pairs = before_after_table(prompt_texts, sft_eval["completions"], sft_eval["rewards"],
+                           warp_eval["completions"], warp_eval["rewards"])
+with pd.option_context("display.max_colwidth", 90):
+    display(pairs.head(8).round(2))
+print(f"reward rose on {(pairs['reward change'] > 0).mean():.0%} of the {len(pairs)} prompts; "
+      f"mean change {pairs['reward change'].mean():+.2f}")
+
+# %% [markdown]
+# **The most-shifted words.** For each word seen at least 4 times in the two sets of completions,
+# $\log(\text{freq}_{\text{WARP}} / \text{freq}_{\text{SFT}})$ (add-one smoothed): right, what RL made
+# more frequent; left, what it suppressed. Praise words climbing and a few words repeated far more
+# often than before is what optimising a sentiment reward looks like, and where reward hacking
+# starts (notebook 01's probe found the words our reward model over-rewards).
+
+# %%
+def words(text):  # lower case, punctuation dropped: "Best," and "best" are one word
+    return re.findall(r"[a-z']+", text.lower())
+
+
+shift = token_shift(sft_eval["completions"], warp_eval["completions"], tokenize=words, min_count=4)
+shown = pd.concat([shift.head(12), shift.tail(12)]).drop_duplicates("token")
+fig, ax = plt.subplots(figsize=(7, 6))
+ax.barh(shown["token"], shown["log ratio"], color=np.where(shown["log ratio"] > 0, "tab:green", "tab:red"))
+ax.invert_yaxis()
+ax.axvline(0, color="k", lw=0.8)
+ax.set(xlabel="log(freq WARP / freq SFT)", title="Words RL made more (green) and less (red) frequent")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Token by token.** Completions of the WARP policy, each token coloured by
+# $\log \pi_\theta(y_t \mid x, y_{<t}) - \log \pi_{\text{sft}}(y_t \mid x, y_{<t})$: green, a token
+# RL made more likely; red, less likely (hover for the value). A row's values sum to its sampled KL
+# estimate $\log \pi_\theta(y \mid x) - \log \pi_{\text{sft}}(y \mid x)$. These are the 8 completions of
+# Exercise 1.
+
+# %%
+rows = token_log_ratios(work, policy, rollout, tokenizer, temperature=sampling.temperature)
+scale = max(abs(v) for _, values in rows for v in values)
+prompt_of = [tokenizer.decode(ids) for ids in test_prompts[:8]]
+display(HTML("<br>".join(f"<b>{p}</b>" + colour_tokens_html(tokens, values, scale) + f" <i>(sum {sum(values):+.2f})</i>"
+                         for p, (tokens, values) in zip(prompt_of, rows))))
+print("largest |log ratio| of a token:", round(scale, 2))
+
+# %% [markdown]
 # ## Checks
 # Only what holds by construction:
 # - $\eta = 0$ is $\theta_{\text{sft}}$ exactly: on every front its KL to SFT is 0 and its reward is
@@ -353,3 +491,38 @@ kls = last_front["kl_to_sft"].to_numpy()
 print("KL along the last front:", np.round(kls, 3))
 assert all(kls[j] >= kls[j - 1] - 0.05 * kls.max() for j in range(1, len(kls)))
 print(f"notebook ran in {time.perf_counter() - notebook_start:.1f} s")
+
+# %% [markdown]
+# ## Summary
+#
+# - Every policy is evaluated on the same seeded test prompts: reward with its 95% interval, the
+#   exact KL to $\pi_{\text{sft}}$ (per-token KLs summed over the completion), distinct-2 and VADER.
+# - A Pareto front is LITI from $\pi_{\text{sft}}$ towards a policy; fronts are compared at equal KL.
+# - The tiny profile's differences between fronts are often within the noise; the claims are printed
+#   with their margins rather than asserted.
+# - What RL changed in the text: the before/after table, the most-shifted words and the coloured
+#   tokens show where the reward came from, which is where reward hacking would show first.
+#
+# ## Questions
+#
+# 1. Why is the $\eta = 0$ point of every front exactly the SFT row of the table?
+# 2. Why compare fronts at equal KL rather than at $\eta = 1$?
+# 3. Why is the exact per-token KL preferred to the sampled estimate $\log\pi_\theta(y) - \log\pi_{\text{sft}}(y)$?
+# 4. If the reward rises and VADER does not, what would you look at next?
+#
+# <details><summary>Answers</summary>
+#
+# 1. $\theta_0 = \theta_{\text{sft}}$, evaluated with the same prompts and seed: the same samples.
+# 2. A policy further from SFT can buy reward with KL; at equal KL the comparison is about
+#    efficiency, which is the paper's claim.
+# 3. Both are unbiased for the KL, but the exact one sums a full KL at each position instead of one
+#    sampled log-ratio, so its variance is much lower (it can never be negative either).
+# 4. The most-shifted words and the samples themselves: a few words repeated, or text the reward
+#    model over-rewards (notebook 01's probe), is reward hacking.
+# </details>
+#
+# ## Try it
+#
+# - `FULL_BUDGET = True` gives the baselines WARP's whole budget: does the comparison change?
+# - Change `min_count` of `token_shift` to 2 and to 10: which words are robust?
+# - Colour the completions of the first iteration's merge (`result.theta_slerp[0]`) instead.

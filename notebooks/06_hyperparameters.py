@@ -35,6 +35,15 @@
 # run, $M = 1$ is its run 1, and $M = 3$ adds one run to its two: `ensure_warp_run` copies such
 # runs from the profile's other run directories instead of training them again (`warp.run_key`).
 # Everything is trained once and cached under `data/artifacts/<profile>/warp_runs/`.
+#
+# **You will learn to** run one-factor-at-a-time studies, compare runs with **paired** differences
+# on the same prompts, check conclusions against a previous report (the seed report this course
+# grew from, quoted in section 5), and recognise a run that **reward-hacks** (section 3b).
+#
+# **Prerequisites**: notebooks 04 (the WARP run) and 05 (fronts, distinct-2, VADER).
+#
+# **Time**: about 130 s to run on 2 CPU cores the first time (seven study runs of 50 steps; the
+# others are shared with notebook 04's run; measured in CI), seconds once cached; 20-30 min to read.
 
 # %%
 import copy
@@ -143,11 +152,12 @@ for cfg, result in results.items():
     fronts[cfg] = pd.concat([pd.DataFrame([{**sft_row, "label": front.label[0]}]), front], ignore_index=True)
 
 work = copy.deepcopy(policy)
-per_prompt = {}  # config -> reward of each test prompt at eta = 1 (the same samples as the front's)
+samples, per_prompt = {}, {}  # config -> samples at eta = 1 (the same as the front's), their rewards
 for cfg, result in results.items():
     work.load_state_dict(result.final)
-    per_prompt[cfg] = evaluate_policy(work, tokenizer, policy, reward_scorer, test_prompts, sampling,
-                                      seed=EVAL_SEED, return_samples=True)["rewards"]
+    samples[cfg] = evaluate_policy(work, tokenizer, policy, reward_scorer, test_prompts, sampling,
+                                   seed=EVAL_SEED, return_samples=True)
+    per_prompt[cfg] = samples[cfg]["rewards"]
 center = studies["M"][config.M]  # the default config with I = 1
 
 
@@ -182,11 +192,39 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## 3b. A reward-hacking exhibit: the larger learning rate
+# Numbers alone do not say *how* a run got its reward. Below, the same test prompts completed by the
+# default run and by the run with ten times its learning rate, each with its reward $r$ and the
+# verdict of VADER, the judge nobody optimised. When $r$ stays high while VADER falls, the words
+# repeat or the completions shrink to a few tokens, the policy is exploiting the reward model
+# rather than writing better reviews: compare with the inputs notebook 01's probe found
+# over-rewarded (short texts, repeated words).
+
+# %%
+from warp_utils.evaluation import vader_scores
+
+low, high = LRS
+exhibit = pd.DataFrame({
+    "prompt": [tokenizer.decode(ids) for ids in test_prompts[:8]],
+    **{f"{label} completion": samples[studies["lr"][lr]]["completions"][:8] for label, lr in (("lr", low), ("10x lr", high))},
+    **{f"r ({label})": per_prompt[studies["lr"][lr]][:8] for label, lr in (("lr", low), ("10x lr", high))},
+    **{f"VADER ({label})": vader_scores(samples[studies["lr"][lr]]["samples"][:8]) for label, lr in (("lr", low), ("10x lr", high))},
+})
+with pd.option_context("display.max_colwidth", 70):
+    display(exhibit.round(2))
+for label, lr in (("lr", low), ("10x lr", high)):
+    stats = samples[studies["lr"][lr]]
+    print(f"{label} ({lr:g}): mean r {stats['reward_mean']:+.2f} (SFT {sft_row['reward_mean']:+.2f}), "
+          f"VADER {stats['vader_compound']:+.2f} (SFT {sft_row['vader_compound']:+.2f}), "
+          f"distinct-2 {stats['distinct_2']:.2f} (SFT {sft_row['distinct_2']:.2f}), "
+          f"tokens per completion {stats['response_len']:.1f} (SFT {sft_row['response_len']:.1f})")
+
+# %% [markdown]
 # ## 4. Explore: sliders for $\mu$ and $\eta$
 # The $\mu$ slider selects the run, the $\eta$ slider a point on its front (a marker, interpolated
 # between the evaluated $\eta$); the panels redraw that run's front among the others and its
 # curves. Runs are cached: nothing is trained or evaluated when a slider moves. The second panel
-# does the same for any run of the grid. Headless (nbval), the default view is drawn once.
+# does the same for any run of the grid.
 
 # %%
 labels = {f"{study}={value:g}": cfg for study, grid in studies.items() for value, cfg in grid.items()}
@@ -304,8 +342,7 @@ print("\n".join(lines))
 # front (does reward keep rising with $\eta$ at each learning rate?) and about the larger learning
 # rate buying reward with KL; findings 3-4 about $\mu$ trading KL for reward; finding 5 about
 # merging. With one iteration, $T = 50$ and 64 evaluation prompts, a difference inside its paired
-# interval is no evidence either way. The README's Results section records the numbers of the
-# CI run next to the seed report's.
+# interval is no evidence either way.
 #
 # ## Checks
 # What holds by construction, whatever the numbers:
@@ -328,3 +365,37 @@ for cfg, result in results.items():
     front_end = fronts[cfg].set_index("eta").loc[1.0, "reward_mean"]
     assert abs(np.mean(per_prompt[cfg]) - front_end) < 1e-6, (run_name(config, cfg), front_end)
 print(f"{len(results)} distinct runs; notebook ran in {time.perf_counter() - notebook_start:.1f} s")
+
+# %% [markdown]
+# ## Summary
+#
+# - One factor at a time around the default run, with $I = 1$: $\mu$, the learning rate and $M$.
+# - Runs are compared by paired reward differences on the same prompts, and at equal KL on their
+#   fronts; a difference inside its paired 95% interval is no evidence either way.
+# - A larger learning rate buys reward with KL, and section 3b shows what that reward is made of;
+#   a larger $\mu$ lets the anchor follow the policy, so the KL penalty binds less.
+#
+# ## Questions
+#
+# 1. Why does the $I = 1$ run of the default configuration not need training?
+# 2. Why is a paired difference less noisy than the difference of two means?
+# 3. With $\mu = 0.01$ and $T = 50$, what share of $\theta_{\text{init}}$ does the anchor still hold at
+#    the end of a run?
+# 4. How would you tell, without VADER, that a run is reward hacking?
+#
+# <details><summary>Answers</summary>
+#
+# 1. It is iteration 1 of notebook 04's run: same inputs, same runs (`warp.run_key`), so they are
+#    linked instead of trained.
+# 2. The prompt's own difficulty is common to both policies and cancels in the per-prompt
+#    difference.
+# 3. $(1 - 0.01)^{50} \approx 0.61$.
+# 4. Read the samples; watch distinct-2 fall and a few words dominate the token shift (notebook 05);
+#    score the texts with other judges.
+# </details>
+#
+# ## Try it
+#
+# - Add $\mu = 0.2$ to `MUS`: is the trend of section 5 still there?
+# - Add a $\beta$ study (`"beta": {b: dataclasses.replace(base, beta=b) for b in (0.03, 0.1, 0.3)}`)
+#   and compare its fronts with the exact front of the toy in notebook 03.
