@@ -88,9 +88,17 @@ def _execution(args) -> Execution:
 
 
 def _components(profile, args):
+    """Every rank loads pi_sft, r and the prompts; under torchrun rank 0 first, so that only it
+    ever (re)builds one of them."""
     from .pipeline import load_components
 
-    return load_components(profile, _execution(args))
+    world = distributed.world()
+    if not world.is_main:
+        world.barrier()
+    components = load_components(profile, _execution(args))
+    if world.is_main:
+        world.barrier()
+    return components
 
 
 def run(args) -> None:

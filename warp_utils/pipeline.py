@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import distributed
 from .config import Profile, WarpConfig, artifacts_dir, get_profile
+from .progress import quiet_loading
 from .runtime import Components, Execution, configure_threads
 
 
@@ -25,6 +26,7 @@ def load_components(profile: Profile | str | None = None, execution: Execution |
     from .reward import ensure_reward_model, load_reward_scorer
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    quiet_loading()
     policy, tokenizer = load_policy(ensure_sft_policy(profile))
     scorer = load_reward_scorer(ensure_reward_model(profile))
     prompts = datasets.load_from_disk(str(ensure_prompts(profile, tokenizer=tokenizer)))

@@ -64,3 +64,11 @@ def progress(iterable, desc: str, total: int | None = None, initial: int = 0, en
     if interactive():
         return tqdm(iterable, desc=desc, total=total, initial=initial, leave=False, mininterval=2.0)
     return _Lines(iterable, desc, total, initial)
+
+
+def quiet_loading() -> None:
+    """No "Loading weights" bar per from_pretrained: the course loads dozens of small checkpoints,
+    and in a log each bar is noise."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .artifacts import CHECKPOINT, is_fresh
+from .progress import quiet_loading
 from .config import SamplingConfig, WarpConfig, config_hash, to_dict
 from .weights import StateDict, clone_state
 
@@ -103,6 +104,7 @@ def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
 
 def load_weights(template, folder: Path) -> StateDict:
     """The state dict saved in `folder`, keyed like `template.state_dict()` (tied weights too)."""
+    quiet_loading()
     return clone_state(type(template).from_pretrained(folder, dtype=torch.float32))
 
 

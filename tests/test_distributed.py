@@ -1,0 +1,111 @@
+"""The M runs of an iteration on several processes (gloo on CPU): bitwise the sequential run."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from test_pipeline import SMOKE
+from warp_utils.distributed import World
+
+STAGES = [item for assignment in SMOKE if not assignment.startswith("warp.") for item in ("--set", assignment)]
+
+
+def test_runs_are_dealt_to_ranks_by_m():
+    world = World(rank=1, size=2)
+    assert [m for m in range(1, 4) if world.owner(m) == world.rank] == [2]  # M = 3 on 2 ranks: 1, 3 | 2
+    assert [World(rank=0, size=2).owner(m) for m in range(1, 4)] == [0, 1, 0]
+    assert World().broadcast_object("plan") == "plan"  # one process: the identity
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Fake IMDB and the pipeline's first three stages, built once for every test here."""
+    from conftest import write_fake_imdb
+
+    root = tmp_path_factory.mktemp("distributed")
+    env = {**os.environ, "WARP_IMDB_DIR": str(write_fake_imdb(root / "imdb")), "WARP_DATA_ROOT": str(root / "data"),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WARP_SET": ""}
+    return env, root
+
+
+def train(env, *flags, launcher=(sys.executable, "-m", "warp_utils"), extra_env=None):
+    done = subprocess.run([*launcher, "train", *STAGES, "--T", "3", "--batch-size", "4", "--no-reuse",
+                           "--checkpoint-every", "1", *flags], capture_output=True, text=True, timeout=300,
+                          env={**env, **(extra_env or {})})
+    return done
+
+
+def run_dir(root, name):
+    return next((root / "data" / "artifacts").glob(f"tiny-set-*/warp_runs/{name}"))
+
+
+def assert_same_run(root, a, b):
+    for path in ("final/model.safetensors", "iter_1/slerp/model.safetensors", "iter_2/init/model.safetensors"):
+        assert (run_dir(root, a) / path).read_bytes() == (run_dir(root, b) / path).read_bytes(), path
+    assert (run_dir(root, a) / "metrics.csv").read_text() == (run_dir(root, b) / "metrics.csv").read_text()
+
+
+def ranks_that_trained(root, name):
+    import json
+
+    return sorted(json.loads(p.read_text())["rank"] for p in run_dir(root, name).glob("iter_*/run_*/artifact.json"))
+
+
+def test_two_workers_and_torchrun_equal_the_sequential_run_m3(smoke):
+    env, root = smoke
+    for name, flags, launcher in [
+        ("seq3", (), (sys.executable, "-m", "warp_utils")),
+        ("workers3", ("--workers", "2"), (sys.executable, "-m", "warp_utils")),
+        ("torchrun3", (), (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "warp_utils")),
+    ]:
+        done = train(env, "--I", "2", "--M", "3", "--name", name, *flags, launcher=launcher)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert ranks_that_trained(root, "seq3") == [0] * 6
+    assert ranks_that_trained(root, "workers3") == ranks_that_trained(root, "torchrun3") == [0, 0, 0, 0, 1, 1]
+    assert_same_run(root, "seq3", "workers3")
+    assert_same_run(root, "seq3", "torchrun3")
+
+
+def test_workers_from_python_relay_every_step_and_equal_the_sequential_run_m2(smoke, monkeypatch):
+    """What a notebook does: ensure_warp_run with Execution(workers=2) and a step_callback."""
+    from warp_utils.config import get_profile
+    from warp_utils.pipeline import ensure_warp_run, load_components
+    from warp_utils.runtime import Execution
+
+    env, root = smoke
+    for key in ("WARP_IMDB_DIR", "WARP_DATA_ROOT"):
+        monkeypatch.setenv(key, env[key])
+    assert train(env, "--I", "2", "--M", "2", "--name", "seq2").returncode == 0
+    profile = get_profile("tiny", [*SMOKE[:-4], "warp.T=3", "warp.batch_size=4", "warp.I=2", "warp.M=2"])
+    components = load_components(profile, Execution(workers=2, reuse=False, progress_bars=False, threads=1))
+    rows = []
+    result = ensure_warp_run(profile, name="workers2", components=components, step_callback=rows.append)
+    assert sorted((r["iteration"], r["run"], r["step"]) for r in rows) == [
+        (i, m, t) for i in (1, 2) for m in (1, 2) for t in (1, 2, 3)]
+    assert ranks_that_trained(root, "workers2") == [0, 0, 1, 1]
+    assert_same_run(root, "seq2", "workers2")
+    expected = pd.read_csv(run_dir(root, "seq2") / "metrics.csv")
+    assert result.metrics["reward_mean"].tolist() == pytest.approx(expected["reward_mean"].tolist())
+
+
+def test_a_failed_worker_names_its_rank_and_run_and_the_rerun_resumes(smoke):
+    env, root = smoke
+    if not any((root / "data" / "artifacts").glob("tiny-set-*/warp_runs/seq2")):
+        assert train(env, "--I", "2", "--M", "2", "--name", "seq2").returncode == 0
+    failed = train(env, "--I", "2", "--M", "2", "--name", "failed", "--workers", "2",
+                   extra_env={"WARP_FAIL_AT": "1:2:2:2"})  # rank 1, iteration 2, run 2, step 2
+    assert failed.returncode == 1
+    message = next(line for line in failed.stderr.splitlines() if line.startswith("error:"))
+    assert message.startswith("error: worker rank 1 failed while training iter_2/run_2") and "injected" in message
+    folder = run_dir(root, "failed")
+    assert not (folder / "iter_2" / "init").exists() and not (folder / "final").exists()  # no half iteration
+    resumed = train(env, "--I", "2", "--M", "2", "--name", "failed", "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming iter_2/run_2 from step 1" in resumed.stdout + resumed.stderr
+    assert_same_run(root, "seq2", "failed")
+    shutil.rmtree(folder)
