@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,11 +211,14 @@ class RunsOfAnIteration:
         components = self.loop.components
 
         def build(out):
+            started = time.perf_counter()
             theta_m, theta_ema, rows = train_run(iteration, run, theta_init, self.loop, out)
+            seconds = time.perf_counter() - started  # of this invocation (a resumed run: the rest)
             runstore.save_weights(components.policy, theta_m, components.tokenizer, out)
             runstore.save_ema(theta_ema, out)
             runstore.write_rows(out / runstore.METRICS_FILE, rows)
-            return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size}
+            return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size,
+                    "seconds": seconds}
 
         build_once(folder, run_cfg, build, version=runstore.STEP_VERSION)
 
