@@ -41,8 +41,6 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from rl_step import matmul_params  # noqa: E402 (benchmarks/ is not a package)
 
 GB = 1e9
 PROMPT_TOKENS, NEW_TOKENS, REWARD_MAX_LENGTH = 10, 54, 512
@@ -51,6 +49,16 @@ CUDA_CONTEXT_GB = 0.5  # CUDA context + allocator slack, typical on a T4 (not me
 # Vendor specs: (dense half-precision tensor FLOP/s, memory bandwidth B/s, label, fp32 FLOP/s).
 GPUS = {"T4": (65e12, 320e9, "fp16 autocast + GradScaler", 8.1e12),
         "A100": (312e12, 1555e9, "bf16 autocast", 19.5e12)}
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters that cost a multiply-add per token: embedding lookups are free, except the
+    token embedding GPT-2 reuses as its output layer."""
+    head = model.get_output_embeddings()
+    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+    lookup_ids = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding)
+                  for p in m.parameters()} - head_ids
+    return sum(p.numel() for p in model.parameters() if id(p) not in lookup_ids)
 
 
 def rss_bytes() -> int:
@@ -151,7 +159,7 @@ def measure(batch: int, steps: int) -> dict:
     components = dataclasses.replace(components, reward_scorer=counting)
     optimizer = torch.optim.Adam(policy.parameters(), lr=warp.lr)
     config = dataclasses.replace(warp, batch_size=batch)
-    reward_tokenizer = components.reward_scorer.tokenizer  # the training format's length per review
+    reward_tokenizer = counting.scorer.tokenizer  # the training format's length per review
     review_tokens = [min(len(ids), REWARD_MAX_LENGTH) for ids in reward_tokenizer(texts[:2000], verbose=False)["input_ids"]]
     before = rss_bytes()
     seconds, saved = [], None
