@@ -61,8 +61,8 @@ def test_a_failed_build_leaves_no_folder(tmp_path):
         raise RuntimeError("hub unreachable")
 
     with pytest.raises(RuntimeError):
-        build_once(tmp_path / "sft_policy", CONFIG, fail)
-    assert not (tmp_path / "sft_policy").exists()
+        build_once(tmp_path / "artifacts" / "tiny" / "sft_policy", CONFIG, fail)
+    assert not (tmp_path / "artifacts").exists()  # nor the empty folders made for it
 
 
 def test_an_interrupted_build_keeps_its_checkpoint_for_the_same_config_only(tmp_path, capsys):

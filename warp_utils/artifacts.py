@@ -128,6 +128,7 @@ def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh
         if log is not None:
             log(f"rebuilding {folder.name}: {'--fresh' if fresh else reason}")
         shutil.rmtree(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if the build fails
     folder.mkdir(parents=True, exist_ok=True)
     (folder / BUILDING).write_text(json.dumps({"config_hash": config_hash(config), "code_version": version}))
     try:
@@ -135,6 +136,9 @@ def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh
     except BaseException:
         if _only_marker_left(folder):  # nothing worth resuming: leave no folder behind
             shutil.rmtree(folder, ignore_errors=True)
+            for parent in created[1:]:  # nor the empty folders made for it
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
         raise
     (folder / CHECKPOINT).unlink(missing_ok=True)
     write_stamp(folder, config, version, **extra)
