@@ -20,6 +20,7 @@ from pathlib import Path
 from . import distributed
 from .config import PROFILES, WarpConfig, get_profile
 from .overrides import field_help, field_types, parse_value
+from .progress import interactive, quiet_libraries
 from .runtime import Execution
 
 # Exceptions that mean "fix your setup", not "bug": their message is the whole story.
@@ -171,6 +172,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if not interactive() or args.progress_bars is False:
+        quiet_libraries()
     try:
         args.handler(args)
     except KeyboardInterrupt:

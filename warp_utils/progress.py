@@ -66,6 +66,15 @@ def progress(iterable, desc: str, total: int | None = None, initial: int = 0, en
     return _Lines(iterable, desc, total, initial)
 
 
+def quiet_libraries() -> None:
+    """Where nobody watches a bar (a file, a CI log): no bars from transformers (loading and
+    writing checkpoints) or datasets (map, filter, save); our own stages log lines instead."""
+    import datasets
+
+    quiet_loading()
+    datasets.disable_progress_bars()
+
+
 def quiet_loading() -> None:
     """No "Loading weights" bar per from_pretrained: the course loads dozens of small checkpoints,
     and in a log each bar is noise."""
