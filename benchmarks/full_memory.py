@@ -82,12 +82,19 @@ def imdb_texts(count: int) -> list[str]:
 def build(batch: int, texts: list[str]):
     """The full profile's models (random weights), tokenizers and `batch` IMDB prompts."""
     from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
-    from transformers import (DistilBertConfig, DistilBertForSequenceClassification, DistilBertTokenizerFast,
-                              GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast)
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizerFast,
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPT2TokenizerFast,
+    )
 
     from warp_utils.config import get_profile
     from warp_utils.prompts import first_tokens
-    from warp_utils.reward import EOS as REWARD_EOS, RewardScorer
+    from warp_utils.reward import EOS as REWARD_EOS
+    from warp_utils.reward import RewardScorer
     from warp_utils.runtime import Components
 
     bpe = ByteLevelBPETokenizer()
@@ -299,7 +306,7 @@ def main():
     results = []
     for batch in args.batch or [64]:
         done = subprocess.run([sys.executable, __file__, "--single", str(batch), "--steps", str(args.steps)],
-                              capture_output=True, text=True)
+                              check=False, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"batch {batch} failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.split("RESULT ", 1)[1]))

@@ -39,7 +39,8 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".h5", ".msgpack")  # stored with
 
 def imdb_texts(count: int = 400, imdb_dir: str | os.PathLike | None = None) -> list[str]:
     """The first `count` reviews of each label of IMDB train ($WARP_IMDB_DIR)."""
-    folder = Path(imdb_dir or os.environ.get("WARP_IMDB_DIR", "/work/shared/data/imdb"))
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"  # CI's ../shared
+    folder = Path(imdb_dir or os.environ.get("WARP_IMDB_DIR") or default)
     frame = pd.read_parquet(folder / "train.parquet", columns=["text", "label"])
     return [text for label in (0, 1) for text in frame[frame.label == label].text.head(count)]
 
@@ -126,8 +127,8 @@ def build_hub_cache(cache_dir: Path, texts: list[str]) -> Path:
     return cache_dir
 
 
-@pytest.fixture(scope="session")
-def hub_cache(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session", name="hub_cache")
+def hub_cache_fixture(tmp_path_factory) -> Path:
     """An HF_HUB_CACHE folder holding the full profile's two models (small random stand-ins).
     Point a subprocess at it with env HF_HUB_CACHE=<it> and HF_HUB_OFFLINE=1: huggingface_hub reads
     both at import, so setting them in this process after the import would change nothing."""

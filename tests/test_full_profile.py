@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_cache import POLICY_REPO, REWARD_REPO, hub_cache_fixture, repo_folder_name  # noqa: F401 (fixture)
 from huggingface_hub import try_to_load_from_cache
 
-from hub_cache import POLICY_REPO, REWARD_REPO, hub_cache, repo_folder_name  # noqa: F401 (fixture)
 from warp_utils import device as devices
 from warp_utils.config import PROFILES, get_profile
 from warp_utils.hub import check_hub_available, hub_error_message
@@ -73,8 +73,8 @@ print("RESULT " + json.dumps(out))
 
 
 def test_full_profile_models_resolve_offline_from_the_cache(hub_cache, tmp_path):
-    done = subprocess.run([sys.executable, "-c", RESOLVE], capture_output=True, text=True, timeout=300,
-                          env=offline_env(hub_cache, tmp_path / "data"), cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-c", RESOLVE], check=False, capture_output=True, text=True,
+                          timeout=300, env=offline_env(hub_cache, tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert out["policy"] == ["GPT2LMHeadModel", "<|endoftext|>", None, True]  # GPT-2: no pad token
@@ -94,8 +94,8 @@ def seed_report_settings() -> dict:
     text = SEED_REPORT.read_text()
     import yaml
 
-    training = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
-    call = re.search(r"reward_config = (RewardConfig\(.*?\n\))", text, re.S).group(1)
+    training = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.DOTALL).group(1))
+    call = re.search(r"reward_config = (RewardConfig\(.*?\n\))", text, re.DOTALL).group(1)
     reward = {k.arg: ast.literal_eval(k.value) for k in ast.parse(call).body[0].value.keywords}
     return {**training, "reward": reward}
 
@@ -142,8 +142,9 @@ def test_hub_error_names_the_model_and_what_to_set(tmp_path, hub_cache):
 def test_full_profile_offline_without_the_cache_exits_2_naming_the_model(tmp_path):
     empty = tmp_path / "hf" / "hub"
     empty.mkdir(parents=True)
-    done = subprocess.run([sys.executable, "-m", "warp_utils", "run", "--profile", "full"], capture_output=True,
-                          text=True, timeout=120, env=offline_env(empty, tmp_path / "data"), cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "warp_utils", "run", "--profile", "full"], check=False,
+                          capture_output=True, text=True, timeout=120, env=offline_env(empty, tmp_path / "data"),
+                          cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
     assert POLICY_REPO in done.stderr and "HF_HUB_CACHE" in done.stderr and "Traceback" not in done.stderr
     assert not list((tmp_path / "data").glob("artifacts/*/sft_policy"))  # no half-built folder
@@ -153,8 +154,8 @@ def test_full_profile_offline_without_the_cache_exits_2_naming_the_model(tmp_pat
 
 
 def _cli_has_set() -> bool:
-    done = subprocess.run([sys.executable, "-m", "warp_utils", "run", "--help"], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    done = subprocess.run([sys.executable, "-m", "warp_utils", "run", "--help"], check=False, capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
     return "--set" in done.stdout
 
 
@@ -168,7 +169,7 @@ def test_full_profile_runs_end_to_end_offline_from_the_cache(hub_cache, tmp_path
         pytest.skip("needs --set")
     sets = [arg for item in SMALL for arg in ("--set", item)]
     done = subprocess.run([sys.executable, "-m", "warp_utils", "run", "--profile", "full", *sets,
-                           "--no-progress-bars"], capture_output=True, text=True, timeout=900,
+                           "--no-progress-bars"], check=False, capture_output=True, text=True, timeout=900,
                           env=offline_env(hub_cache, tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     (root,) = (tmp_path / "data" / "artifacts").glob("full-set-*")
