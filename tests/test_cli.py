@@ -20,3 +20,21 @@ def test_bad_flag_from_the_shell_has_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "eta must be in [0, 1]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_components_follow_the_execution_device(monkeypatch):
+    """Every model of a run lives on Execution.device (resolved: cuda when available, else cpu)."""
+    import torch
+
+    from warp_utils.runtime import Components, Execution
+
+    class Scorer:
+        model = torch.nn.Linear(2, 1)
+
+    moved = []
+    policy = torch.nn.Linear(2, 2)
+    monkeypatch.setattr(torch.nn.Linear, "to", lambda self, device: moved.append((self, device)) or self)
+    components = Components(policy, None, Scorer(), [[1]], execution=Execution(device=None)).with_device()
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert components.execution.device == expected
+    assert moved == [(policy, expected), (Scorer.model, expected)]

@@ -85,7 +85,11 @@ def _values(args, cls) -> dict:
 
 
 def _execution(args) -> Execution:
-    return Execution(**_values(args, Execution))
+    """The execution flags, validated, with the device resolved (cuda when available, else cpu)."""
+    from .device import choose_device
+
+    execution = Execution(**_values(args, Execution))
+    return dataclasses.replace(execution, device=choose_device(execution.device))
 
 
 def _components(profile, args):

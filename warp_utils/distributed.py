@@ -66,11 +66,13 @@ class World:
         """`state` of rank `src`, received by every rank tensor by tensor (exact bytes)."""
         if self.size == 1:
             return state
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl moves GPU tensors only
         received = {}
         for name in sorted(template):
-            tensor = state[name].contiguous() if self.rank == src else torch.empty_like(template[name])
+            like = template[name]
+            tensor = (state[name] if self.rank == src else torch.empty_like(like)).to(device).contiguous()
             dist.broadcast(tensor, src=src)
-            received[name] = tensor
+            received[name] = tensor.to(like.device)
         return received
 
     def status(self, text: str) -> None:

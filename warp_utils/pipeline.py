@@ -32,7 +32,7 @@ def load_components(profile: Profile | str | None = None, execution: Execution |
     prompts = datasets.load_from_disk(str(ensure_prompts(profile, tokenizer=tokenizer)))
     execution = execution or Execution()
     configure_threads(sum(p.numel() for p in policy.parameters()), execution.threads)
-    return Components(policy, tokenizer, scorer, prompts, profile.sampling, execution)
+    return Components(policy, tokenizer, scorer, prompts, profile.sampling, execution).with_device()
 
 
 def run_name(default: WarpConfig, config: WarpConfig) -> str | None:

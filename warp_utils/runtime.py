@@ -8,6 +8,7 @@ outside every hashed config and changing it never rebuilds an artifact.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -50,7 +51,8 @@ def configure_threads(num_params: int | None = None, threads: int | None = None)
 class Execution:
     """How to run; never what to compute (outside every hash: changing it rebuilds nothing)."""
 
-    device: str = "cpu"  # cpu, cuda or cuda:<k>: where every model and tensor lives
+    device: str | None = None  # cpu, cuda or cuda:<k>: where every model lives; None: cuda if available
+    precision: str = "auto"  # auto (fp16 on a T4, bf16 on newer GPUs, fp32 on CPU), fp32, bf16, fp16
     threads: int | None = None  # torch threads per process; None: the thread policy (runtime.thread_count)
     workers: int = 1  # local processes training the M runs of an iteration side by side
     progress_bars: bool = True  # tqdm bars (a file or CI log gets a line every few seconds)
@@ -63,6 +65,8 @@ class Execution:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be one of auto, fp32, bf16, fp16, got {self.precision!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
 
@@ -79,6 +83,17 @@ class Components:
     prompts: object
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     execution: Execution = field(default_factory=Execution)
+
+    def with_device(self) -> "Components":
+        """These components with the device resolved and pi_sft and r moved there."""
+        from .device import choose_device
+
+        device = choose_device(self.execution.device)
+        self.policy.to(device)
+        model = getattr(self.reward_scorer, "model", None)
+        if model is not None:
+            model.to(device)
+        return dataclasses.replace(self, execution=dataclasses.replace(self.execution, device=device))
 
     def train_prompts(self) -> list:
         """The RL prompts as token-id lists: the `train` split of a DatasetDict, else the list."""
