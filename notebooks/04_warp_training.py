@@ -212,6 +212,50 @@ print(inspect.getsource(bugs.reinforce_loss_kl_not_detached))
 assert exercises.spot_the_bug("reinforce_loss", "KL penalty not detached") == "wrong"
 
 # %% [markdown]
+# **What it does to the front**, on the toy bandit of notebook 03 where everything is exact: train
+# with the expected REINFORCE loss (samples replaced by their probabilities, the anchor frozen at
+# SFT) once with $r_\beta$ detached and once without. Detached, training approaches the
+# closed-form optimum $\pi^*_\beta$ of notebook 03; not detached, it settles somewhere else, with a
+# lower value of the objective $\mathbb{E}[r] - \beta\,\mathrm{KL}$ it claims to maximise (here:
+# less reward *and* less KL, a point further below the exact front).
+
+# %%
+from warp_utils import toy
+
+toy_sft, toy_reward = toy.make_bandit()
+toy_beta = 0.1
+
+
+def toy_train(detach, steps=1000, lr=50.0):
+    theta = {k: v.clone().requires_grad_(True) for k, v in toy_sft.items()}
+    optimizer = torch.optim.SGD(theta.values(), lr=lr)
+    log_sft = torch.log_softmax(toy.logits(toy_sft), -1)
+    for _ in range(steps):
+        log_pi = torch.log_softmax(toy.logits(theta), -1)
+        r_beta = toy_reward - toy_beta * (log_pi - log_sft)
+        r_beta = r_beta.detach() if detach else r_beta
+        weight = log_pi.exp().detach()  # y ~ pi, in expectation
+        advantage = r_beta - (weight * r_beta).sum(-1, keepdim=True)
+        loss = -(weight * advantage * log_pi).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in theta.items()}
+
+
+outcome = {}
+for name, detach in (("detached (correct)", True), ("not detached (bug)", False)):
+    theta = toy_train(detach)
+    kl, value = toy.kl(theta, toy_sft), toy.expected_reward(theta, toy_reward)
+    outcome[name] = value - toy_beta * kl
+    print(f"{name:20} reward {value:.4f}  KL {kl:.4f}  objective {outcome[name]:.5f}  "
+          f"below the exact front by {toy.optimal_reward_at_kl(toy_sft, toy_reward, kl) - value:.4f}")
+print(f"{'optimum pi*_beta':20} objective {toy.optimal_value(toy_sft, toy_reward, toy_beta):.5f}")
+gaps = {name: toy.optimal_value(toy_sft, toy_reward, toy_beta) - value for name, value in outcome.items()}
+assert gaps["detached (correct)"] < 1e-3  # converging to pi*_beta (slowly: the objective is flat there)
+assert gaps["not detached (bug)"] > 10 * gaps["detached (correct)"]  # a different fixed point
+
+# %% [markdown]
 # ## 3. Algorithm 1 in a dozen lines
 # `ema_` updates the anchor in place after every optimiser step; `slerp` merges the **trained**
 # runs' task vectors $\delta^m = \theta^m - \theta_{\text{init}}$ (never the EMAs); `liti` returns
