@@ -51,6 +51,16 @@ def _stage(name: str, build, world=None):
     return result
 
 
+def _check_hub(profile) -> None:
+    """Offline and a pretrained model missing from the cache: fail now, not after the imports."""
+    from .hub import check_hub_available
+
+    for setting, repo_id in (("policy.pretrained", profile.policy.pretrained),
+                             ("reward.pretrained", profile.reward.pretrained)):
+        if repo_id:
+            check_hub_available(repo_id, setting)
+
+
 def _world(execution: Execution):
     """This process's world: torchrun's process group when launched by it, else one process."""
     world = distributed.init_from_env(execution.device)
@@ -114,6 +124,7 @@ def run(args) -> None:
     from .reward import ensure_reward_model
 
     profile = get_profile(args.profile, args.set)
+    _check_hub(profile)
     world = _world(_execution(args))  # the execution flags are validated before any work
     if world.is_main:
         print(f"profile: {profile.name}")
@@ -144,6 +155,7 @@ def train(args) -> None:
     """WARP training alone, with flags overriding the profile's WarpConfig."""
     profile = get_profile(args.profile, args.set)
     config = dataclasses.replace(profile.warp, **_values(args, WarpConfig))  # validated: a bad value is a ValueError
+    _check_hub(profile)
     world = _world(_execution(args))
     if world.is_main:
         print(f"profile: {profile.name}\n{config}")
