@@ -5,7 +5,7 @@ stub as unsolved, falling back to the reference."""
 import pytest
 import torch
 
-from warp_utils import bugs, exercises, solutions
+from warp_utils import bugs, exercise_cases, exercises, solutions
 
 NAMES = sorted(exercises.EXERCISES)
 KNOWN_BUGS = [(name, bug) for name in NAMES for bug in bugs.BUGS.get(name, {})]
@@ -40,7 +40,7 @@ def test_the_grader_rejects_each_known_bug(name, bug):
 def test_known_bugs_really_are_wrong_versions_of_the_solution():
     # the rejection comes from the outputs, not from a crash: each bug runs on the cases
     for name, bug in KNOWN_BUGS:
-        status, message = exercises.grade(name, bugs.BUGS[name][bug])
+        _, message = exercises.grade(name, bugs.BUGS[name][bug])
         assert "raised" not in message, (name, bug, message)
 
 
@@ -49,7 +49,6 @@ def test_an_unsolved_exercise_falls_back_to_the_reference(stub, capsys):
     def liti(theta_init, theta_merged, eta):
         if stub == "raise":
             raise NotImplementedError
-        return None
 
     assert exercises.grade("liti", liti)[0] == "unsolved"
     fallback = exercises.check("liti", liti)
@@ -92,9 +91,27 @@ def test_solution_and_spot_the_bug_show_source(capsys):
 
 def test_r_beta_grader_needs_the_detach_and_the_loss_grader_sees_it_in_the_gradient():
     # the undetached loss has the right value: only its gradient gives it away
-    _, logprobs, rewards, log_ratio = exercises._loss_inputs(0)
+    _, logprobs, rewards, log_ratio = exercise_cases.loss_inputs(0)
     right = solutions.reinforce_loss(logprobs, rewards, log_ratio, 0.1)
     wrong = bugs.reinforce_loss_kl_not_detached(logprobs, rewards, log_ratio, 0.1)
     assert torch.allclose(right, wrong)
     assert exercises.grade("reinforce_loss", bugs.reinforce_loss_kl_not_detached)[1].startswith(
         "beta = 0.1: gradient")
+
+
+def test_the_notebooks_exercises_are_graded_and_have_a_hidden_solution_cell():
+    import json
+    import pathlib
+    import re
+
+    checked, hidden = [], []
+    for path in sorted(pathlib.Path(__file__).parent.parent.glob("notebooks/*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            checked += re.findall(r'exercises\.check\("(\w+)"', source)
+            if re.search(r'exercises\.solution\("(\w+)"\)', source):
+                meta = cell["metadata"].get("jupyter", {})
+                assert meta.get("source_hidden") and meta.get("outputs_hidden"), (path.name, source)
+                hidden += re.findall(r'exercises\.solution\("(\w+)"\)', source)
+    assert len(checked) >= 8 and len(set(checked)) == len(checked)
+    assert set(checked) <= set(NAMES) and sorted(hidden) == sorted(checked)

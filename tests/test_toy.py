@@ -1,6 +1,7 @@
 """Oracles for warp_utils.toy: exact sums against brute-force loops, policy gradients against
 autograd, and the wiring of Algorithm 1 (EMA anchor, SLERP of the trained policies, LITI)."""
 
+import itertools
 import math
 
 import pytest
@@ -222,7 +223,8 @@ def test_no_toy_policy_lies_above_the_optimal_front():
         budget = toy.kl(theta, theta_sft)
         assert toy.expected_reward(theta, reward) <= toy.optimal_reward_at_kl(theta_sft, reward, budget) + 1e-9
     kls, rewards = toy.optimal_front(theta_sft, reward, [0.03, 0.1, 0.3, 1.0])
-    assert all(a > b for a, b in zip(kls, kls[1:])) and all(a > b for a, b in zip(rewards, rewards[1:]))
+    assert all(a > b for a, b in itertools.pairwise(kls))
+    assert all(a > b for a, b in itertools.pairwise(rewards))
 
 
 @pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf")])
