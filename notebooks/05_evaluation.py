@@ -318,6 +318,30 @@ ax.set_title("SLERP vs LERP of the same M runs, LITI towards SFT")
 plt.show()
 
 # %% [markdown]
+# ### Linear mode connectivity on GPT-2
+# Averaging weights only makes sense if the models in between are good models too. Notebook 03
+# showed it on the toy; here, reward and KL to SFT along the straight line
+# $(1-t)\,\theta^1 + t\,\theta^2$ between the two runs of iteration 1 (32 test prompts, same
+# seed). A "barrier" (a dip of the reward in the middle, a jump of the KL) would mean the two runs
+# sit in different basins and their average is worse than either.
+
+# %%
+ts = [0.0, 0.25, 0.5, 0.75, 1.0]
+path = pd.DataFrame([{"t": t, **{k: v for k, v in evaluate_state(
+    liti(result.theta_runs[0][0], result.theta_runs[0][1], t), prompts=test_prompts[:32]).items()
+    if k in ("reward_mean", "reward_ci95", "kl_to_sft")}} for t in ts])
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+axes[0].errorbar(path.t, path.reward_mean, yerr=path.reward_ci95, marker="o", capsize=3)
+axes[1].plot(path.t, path.kl_to_sft, marker="o")
+axes[0].set(xlabel="t (0: run 1, 1: run 2)", ylabel="test reward (32 prompts)", title="reward between the runs")
+axes[1].set(xlabel="t (0: run 1, 1: run 2)", ylabel="KL to SFT", title="KL between the runs")
+plt.tight_layout()
+plt.show()
+dip = min(path.reward_mean.iloc[0], path.reward_mean.iloc[-1]) - path.reward_mean.min()
+print(f"largest reward dip below the worse end point: {max(dip, 0.0):.3f} "
+      f"(95% half-width of one point: about {path.reward_ci95.mean():.2f})")
+
+# %% [markdown]
 # ## 5. All fronts together
 # Up and to the left is better: more reward for less KL to SFT. To compare fronts at equal KL,
 # the summary below reads each front's reward at a common KL $k^\star$ (the largest KL that every
