@@ -392,6 +392,9 @@ summary.round(3)
 # %%
 def compare(a, b, name_a=None, name_b=None):
     ra, rb = summary.loc[a, f"reward at KL={k_star:.2f}"], summary.loc[b, f"reward at KL={k_star:.2f}"]
+    if np.isnan(ra) or np.isnan(rb):  # reward_at_kl: NaN where a front was not measured
+        return (f"{name_a or a} vs {name_b or b}: no comparison at KL = {k_star:.2f}, one front was not "
+                f"measured there ({ra:+.3f} vs {rb:+.3f}).")
     verdict = "above" if ra > rb else "below" if ra < rb else "level with"
     return f"{name_a or a} is {verdict} {name_b or b} at KL = {k_star:.2f} ({ra:+.3f} vs {rb:+.3f})."
 
@@ -430,6 +433,9 @@ claims = {  # paper's claim: (margin of this run, positive = the claim holds)
 print("\n".join(lines))
 print(f"\nTypical 95% half-width of a mean test reward here: ±{noise:.2f} (64 prompts).")
 for claim, margin in claims.items():
+    if np.isnan(margin):
+        print(f"- {claim}: not measurable here (a front has no measured point at this KL)")
+        continue
     verdict = "reproduced" if margin > 0 else "NOT reproduced"
     strength = "beyond" if abs(margin) > noise else "within"
     print(f"- {claim}: {verdict} (margin {margin:+.3f}, {strength} the noise)")
