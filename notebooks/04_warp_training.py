@@ -297,6 +297,14 @@ print("moved from SFT:", sum(float((theta_init[k] - v).abs().sum()) for k, v in 
 # and writes `data/artifacts/<profile>/warp/`: `iter_<i>/run_<m>/`, `iter_<i>/slerp/`,
 # `iter_<i>/init/`, `final/` and `metrics.csv`. Re-running this cell resumes or reloads.
 # Interrupt it (Colab disconnects) and run it again: it continues from the last checkpoint.
+#
+# The $M$ runs of an iteration are independent, so they can train side by side: with
+# `load_components(profile, Execution(workers=2))` the same call starts two processes (rank $r$
+# trains the runs with $(m-1) \bmod 2 = r$) and gives **bitwise** the same weights (README,
+# "Several processes, GPUs or machines"). This notebook keeps one process: each worker first
+# spends seconds importing torch and loading the models, and on a 2-core laptop the two tiny
+# runs of an iteration leave little to win back (`benchmarks/workers.py` measures it); workers
+# pay off for longer runs, bigger models and several GPUs.
 
 # %%
 result = ensure_warp_run(profile, components=parts)
