@@ -320,3 +320,19 @@ def test_a_run_of_another_reward_model_is_retrained_and_not_reused(setup, tmp_pa
     assert trained == [(1, 1)]  # the same one: linked
     train(ModelScorer(1.0), tmp_path / "a")
     assert trained == [(1, 1), (1, 1)]  # a/ with another reward model: stale, retrained
+
+
+def test_bf16_autocast_trains_fp32_master_weights(setup, tmp_path):
+    """Mixed precision is an execution setting: forwards under bf16 autocast, weights, EMA and
+    merges in fp32; the same steps land near the fp32 run, not on it."""
+    policy, tokenizer, prompts = setup
+    cfg = config(I=1, M=1, T=2)
+    fp32 = run(setup, tmp_path / "fp32", cfg)
+    mixed = Components(policy, tokenizer, vowel_reward, prompts, SAMPLING,
+                       Execution(progress_bars=False, precision="bf16"))
+    bf16 = warp.train_warp(cfg, mixed, tmp_path / "bf16")
+    assert all(t.dtype == torch.float32 for t in bf16.final.values() if t.is_floating_point())
+    assert bf16.metrics[["reward_mean", "kl_to_anchor", "loss"]].notna().all().all()
+    name = "transformer.h.0.mlp.c_fc.weight"
+    assert not torch.equal(bf16.final[name], fp32.final[name])  # bf16 forwards really ran
+    torch.testing.assert_close(bf16.final[name], fp32.final[name], atol=5e-2, rtol=0)

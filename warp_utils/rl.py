@@ -11,6 +11,7 @@ Rollouts live in `sampling`, log-probs and KL in `scoring`; both are re-exported
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -45,6 +46,7 @@ from .scoring import (  # noqa: F401  (re-exported)
     taken_log_probs,
     token_logprobs,
 )
+from .device import backward_and_step
 from .scoring import _untimed
 from .weights import ema_
 
@@ -126,7 +128,7 @@ def reinforce_loss(logprobs: Tensor, rewards: Tensor, log_ratio: Tensor, beta: f
 
 
 def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, config: WarpConfig,
-            measure_kl_to_sft: bool = True, timer=None) -> dict[str, float]:
+            measure_kl_to_sft: bool = True, timer=None, precision=None, scaler=None) -> dict[str, float]:
     """One step of run m (Algorithm 1, lines 6-9), then the EMA update of the anchor:
 
         y ~ pi_theta(.|x);  r_beta = r(x, y) - beta * log[pi_theta(y|x) / pi_ema(y|x)]
@@ -135,33 +137,41 @@ def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, 
     `components` supplies pi_sft (`.policy`, the KL-to-SFT reference of the metrics), the tokenizer,
     the reward scorer r and the sampling settings. `measure_kl_to_sft=False` skips the SFT forward
     (a metric only: the update is the same). `timer(name)`, a context manager factory, times each
-    phase (benchmarks/rl_step.py). Returns the step's metrics."""
+    phase (benchmarks/rl_step.py). `precision` (device.Precision): every forward, sampling and
+    scoring included, runs under its autocast, and `scaler` (its GradScaler) steps the optimiser;
+    None: plain fp32. Returns the step's metrics."""
     phase = timer or _untimed
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     tokenizer, sampling = components.tokenizer, components.sampling
     temperature = sampling.temperature
     device = next(policy.parameters()).device
-    with phase("generation"):
+    with phase("generation"), autocast():
         ids, mask = left_pad(prompt_ids, tokenizer.pad_token_id)
         rollout = generate(policy, ids.to(device), mask.to(device), sampling,
                            tokenizer.eos_token_id, tokenizer.pad_token_id)
-    with phase("reward"):
-        rewards = components.reward_scorer(decode_texts(tokenizer, rollout)).to(device)
+    with phase("reward"), autocast():
+        rewards = components.reward_scorer(decode_texts(tokenizer, rollout)).to(device, torch.float32)
 
     # One forward per model; the policy's log-softmax (with grad) serves the loss and the KL to SFT.
     reference = components.policy if measure_kl_to_sft else None
-    scores = score_rollout(policy, rollout, temperature, reference=reference, timer=phase)
-    with phase("anchor forward"), torch.no_grad():  # the anchor is never differentiated
+    with autocast():  # the backward pass runs outside autocast, as torch.amp asks
+        scores = score_rollout(policy, rollout, temperature, reference=reference, timer=phase)
+    with phase("anchor forward"), torch.no_grad(), autocast():  # the anchor is never differentiated
         anchor_logprobs = score_rollout(anchor, rollout, temperature).logprobs
     log_ratio = scores.logprobs.detach() - anchor_logprobs
     loss, metrics = reinforce_loss(scores.logprobs, rewards, log_ratio, config.beta, config.baseline)
 
-    with phase("backward"):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-    with phase("optimizer"):
-        if config.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-        optimizer.step()
+    if scaler is not None and scaler.is_enabled():  # fp16: scaled backward, unscaled clipping
+        with phase("backward"):
+            backward_and_step(loss, optimizer, scaler, config.max_grad_norm)
+    else:
+        with phase("backward"):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with phase("optimizer"):
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
     with phase("EMA"):
         ema_(anchor, policy, config.mu)  # theta_ema <- (1 - mu) theta_ema + mu theta, after the step
 

@@ -33,6 +33,7 @@ import torch
 from . import distributed, runstore
 from .artifacts import build_once, is_fresh
 from .config import WarpConfig
+from .device import choose_precision
 from .progress import progress
 from .rl import rl_step
 from .runtime import Components
@@ -93,6 +94,8 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
     policy.load_state_dict(theta_init)
     anchor.load_state_dict(theta_init)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)  # fresh for every run
+    precision = choose_precision(execution.device or "cpu", execution.precision)  # fp32 master weights
+    scaler = precision.grad_scaler()  # enabled for fp16 only
     torch.manual_seed(run_seed(config.seed, iteration, run))
     done, rows = runstore.load_checkpoint(folder, policy, anchor, optimizer)
     if done:
@@ -104,7 +107,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
         indices = prompt_indices(len(loop.prompts), config.batch_size, config.seed, iteration, run, step)
         measure_kl = step in (1, config.T) or step % execution.kl_every == 0
         metrics = rl_step(policy, anchor, optimizer, [loop.prompts[i] for i in indices], loop.components,
-                          config, measure_kl_to_sft=measure_kl)
+                          config, measure_kl_to_sft=measure_kl, precision=precision, scaler=scaler)
         rows.append({"iteration": iteration, "run": run, "step": step, **metrics})
         steps.set_postfix(reward=f"{metrics['reward_mean']:.2f}")
         if loop.step_callback is not None:
