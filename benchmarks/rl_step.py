@@ -1,196 +1,162 @@
-"""Seconds per WARP RL step (Algorithm 1, lines 6-9), split by phase, on CPU.
+"""Seconds per WARP RL step, phase by phase: the step `train_warp` calls (warp_utils.rl.rl_step),
+timed through its own `timer` hook, so every phase is the product's code, nothing re-implemented.
 
-One step = sample y ~ pi (generate), score r(x, y) (reward), log pi_ema(y|x) (anchor forward),
-log pi_theta(y|x) with grad + REINFORCE backward (policy fwd+bwd), Adam step (optimizer),
-theta_ema <- (1 - mu) theta_ema + mu theta (EMA). log pi_theta(y|x) of the backward pass also gives
-the KL term (detached), so the policy runs one forward per step, not two.
+Phases (rl_step's): generation (y ~ pi_theta, lean KV-cache sampler), reward (decode + r(x, y)),
+policy forward (blocks, with grad), reference forward (pi_sft's blocks, the KL-to-SFT metric),
+log-softmax + KL (output layers, log-softmax shared by log pi, log pi_sft and the exact KL),
+anchor forward (log pi_ema), backward, optimizer (Adam), EMA.
 
-Models are built from config with random weights (no hub): the tiny profile's GPT-2
-(2 layers, width 128, vocab 4096) and a GPT-2-small-size one (12 layers, 768, vocab 50257); the
-reward model is the tiny DistilBERT (2 layers, 128) scoring random token ids of the same length.
+Every timed repetition is the same step: the policy, anchor and Adam state are restored and the
+RNG re-seeded before each one, so the rollouts and the work are identical. Settings (thread
+counts) alternate repetition by repetition and each phase keeps its best (minimum) time: on a
+machine shared with other processes, the least disturbed run. `cpu s` is the process CPU time
+(all threads): with 1 thread it is close to what the phase takes on an idle core.
 
-FLOP/s are approximate: 2 * matmul params * tokens per forward, 6 * for forward + backward
-(attention's seq^2 term ignored), against the best float32 2048x2048 matmul rate measured in this
-run (before and after each setting). Times are the best of the timed steps, phase by phase: on a
-shared machine the minimum is the least disturbed by other processes.
+FLOPs are counted by torch.utils.flop_counter on one extra step (matmuls and attention: what a
+matmul unit could do), and compared with the best float32 matmul rate measured in this run at
+the same thread count: `% peak` per phase, and `not matmul` = the share of the step's time a
+matmul unit at peak would not need (per-call overhead, softmaxes, sampling, Python).
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=. python benchmarks/rl_step.py [--quick] [--threads 1]
+    python benchmarks/rl_step.py [--size tiny gpt2-small] [--threads 1 2] [--reps 5]
 """
 
+from __future__ import annotations
+
 import argparse
+import contextlib
 import copy
+import math
 import time
+from collections import defaultdict
 
 import torch
-from torch import nn
-from transformers import (
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-    GPT2Config,
-    GPT2LMHeadModel,
-)
+from setups import SIZES, load_setup, project_components
+from torch.utils.flop_counter import FlopCounterMode
 
-from warp_utils.config import SamplingConfig, WarpConfig
-from warp_utils.rl import generate, reinforce_loss, sequence_logprobs
-from warp_utils.weights import ema_
-
-PROMPT_TOKENS = 10
-POLICIES = {
-    "tiny": {"n_layer": 2, "n_embd": 128, "n_head": 4, "vocab_size": 4096,
-             "max_new_tokens": 24},
-    "gpt2-small": {"n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50257,
-                   "max_new_tokens": 54},
-}
+from warp_utils import rl
+from warp_utils.runtime import thread_count
 
 
-def matmul_peak_flops(size=2048, reps=5) -> float:
-    """Best observed float32 FLOP/s of one square matmul: the ceiling the phases are compared to."""
+class PhaseTimer:
+    """rl_step's `timer`: wall and CPU seconds (and optionally FLOPs) per phase."""
+
+    def __init__(self, flop_counter: FlopCounterMode | None = None):
+        self.wall, self.cpu, self.flops = defaultdict(float), defaultdict(float), defaultdict(int)
+        self.counter = flop_counter
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        flops = self.counter.get_total_flops() if self.counter else 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall[name] += time.perf_counter() - wall
+        self.cpu[name] += time.process_time() - cpu
+        if self.counter:
+            self.flops[name] += self.counter.get_total_flops() - flops
+
+
+def matmul_peak(threads: int, size: int = 1024, reps: int = 10) -> float:
+    """Best float32 FLOP/s of a square matmul at `threads` threads."""
+    torch.set_num_threads(threads)
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)  # warm-up
-    best = min(timed(lambda: torch.matmul(a, b))[1] for _ in range(reps))
+    torch.matmul(a, b)
+    best = math.inf
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+class Step:
+    """One benchmark setup: the product's models and a snapshot every repetition starts from."""
+
+    def __init__(self, size: str):
+        self.setup = load_setup(size)
+        self.policy, self.anchor, self.components = project_components(self.setup)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.setup.warp.lr)
+        self.run(PhaseTimer())  # warm-up: Adam's state exists, lazy initialisations are done
+        self.snapshot = copy.deepcopy((self.policy.state_dict(), self.anchor.state_dict(),
+                                       self.optimizer.state_dict()))
+
+    def run(self, timer: PhaseTimer, seed: int = 0) -> tuple[dict, float]:
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        metrics = rl.rl_step(self.policy, self.anchor, self.optimizer, self.setup.prompts,
+                             self.components, self.setup.warp, measure_kl_to_sft=True, timer=timer)
+        return metrics, time.perf_counter() - start
+
+    def restore(self):
+        policy, anchor, optimizer = copy.deepcopy(self.snapshot)
+        self.policy.load_state_dict(policy)
+        self.anchor.load_state_dict(anchor)
+        self.optimizer.load_state_dict(optimizer)
 
 
-def matmul_params(model: nn.Module) -> int:
-    """Parameters that cost a multiply-add per token: embedding lookups are free, except the
-    token embedding GPT-2 reuses as its output layer."""
-    head = model.get_output_embeddings()
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-    lookup_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding)
-                  for p in m.parameters()} - head_ids
-    return sum(p.numel() for p in model.parameters() if id(p) not in lookup_ids)
+def bench(size: str, threads: list[int], reps: int) -> None:
+    step = Step(size)
+    step.restore()
+    with FlopCounterMode(display=False) as counter:
+        counted = PhaseTimer(counter)
+        metrics, _ = step.run(counted)
+    generated = metrics["response_len"] * step.setup.batch_size  # tokens up to and incl. EOS
+    results = {n: {"phases": [], "totals": []} for n in threads}
+    peaks = {n: matmul_peak(n) for n in threads}
+    for _ in range(reps):
+        for n in threads:  # alternate: the settings see the same load
+            torch.set_num_threads(n)
+            step.restore()
+            timer = PhaseTimer()
+            again, total = step.run(timer)
+            assert again["response_len"] == metrics["response_len"], "repetitions must be identical"
+            results[n]["phases"].append(timer)
+            results[n]["totals"].append(total)
+    peaks = {n: max(peaks[n], matmul_peak(n)) for n in threads}
 
-
-def build_policy(n_layer, n_embd, n_head, vocab_size, **_):
-    eos = vocab_size - 1  # GPT-2's <|endoftext|> is its last id
-    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab_size,
-                        n_positions=128, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
-    return GPT2LMHeadModel(config).eval()
-
-
-def build_reward_model():
-    config = DistilBertConfig(n_layers=2, dim=128, n_heads=2, hidden_dim=512, vocab_size=8192,
-                              num_labels=1)
-    return DistilBertForSequenceClassification(config).eval()
-
-
-def rl_step(policy, anchor, reward_model, optimizer, prompt_ids, sampling, warp) -> dict:
-    """One RL step, each phase timed separately. Returns seconds per phase and token counts."""
-    eos = policy.config.eos_token_id
-    seconds = {}
-    rollout, seconds["generation"] = timed(lambda: generate(
-        policy, prompt_ids, torch.ones_like(prompt_ids), sampling, eos, eos))
-    args = (rollout.input_ids, rollout.attention_mask, rollout.response_mask, sampling.temperature)
-
-    def score():
-        # The policy's tokens mean nothing to the reward model's vocabulary: random ids of the same
-        # length cost the same.
-        ids = torch.randint(0, reward_model.config.vocab_size, rollout.input_ids.shape)
-        with torch.no_grad():
-            return reward_model(input_ids=ids, attention_mask=rollout.attention_mask).logits[:, 0]
-
-    rewards, seconds["reward"] = timed(score)
-
-    def anchor_forward():
-        with torch.no_grad():
-            return sequence_logprobs(anchor, *args)
-
-    anchor_logprobs, seconds["anchor forward"] = timed(anchor_forward)
-
-    def policy_forward_backward():
-        logprobs = sequence_logprobs(policy, *args)
-        log_ratio = logprobs.detach() - anchor_logprobs
-        loss, _ = reinforce_loss(logprobs, rewards, log_ratio, warp.beta, warp.baseline)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-
-    _, seconds["policy fwd+bwd"] = timed(policy_forward_backward)
-    _, seconds["optimizer"] = timed(optimizer.step)
-    _, seconds["EMA"] = timed(lambda: ema_(anchor, policy, warp.mu))
-    batch, length = rollout.input_ids.shape
-    return {"seconds": seconds, "batch": batch, "length": length,
-            "new_tokens": length - rollout.prompt_length}
-
-
-def flops(phase: str, step: dict, policy_params: int, reward_params: int) -> float | None:
-    tokens = step["batch"] * step["length"]  # prefill + decode in generation: every position once
-    per_phase = {
-        "generation": 2 * policy_params * tokens,
-        "reward": 2 * reward_params * tokens,
-        "anchor forward": 2 * policy_params * tokens,
-        "policy fwd+bwd": 6 * policy_params * tokens,
-    }
-    return per_phase.get(phase)
-
-
-def bench(name: str, batch: int, reps: int) -> tuple[list[dict], int, int]:
-    """`reps` timed RL steps after one warm-up; also the matmul params of policy and reward."""
-    spec = POLICIES[name]
-    torch.manual_seed(0)
-    policy = build_policy(**spec)
-    anchor = copy.deepcopy(policy)
-    reward_model = build_reward_model()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-5)
-    sampling = SamplingConfig(max_new_tokens=spec["max_new_tokens"], temperature=0.7, top_k=0)
-    warp = WarpConfig()
-    prompt_ids = torch.randint(0, spec["vocab_size"] - 1, (batch, PROMPT_TOKENS))
-    policy_params, reward_params = matmul_params(policy), matmul_params(reward_model)
-
-    rl_step(policy, anchor, reward_model, optimizer, prompt_ids, sampling, warp)  # warm-up
-    steps = [rl_step(policy, anchor, reward_model, optimizer, prompt_ids, sampling, warp)
-             for _ in range(reps)]
-    return steps, policy_params, reward_params
-
-
-def report(name, batch, steps, peak, policy_params, reward_params):
-    step = steps[-1]
-    phases = list(step["seconds"])
-    best = {p: min(s["seconds"][p] for s in steps) for p in phases}
-    total = sum(best.values())
-    generated = step["batch"] * step["new_tokens"]
-    print(f"\n{name} (policy {policy_params / 1e6:.1f}M matmul params), batch {batch}, "
-          f"{PROMPT_TOKENS} prompt + {step['new_tokens']} new tokens, best of {len(steps)}, "
-          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"  {'phase':16s} {'s':>8s} {'share':>6s} {'tokens/s':>10s} {'GFLOP/s':>8s} "
-          f"{'% peak':>7s}")
-    for phase in phases:
-        tokens = generated if phase == "generation" else step["batch"] * step["length"]
-        work = flops(phase, step, policy_params, reward_params)
-        rate = f"{work / best[phase] / 1e9:8.1f} {100 * work / best[phase] / peak:6.1f}%" \
-            if work else f"{'-':>8s} {'-':>7s}"
-        per_token = phase not in ("optimizer", "EMA")  # per-step costs, not per token
-        tok = f"{tokens / best[phase]:10.0f}" if per_token else f"{'-':>10s}"
-        print(f"  {phase:16s} {best[phase]:8.3f} {best[phase] / total:6.1%} {tok} {rate}")
-    print(f"  {'RL step':16s} {total:8.3f} {1:6.0%} {generated / total:10.0f}  "
-          f"(generated tokens per second of RL)")
+    params = sum(p.numel() for p in step.policy.parameters())
+    setup = step.setup
+    print(f"\n== {size}: policy {params / 1e6:.1f}M parameters, batch {setup.batch_size}, "
+          f"{len(setup.prompts[0])} prompt + {setup.sampling.max_new_tokens} max new tokens, "
+          f"{generated:.0f} tokens generated, KL to SFT measured, best of {reps}")
+    for n in threads:
+        timers = results[n]["phases"]
+        phases = list(counted.wall)
+        wall = {p: min(t.wall[p] for t in timers) for p in phases}
+        cpu = {p: min(t.cpu[p] for t in timers) for p in phases}
+        total = min(results[n]["totals"])
+        flops = sum(counted.flops.values())
+        print(f"-- {n} thread(s), matmul peak {peaks[n] / 1e9:.1f} GFLOP/s")
+        print(f"   {'phase':18s} {'wall s':>8s} {'cpu s':>8s} {'share':>6s} {'GFLOP':>7s} "
+              f"{'GFLOP/s':>8s} {'% peak':>7s}")
+        for p in phases:
+            rate = counted.flops[p] / wall[p] if wall[p] > 0 else 0.0
+            print(f"   {p:18s} {wall[p]:8.3f} {cpu[p]:8.3f} {wall[p] / total:6.1%} "
+                  f"{counted.flops[p] / 1e9:7.2f} {rate / 1e9:8.1f} {rate / peaks[n]:7.1%}")
+        rest = total - sum(wall.values())
+        print(f"   {'(between phases)':18s} {rest:8.3f} {'':8s} {rest / total:6.1%}")
+        not_matmul = 1 - flops / peaks[n] / total
+        print(f"   {'RL step':18s} {total:8.3f} {'':8s} {'':6s} {flops / 1e9:7.2f} "
+              f"{flops / total / 1e9:8.1f} {flops / total / peaks[n]:7.1%}   "
+              f"{generated / total:.0f} generated tokens/s, not matmul {not_matmul:.0%}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="1 timed step per setting, gpt2-small at batch 8 only")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's). On a shared machine 1 can be much "
-                             "faster: OpenMP threads spin-wait for a core another process holds")
+    parser.add_argument("--size", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--threads", nargs="+", type=int, default=None,
+                        help="torch thread counts to alternate (default: the project's thread policy)")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per setting")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    settings = [("tiny", 8), ("tiny", 64), ("gpt2-small", 8)]
-    if not args.quick:
-        settings.append(("gpt2-small", 64))
-    peak = 0.0  # best matmul rate seen so far: other processes only ever slow it down
-    for name, batch in settings:
-        peak = max(peak, matmul_peak_flops())
-        steps, policy_params, reward_params = bench(name, batch, reps=1 if args.quick else 3)
-        peak = max(peak, matmul_peak_flops())
-        report(name, batch, steps, peak, policy_params, reward_params)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
+    for size in args.size:
+        threads = args.threads
+        if threads is None:  # the project's policy for this model size
+            setup = load_setup(size)
+            from warp_utils.models import load_policy
+
+            model, _ = load_policy(setup.policy_folder)
+            threads = [thread_count(sum(p.numel() for p in model.parameters()))]
+        bench(size, threads, args.reps)
 
 
 if __name__ == "__main__":
