@@ -54,7 +54,7 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
     name = next(line.split(": ")[1] for line in first.stdout.splitlines() if line.startswith("profile: "))
     assert name.startswith("tiny-set-")
     root = tmp_path / "data" / "artifacts" / name
-    assert {p.name for p in root.iterdir()} == {"sft_policy", "reward_model", "prompts", "warp", "report"}
+    assert {p.name for p in root.iterdir()} == {"sft_policy", "reward_model", "prompts", "warp", "warp_runs", "report"}
     assert not (tmp_path / "data" / "artifacts" / "tiny").exists()  # a smoke run never touches the default
     assert "report: " + str(root / "report") in first.stdout and "sft" in first.stdout  # the summary
 

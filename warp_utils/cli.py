@@ -133,7 +133,7 @@ def run(args) -> None:
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
     components = _components(profile, args)
     _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh, components))
-    report = _stage("report", lambda: write_report(profile, components, fresh=args.fresh))
+    report = _stage("report", lambda: write_report(profile, components, seeds=args.seeds, fresh=args.fresh))
     if args.update_docs:
         docs = Path(__file__).resolve().parent.parent / "docs" / "results"
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
@@ -163,6 +163,17 @@ def train(args) -> None:
     _stage("warp", lambda: _train(profile, config, args.name, args.fresh, components))
 
 
+def _positive_int(text: str) -> int:
+    """--seeds: an integer >= 1 (argparse prints the message and exits 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m warp_utils", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,7 +189,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--fresh", action="store_true", help="rebuild instead of reusing or resuming")
         _add_dataclass_flags(sub.add_argument_group("execution (never changes results)"), Execution)
     run_parser.add_argument("--update-docs", action="store_true",
-                            help="also copy the results table and main figures into docs/results/")
+                            help="also write docs/results/ (results.json, figures, RESULTS.md) and the README's results block")
+    run_parser.add_argument("--seeds", type=_positive_int, default=3, metavar="S",
+                            help="training seeds seed .. seed+S-1 of every run the report compares (default: 3)")
     run_parser.set_defaults(handler=run)
     _add_dataclass_flags(train_parser.add_argument_group("WarpConfig (Algorithm 1)"), WarpConfig)
     train_parser.add_argument("--name", default=None, help="run folder under warp_runs/ (default: from the flags)")
