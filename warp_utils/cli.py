@@ -124,6 +124,7 @@ def run(args) -> None:
     from .reward import ensure_reward_model
 
     profile = get_profile(args.profile, args.set)
+    seeds = _seeds(args.seeds)
     _check_hub(profile)
     world = _world(_execution(args))  # the execution flags are validated before any work
     if world.is_main:
@@ -133,12 +134,20 @@ def run(args) -> None:
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
     components = _components(profile, args)
     _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh, components))
-    report = _stage("report", lambda: write_report(profile, components, seeds=args.seeds, fresh=args.fresh))
+    report = _stage("report", lambda: write_report(profile, components, seeds=seeds, fresh=args.fresh))
     if args.update_docs:
         docs = Path(__file__).resolve().parent.parent / "docs" / "results"
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
     if world.is_main:
         print(summary(report))
+
+
+def _seeds(text: str) -> int:
+    """--seeds, validated before any work (ValueError naming it: one line, exit 2)."""
+    seeds = parse_value(str(text), int, "--seeds")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be an integer >= 1, got {text!r}")
+    return seeds
 
 
 def _train(profile, config, name, fresh, components):
@@ -163,17 +172,6 @@ def train(args) -> None:
     _stage("warp", lambda: _train(profile, config, args.name, args.fresh, components))
 
 
-def _positive_int(text: str) -> int:
-    """--seeds: an integer >= 1 (argparse prints the message and exits 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m warp_utils", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
         _add_dataclass_flags(sub.add_argument_group("execution (never changes results)"), Execution)
     run_parser.add_argument("--update-docs", action="store_true",
                             help="also write docs/results/ (results.json, figures, RESULTS.md) and the README's results block")
-    run_parser.add_argument("--seeds", type=_positive_int, default=3, metavar="S",
+    run_parser.add_argument("--seeds", default="3", metavar="S",
                             help="training seeds seed .. seed+S-1 of every run the report compares (default: 3)")
     run_parser.set_defaults(handler=run)
     _add_dataclass_flags(train_parser.add_argument_group("WarpConfig (Algorithm 1)"), WarpConfig)
