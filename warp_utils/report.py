@@ -134,15 +134,24 @@ def fronts_row(fronts: list[dict], seed: int, name: str) -> dict | None:
     return None
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.rstrip("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def code_version() -> dict:
+    """The commit the code came from and the package files changed since (uncommitted)."""
+    changed = _git("status", "--porcelain", "--", "warp_utils")
+    return {"git_commit": _git("rev-parse", "HEAD"),
+            "uncommitted": [line[3:] for line in changed.splitlines()] if changed != "unknown" else ["unknown"]}
+
+
 def _meta(profile: Profile, seeds, num_prompts: int, eval_seed: int) -> dict:
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"git_commit": commit, "profile": profile.name, "seeds": list(seeds), "num_prompts": num_prompts,
+    return {"profile": profile.name, "seeds": list(seeds), "num_prompts": num_prompts,
             "eval_seed": eval_seed, "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "warp": to_dict(profile.warp), "studies": {
                 key: to_dict(config) for key, config in studies(profile.warp).items()}}
@@ -158,7 +167,7 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     components = components or load_components(profile)
-    started = time.perf_counter()
+    started, code = time.perf_counter(), code_version()  # at the start: what trains is this code
     seed_list = list(range(profile.warp.seed, profile.warp.seed + seeds))
     trained = train_seeds(profile, components, seed_list)
     finals = {f"{s}/{key}": read_stamp(warp_run_dir(profile, config) / "final")["config_hash"]
@@ -169,7 +178,7 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
     def build(folder: Path) -> None:
         evaluator = Evaluator(profile, components, num_prompts, eval_seed)
         fronts, points = evaluate_seeds(evaluator, trained)
-        payload = {"meta": {**_meta(profile, seed_list, num_prompts, eval_seed),
+        payload = {"meta": {**code, **_meta(profile, seed_list, num_prompts, eval_seed),
                             "wall_seconds": time.perf_counter() - started},
                    "sft": evaluator.sft, "fronts": fronts, "points": points,
                    "mean_fronts": res.mean_fronts(pd.DataFrame(fronts)).to_dict("records"),
