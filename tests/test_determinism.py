@@ -1,6 +1,7 @@
 """Reproducible artifacts: the WordPiece trainer against a brute-force BPE, and the SFT policy and
 the reward model (tokenizers and weights) built in two fresh processes, compared byte for byte."""
 
+import json
 import os
 import random
 import subprocess
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 from tokenizers import BertWordPieceTokenizer
 
-from warp_utils.artifacts import STAMP
-from warp_utils.reward import METRICS, SPECIAL_TOKENS, train_reward_tokenizer
+from warp_utils import reward
+from warp_utils.artifacts import STAMP, read_stamp
+from warp_utils.config import get_profile
+from warp_utils.reward import METRICS, SPECIAL_TOKENS, ensure_reward_model, train_reward_tokenizer
 from warp_utils.wordpiece import count_words, train_wordpiece_vocab
 
 # -----------------------------------------------------------------------------
@@ -143,3 +146,14 @@ def test_artifacts_are_identical_across_fresh_processes(fake_imdb, tmp_path):
         assert {"tokenizer.json", "model.safetensors"} <= set(names)
         for name in names:
             assert (first / name).read_bytes() == (second / name).read_bytes(), f"{first.name}/{name}"
+
+
+def test_reward_model_built_before_the_deterministic_vocabulary_is_rebuilt(fake_imdb, monkeypatch):
+    profile = get_profile("tiny", [s for s in SHRUNK.split() if s.startswith("reward.")])
+    folder = ensure_reward_model(profile)
+    stamp = read_stamp(folder)
+    (folder / STAMP).write_text(json.dumps({**stamp, "code_version": 0}))  # as an older build left it
+    rebuilt = []
+    monkeypatch.setattr(reward, "build_reward_model", lambda profile, out: rebuilt.append(out))
+    ensure_reward_model(profile)
+    assert rebuilt  # stale: its vocabulary came from tokenizers' trainer

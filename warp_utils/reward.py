@@ -43,6 +43,7 @@ EOS = "[SEP]"  # DistilBERT has no eos, but trl appends one to every text: we na
 EVAL_SEED_OFFSET = 1000  # held-out pairs are drawn with another seed than the train pairs
 METRICS = "metrics.json"
 LOG_POINTS = 50  # about this many points on the training-loss curve
+CODE_VERSION = 1  # 1: deterministic WordPiece vocabulary (a reward model built before is stale)
 
 
 # -----------------------------------------------------------------------------
@@ -325,4 +326,5 @@ def ensure_reward_model(profile: Profile | str | None = None, fresh: bool = Fals
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     folder = artifacts_dir(profile) / "reward_model"
     config = {"data": to_dict(profile.data), "reward": to_dict(profile.reward)}
-    return build_once(folder, config, lambda out: build_reward_model(profile, out), fresh=fresh)
+    return build_once(folder, config, lambda out: build_reward_model(profile, out), fresh=fresh,
+                      version=CODE_VERSION)
