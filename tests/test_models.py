@@ -89,3 +89,44 @@ def test_prompts_are_exactly_prompt_tokens_long(fake_imdb, small_profile):
         assert len(prompts[split]) + stamp["excluded_too_short"][split] == 80
         assert all(len(ids) == length for ids in prompts[split]["input_ids"])
     assert stamp["excluded_too_short"]["train"] > 0  # the fixture has 3-word reviews
+
+
+def test_interrupted_pretraining_resumes_from_its_checkpoint_bitwise(small_profile, tmp_path, capsys):
+    import pytest
+
+    from warp_utils.models import pretrain_causal_lm, tiny_gpt2
+
+    config = small_profile.policy
+    tokenizer = train_policy_tokenizer(SENTENCES * 5, vocab_size=config.vocab_size)
+    stream = token_stream(SENTENCES * 20, tokenizer, max_tokens=800)  # 25 blocks: 7 steps of 4
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return tiny_gpt2(config, tokenizer)  # dropout on in train mode: the RNG must be restored
+
+    reference = fresh_model()
+    torch.manual_seed(1)
+    expected = pretrain_causal_lm(reference, stream, config, seed=3)
+
+    path = tmp_path / "checkpoint.pt"
+
+    def interrupt(step):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    model = fresh_model()
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_causal_lm(model, stream, config, seed=3, checkpoint_path=path, checkpoint_seconds=0.0,
+                           on_step=interrupt)
+    assert path.is_file() and not path.with_name("checkpoint.pt.tmp").exists()
+    torch.manual_seed(12345)  # whatever the RNG holds now: the checkpoint's state is restored
+    resumed = fresh_model()
+    losses = pretrain_causal_lm(resumed, stream, config, seed=3, checkpoint_path=path)
+    assert "resuming sft_policy from step 4" in capsys.readouterr().out
+    assert losses == expected and len(losses) == 7
+    for (name, value), other in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(value, other), name
+    assert not path.exists()  # deleted at the end
+    assert not torch.equal(fresh_model().transformer.h[0].mlp.c_fc.weight,
+                           resumed.transformer.h[0].mlp.c_fc.weight)  # it did train

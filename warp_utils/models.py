@@ -9,6 +9,7 @@ tokenizer and a 2-layer GPT-2 trained as a causal LM on IMDB train reviews, sepa
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -73,13 +74,33 @@ def token_stream(texts: list[str], tokenizer, max_tokens: int) -> torch.Tensor:
     return torch.tensor(ids[:max_tokens], dtype=torch.long)
 
 
-def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: int) -> list[float]:
-    """One pass of next-token prediction over `stream` cut into blocks; returns the loss curve."""
+CHECKPOINT_SECONDS = 30.0  # seconds of pre-training between two checkpoints
+
+
+def _save_checkpoint(path: Path, step: int, model, optimizer, scheduler, losses) -> None:
+    """Everything the remaining steps depend on, written atomically (a crash mid-write leaves the
+    previous checkpoint intact)."""
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "losses": list(losses)}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: int,
+                       checkpoint_path: Path | str | None = None,
+                       checkpoint_seconds: float = CHECKPOINT_SECONDS, on_step=None) -> list[float]:
+    """One pass of next-token prediction over `stream` cut into blocks; returns the loss curve.
+
+    checkpoint_path: every `checkpoint_seconds` of work the model, AdamW, the schedule, the torch
+    RNG (dropout), the step and the losses are saved there; a later call with the same inputs
+    resumes from it and ends with bitwise the same weights as an uninterrupted run. The file is
+    deleted once pre-training ends. on_step(step): called after each step (and its checkpoint)."""
     generator = torch.Generator().manual_seed(seed)
     num_blocks = len(stream) // config.block_size
     blocks = stream[: num_blocks * config.block_size].view(num_blocks, config.block_size)
-    blocks = blocks[torch.randperm(num_blocks, generator=generator)]
-    steps = math.ceil(num_blocks / config.sft_batch_size)
+    blocks = blocks[torch.randperm(num_blocks, generator=generator)].split(config.sft_batch_size)
+    steps = len(blocks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
 
     def lr_factor(step):  # linear warm-up, then cosine decay to 10%
@@ -89,10 +110,21 @@ def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: 
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+    start, losses = 0, []
+    if checkpoint_path is not None and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start, losses = state["step"], state["losses"]
+        print(f"resuming sft_policy from step {start}")
     model.train()
-    losses = []
+    saved = time.monotonic()
     # mininterval: few redraws, since a headless kernel (nbval) ships every one as a message
-    for batch in tqdm(blocks.split(config.sft_batch_size), desc="SFT pre-training", total=steps, mininterval=2.0):
+    for step in tqdm(range(start, steps), desc="SFT pre-training", initial=start, total=steps, mininterval=2.0):
+        batch = blocks[step]
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -100,7 +132,14 @@ def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: 
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if checkpoint_path is not None and time.monotonic() - saved >= checkpoint_seconds:
+            _save_checkpoint(checkpoint_path, step + 1, model, optimizer, scheduler, losses)
+            saved = time.monotonic()
+        if on_step is not None:
+            on_step(step + 1)
     model.eval()
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)
     return losses
 
 
@@ -110,10 +149,18 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
     torch.manual_seed(seed)
     started = time.perf_counter()
     reviews = shuffled_texts(load_imdb("train", profile.data), seed)
-    tokenizer = train_policy_tokenizer(reviews[: config.tokenizer_reviews], config.vocab_size)
+    checkpoint = Path(folder) / "checkpoint.pt"
+    if checkpoint.is_file() and (Path(folder) / "tokenizer.json").is_file():
+        # An interrupted build: its checkpoint was trained on this tokenizer (BPE training is not
+        # bit-for-bit deterministic, so it is not retrained).
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+        tokenizer.padding_side = "left"
+    else:
+        tokenizer = train_policy_tokenizer(reviews[: config.tokenizer_reviews], config.vocab_size)
+        tokenizer.save_pretrained(folder)
     model = tiny_gpt2(config, tokenizer)
     stream = token_stream(reviews, tokenizer, config.sft_tokens)
-    losses = pretrain_causal_lm(model, stream, config, seed)
+    losses = pretrain_causal_lm(model, stream, config, seed, checkpoint_path=checkpoint)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return {
