@@ -1,0 +1,166 @@
+"""The project's RL step (warp_utils.rl.rl_step) against trl.RLOOTrainer on the same saved models.
+
+Same SFT policy, same reward model, same prompts (32 x 2 samples at the tiny size, 8 x 2 at
+GPT-2-small size), temperature 0.7, no top-k / top-p, beta 0.1, fp32 on CPU, the same torch
+thread count (the project's thread policy for the model size). Each side runs in a fresh
+process, the two alternate, 2+ rounds; each process times `--steps` steps after one warm-up step.
+
+Work counted: generated tokens per second. TRL is forced to exactly max_new_tokens tokens per
+sample (`min_new_tokens`), the project counts the tokens it really sampled (up to and including
+each completion's EOS). The project's step measures the exact KL to SFT at every step (an extra
+SFT forward TRL does not do); TRL does one no-grad policy forward the project does not (its
+"old" log-probs).
+
+TRL's reward-model path tokenizes with add_special_tokens=False, which drops DistilBERT's [CLS]:
+TRL gets a reward function that scores prompt + completion with the project's RewardScorer,
+i.e. as the reward model was trained.
+
+    python benchmarks/vs_trl.py [--size tiny] [--rounds 2] [--steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from setups import SIZES, load_setup, project_components
+
+from warp_utils.runtime import thread_count
+
+
+def set_threads(model) -> int:
+    threads = thread_count(sum(p.numel() for p in model.parameters()))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def run_project(size: str, steps: int) -> dict:
+    from warp_utils import rl
+
+    setup = load_setup(size)
+    policy, anchor, components = project_components(setup)
+    threads = set_threads(policy)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=setup.warp.lr)
+    torch.manual_seed(0)
+    seconds, tokens = [], []
+    for step in range(steps + 1):  # step 0: warm-up
+        start = time.perf_counter()
+        metrics = rl.rl_step(policy, anchor, optimizer, setup.prompts, components, setup.warp,
+                             measure_kl_to_sft=True)
+        if step:
+            seconds.append(time.perf_counter() - start)
+            tokens.append(metrics["response_len"] * setup.batch_size)
+    return {"side": "project", "threads": threads, "seconds": seconds, "tokens": tokens}
+
+
+def trl_config(setup, output_dir: str, steps: int):
+    from trl import RLOOConfig
+
+    return RLOOConfig(
+        output_dir=output_dir, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
+        disable_dropout=True, beta=setup.warp.beta, learning_rate=setup.warp.lr,
+        num_generations=2, per_device_train_batch_size=setup.batch_size, gradient_accumulation_steps=1,
+        steps_per_generation=1, num_iterations=1, temperature=setup.sampling.temperature, top_k=0,
+        top_p=1.0, max_completion_length=setup.sampling.max_new_tokens,
+        generation_kwargs={"min_new_tokens": setup.sampling.max_new_tokens},
+        logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[],
+        max_steps=steps + 1, shuffle_dataset=False, dataloader_num_workers=0, seed=0,
+    )
+
+
+def run_trl(size: str, steps: int) -> dict:
+    import datasets
+    from transformers import TrainerCallback
+    from trl import RLOOTrainer
+
+    from warp_utils.models import load_policy
+    from warp_utils.reward import load_reward_scorer
+
+    setup = load_setup(size)
+    policy, tokenizer = load_policy(setup.policy_folder)
+    threads = set_threads(policy)
+    scorer = load_reward_scorer(setup.reward_folder, batch_size=setup.batch_size)
+
+    def reward(prompts, completions, **_):  # the project's scorer: [CLS] text [SEP], as trained
+        return scorer([p + c for p, c in zip(prompts, completions)]).tolist()
+
+    unique = setup.prompts[::2]  # RLOO samples num_generations=2 completions per prompt itself
+    texts = [tokenizer.decode(ids) for ids in unique] * (steps + 1)
+    dataset = datasets.Dataset.from_dict({"prompt": texts})
+    seconds = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            seconds.append(time.perf_counter() - self.start)
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        config = trl_config(setup, output_dir, steps)
+        trainer = RLOOTrainer(model=policy, reward_funcs=reward, args=config, train_dataset=dataset,
+                              processing_class=tokenizer, callbacks=[Clock()])
+        trainer.train()
+        pinned = {k: v for k, v in config.to_dict().items() if k != "output_dir"}
+    seconds = seconds[1:]  # drop the warm-up step
+    tokens = [setup.batch_size * setup.sampling.max_new_tokens] * len(seconds)
+    return {"side": "trl", "threads": threads, "seconds": seconds, "tokens": tokens, "config": pinned}
+
+
+def worker(side: str, size: str, steps: int) -> None:
+    result = (run_project if side == "project" else run_trl)(size, steps)
+    print("RESULT " + json.dumps(result))
+
+
+def spawn(side: str, size: str, steps: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", side, "--size", size,
+                          "--steps", str(steps)], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{side} worker failed:\n{out.stderr[-3000:]}")
+
+
+def rate(result: dict) -> float:
+    """Generated tokens per second over the timed steps (total tokens / total seconds)."""
+    return sum(result["tokens"]) / sum(result["seconds"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="tiny", choices=list(SIZES))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per process")
+    parser.add_argument("--worker", choices=["project", "trl"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.size, args.steps)
+    import trl
+
+    setup = load_setup(args.size)
+    print(f"torch {torch.__version__}, trl {trl.__version__}; {args.size}: batch {setup.batch_size} "
+          f"({setup.batch_size // 2} prompts x 2), {setup.sampling.max_new_tokens} new tokens, "
+          f"{args.steps} timed steps per process, {args.rounds} rounds alternating")
+    rates = {"project": [], "trl": []}
+    for round_ in range(1, args.rounds + 1):
+        for side in ("project", "trl"):
+            result = spawn(side, args.size, args.steps)
+            if side == "trl" and round_ == 1:
+                print("TRL config: " + json.dumps(result["config"], sort_keys=True, default=str))
+            rates[side].append(rate(result))
+            per_step = sum(result["seconds"]) / len(result["seconds"])
+            print(f"round {round_} {side:7s}: {per_step:6.3f} s/step, "
+                  f"{sum(result['tokens']) / len(result['tokens']):6.0f} tokens/step, "
+                  f"{rates[side][-1]:7.1f} tokens/s ({result['threads']} thread(s))")
+    ratios = [p / t for p, t in zip(rates["project"], rates["trl"])]
+    print(f"ratio project / TRL in generated tokens per second, per round: "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}; overall {sum(rates['project']) / sum(rates['trl']):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
