@@ -7,9 +7,9 @@ process, the two alternate, 2+ rounds; each process times `--steps` steps after 
 
 Work counted: generated tokens per second. TRL is forced to exactly max_new_tokens tokens per
 sample (`min_new_tokens`), the project counts the tokens it really sampled (up to and including
-each completion's EOS). The project's step measures the exact KL to SFT at every step (an extra
-SFT forward TRL does not do); TRL does one no-grad policy forward the project does not (its
-"old" log-probs).
+each completion's EOS). The project's step measures the exact KL to SFT every `--kl-every`
+steps as train_warp does (an SFT forward TRL does not do); TRL does one no-grad policy forward
+the project does not (its "old" log-probs).
 
 TRL's reward-model path tokenizes with add_special_tokens=False, which drops DistilBERT's [CLS]:
 TRL gets a reward function that scores prompt + completion with the project's RewardScorer,
@@ -30,7 +30,7 @@ import time
 import torch
 from setups import SIZES, load_setup, project_components
 
-from warp_utils.runtime import thread_count
+from warp_utils.runtime import Execution, thread_count
 
 
 def set_threads(model) -> int:
@@ -39,7 +39,7 @@ def set_threads(model) -> int:
     return threads
 
 
-def run_project(size: str, steps: int) -> dict:
+def run_project(size: str, steps: int, kl_every: int) -> dict:
     from warp_utils import rl
 
     setup = load_setup(size)
@@ -50,8 +50,9 @@ def run_project(size: str, steps: int) -> dict:
     seconds, tokens = [], []
     for step in range(steps + 1):  # step 0: warm-up
         start = time.perf_counter()
+        # The cadence of train_warp: step s (1-based) measures the KL to SFT when s % kl_every == 0.
         metrics = rl.rl_step(policy, anchor, optimizer, setup.prompts, components, setup.warp,
-                             measure_kl_to_sft=True)
+                             measure_kl_to_sft=(step + 1) % kl_every == 0)
         if step:
             seconds.append(time.perf_counter() - start)
             tokens.append(metrics["response_len"] * setup.batch_size)
@@ -112,14 +113,14 @@ def run_trl(size: str, steps: int) -> dict:
     return {"side": "trl", "threads": threads, "seconds": seconds, "tokens": tokens, "config": pinned}
 
 
-def worker(side: str, size: str, steps: int) -> None:
-    result = (run_project if side == "project" else run_trl)(size, steps)
+def worker(side: str, size: str, steps: int, kl_every: int) -> None:
+    result = run_project(size, steps, kl_every) if side == "project" else run_trl(size, steps)
     print("RESULT " + json.dumps(result))
 
 
-def spawn(side: str, size: str, steps: int) -> dict:
+def spawn(side: str, size: str, steps: int, kl_every: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", side, "--size", size,
-                          "--steps", str(steps)], capture_output=True, text=True)
+                          "--steps", str(steps), "--kl-every", str(kl_every)], capture_output=True, text=True)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -136,20 +137,24 @@ def main():
     parser.add_argument("--size", default="tiny", choices=list(SIZES))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per process")
+    parser.add_argument("--kl-every", type=int, default=Execution().kl_every,
+                        help="the project measures the exact KL to SFT every k steps (default: "
+                             "runtime.Execution's, what train_warp does)")
     parser.add_argument("--worker", choices=["project", "trl"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return worker(args.worker, args.size, args.steps)
+        return worker(args.worker, args.size, args.steps, args.kl_every)
     import trl
 
     setup = load_setup(args.size)
     print(f"torch {torch.__version__}, trl {trl.__version__}; {args.size}: batch {setup.batch_size} "
           f"({setup.batch_size // 2} prompts x 2), {setup.sampling.max_new_tokens} new tokens, "
-          f"{args.steps} timed steps per process, {args.rounds} rounds alternating")
+          f"{args.steps} timed steps per process, {args.rounds} rounds alternating, project's KL to "
+          f"SFT every {args.kl_every} step(s)")
     rates = {"project": [], "trl": []}
     for round_ in range(1, args.rounds + 1):
         for side in ("project", "trl"):
-            result = spawn(side, args.size, args.steps)
+            result = spawn(side, args.size, args.steps, args.kl_every)
             if side == "trl" and round_ == 1:
                 print("TRL config: " + json.dumps(result["config"], sort_keys=True, default=str))
             rates[side].append(rate(result))
