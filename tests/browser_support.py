@@ -195,10 +195,13 @@ class Notebook:
 
     def run_all(self, timeout: float) -> dict:
         """Run All Cells; return the final state (stops waiting at the first error output)."""
+        started = time.monotonic()
         self.page.evaluate(RUN_ALL, self.name)
-        return self.wait_for(
+        state = self.wait_for(
             lambda s: s and s["status"] == "idle" and (s["errors"] or s["pending"] == 0),
             timeout, "every code cell to run")
+        print(f"{self.name}: Run All took {time.monotonic() - started:.0f} s")
+        return state
 
     def wait_for(self, done, timeout: float, what: str, poll: float = 0.25):
         deadline = time.monotonic() + timeout
@@ -237,6 +240,7 @@ def notebook_in_browser(notebook: str | Path, test_name: str):
     On any failure a full-page screenshot and the server log are written to SCREENSHOTS.
     """
     require_browser()
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="warp-browser-") as scratch:
         scratch = Path(scratch)
         (scratch / "root").mkdir()
@@ -247,7 +251,9 @@ def notebook_in_browser(notebook: str | Path, test_name: str):
             nb = Notebook(page, server, copy.name)
             try:
                 nb.open()
+                print(f"{notebook}: JupyterLab up and kernel idle after {time.monotonic() - started:.0f} s")
                 yield nb
+                print(f"{notebook}: browser test done in {time.monotonic() - started:.0f} s")
             except BaseException:
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 stem = SCREENSHOTS / f"{test_name}-{time.strftime('%Y%m%d-%H%M%S')}"
