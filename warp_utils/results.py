@@ -265,7 +265,7 @@ def committed_claims(path=None) -> pd.DataFrame:
     rows = [{"claim": c["name"], "statistic": c["statistic"], "mean": c["mean"],
              "ci_low": math.nan if c["ci_low"] is None else c["ci_low"],
              "ci_high": math.nan if c["ci_high"] is None else c["ci_high"],
-             "seeds": c["n_seeds"], "mde": c["mde"]} for c in payload["claims"]]
+             "seeds": c["n_seeds"], "mde": math.nan if c["mde"] is None else c["mde"]} for c in payload["claims"]]
     table = pd.DataFrame(rows)
     table["verdict"] = [verdict(low, high, c["expected_sign"])
                         for low, high, c in zip(table["ci_low"], table["ci_high"], payload["claims"])]
