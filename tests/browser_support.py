@@ -153,6 +153,7 @@ class LabServer:
 
 # JavaScript run in the page. PANEL finds the notebook's panel by path (not "the current widget").
 PANEL = """(path) => {
+  if (!window.jupyterapp || !window.jupyterapp.shell) return null;  // the page is still loading
   for (const w of window.jupyterapp.shell.widgets('main')) {
     if (w.context && w.context.path === path) return w;
   }
