@@ -28,9 +28,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .config import SamplingConfig
+from .progress import progress
 from .rl import decode_texts, generate, left_pad, score_rollout
 from .weights import liti
 
@@ -222,7 +222,7 @@ def pareto_front(theta_start, theta_merged, etas, policy_template, tokenizer, re
     etas = _check_etas(etas)
     policy = copy.deepcopy(policy_template)
     rows = []
-    for eta in tqdm(etas, desc=f"LITI front{'' if label is None else f' ({label})'}", leave=False):
+    for eta in progress(etas, f"LITI front{'' if label is None else f' ({label})'}"):
         policy.load_state_dict(interpolate(theta_start, theta_merged, eta))
         metrics = evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling,
                                   seed, batch_size=batch_size)

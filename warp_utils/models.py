@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from tokenizers import ByteLevelBPETokenizer
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,6 +26,7 @@ from transformers import (
 from .artifacts import build_once
 from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, shuffled_texts
+from .progress import progress
 
 EOS = "<|endoftext|>"
 
@@ -56,7 +56,9 @@ def tiny_gpt2(config: PolicyConfig, tokenizer) -> GPT2LMHeadModel:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return GPT2LMHeadModel(gpt2_config)
+    model = GPT2LMHeadModel(gpt2_config)
+    model.loss_type = "ForCausalLM"  # said explicitly: transformers cannot infer it for GPT2LMHeadModel, and warns
+    return model
 
 
 def token_stream(texts: list[str], tokenizer, max_tokens: int) -> torch.Tensor:
@@ -122,10 +124,9 @@ def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: 
         print(f"resuming sft_policy from step {start}")
     model.train()
     saved = time.monotonic()
-    # mininterval: few redraws, since a headless kernel (nbval) ships every one as a message
-    for step in tqdm(range(start, steps), desc="SFT pre-training", initial=start, total=steps, mininterval=2.0):
-        batch = blocks[step]
-        loss = model(input_ids=batch, labels=batch).loss
+    for step in progress(range(start, steps), "SFT pre-training", total=steps, initial=start):
+        batch = blocks[step]  # packed blocks: no padding, every token attended
+        loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -22,13 +22,13 @@ import datasets
 import torch
 from tokenizers import BertWordPieceTokenizer
 from tokenizers.processors import TemplateProcessing
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     PreTrainedTokenizerFast,
+    PrinterCallback,
     set_seed,
 )
 from trl import RewardConfig, RewardTrainer
@@ -36,6 +36,8 @@ from trl import RewardConfig, RewardTrainer
 from .artifacts import build_once, read_stamp
 from .config import Profile, RewardModelConfig, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, preference_pairs, shuffled_texts
+from .progress import interactive
+from .progress import progress as show_progress
 from .wordpiece import count_words, train_wordpiece_vocab
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -188,6 +190,7 @@ def reward_training_args(config: RewardModelConfig, output_dir: str, seed: int, 
         logging_steps=max(1, steps // LOG_POINTS),  # enough points for a loss curve
         save_strategy="no",
         report_to="none",
+        disable_tqdm=not interactive(),  # a log file gets no bar redraws
         seed=seed,
         data_seed=seed,
         use_cpu=not torch.cuda.is_available(),
@@ -205,6 +208,7 @@ def train_reward_model(model, tokenizer, pairs: datasets.Dataset, config: Reward
     fitted = fit_pairs(pairs, tokenizer, config.max_length)
     args = reward_training_args(config, output_dir, seed, len(fitted))
     trainer = RewardTrainer(model, args, train_dataset=fitted, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # the metrics dict of every logging step: kept, not printed
     kept = len(trainer.train_dataset)
     if kept != len(pairs):  # trl drops over-long pairs without a word
         raise RuntimeError(
@@ -266,7 +270,7 @@ class RewardScorer:
 def pair_accuracy(scorer: RewardScorer, pairs: datasets.Dataset, progress: bool = False) -> float:
     """Fraction of pairs with r(chosen) > r(rejected): 0.5 is chance."""
     wins, size = 0, scorer.batch_size
-    for start in tqdm(range(0, len(pairs), size), desc="held-out pairs", disable=not progress):
+    for start in show_progress(range(0, len(pairs), size), "held-out pairs", enabled=progress):
         chunk = pairs[start : start + size]
         wins += (scorer(chunk["chosen"]) > scorer(chunk["rejected"])).sum().item()
     return wins / len(pairs)
