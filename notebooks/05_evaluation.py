@@ -66,6 +66,7 @@ from warp_utils.config import get_profile
 from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
 from warp_utils.pipeline import ensure_warp_run, load_components, warp_run_dir
 from warp_utils.plots import plot_bars, plot_front
+from warp_utils.results import FRONT_CLAIMS, committed_claims, one_seed_verdict
 from warp_utils.weights import lerp, liti, slerp
 
 notebook_start = time.perf_counter()
@@ -432,13 +433,11 @@ claims = {  # paper's claim: (margin of this run, positive = the claim holds)
 }
 print("\n".join(lines))
 print(f"\nTypical 95% half-width of a mean test reward here: ±{noise:.2f} (64 prompts).")
-for claim, margin in claims.items():
+for claim, margin in claims.items():  # the verdict function of warp_utils.stats, one seed
     if np.isnan(margin):
         print(f"- {claim}: not measurable here (a front has no measured point at this KL)")
         continue
-    verdict = "reproduced" if margin > 0 else "NOT reproduced"
-    strength = "beyond" if abs(margin) > noise else "within"
-    print(f"- {claim}: {verdict} (margin {margin:+.3f}, {strength} the noise)")
+    print(f"- {claim}: {one_seed_verdict(margin, noise)} on this one seed (margin {margin:+.3f} ± {noise:.3f})")
 
 # %% [markdown]
 # ## 7. What RL changed in the text
@@ -502,6 +501,34 @@ prompt_of = [tokenizer.decode(ids) for ids in test_prompts[:8]]
 display(HTML("<br>".join(f"<b>{p}</b>" + colour_tokens_html(tokens, values, scale) + f" <i>(sum {sum(values):+.2f})</i>"
                          for p, (tokens, values) in zip(prompt_of, rows))))
 print("largest |log ratio| of a token:", round(scale, 2))
+
+# %% [markdown]
+# ## 8. Across training seeds: the committed results
+# Everything above is ONE training seed on 64 prompts: its intervals cover evaluation noise only,
+# not how differently a second training run would have turned out. `python -m warp_utils run
+# --seeds 3 --update-docs` trained every run for several training seeds, evaluated 256 prompts and
+# graded each claim across seeds (per seed a paired difference at one common KL, in SFT standard
+# deviations; across seeds a Student-t interval, Holm-adjusted; `warp_utils.stats`). Its
+# `docs/results/results.json` is committed; below, each of its verdicts is recomputed by
+# `stats.verdict` from the stored interval, beside this notebook's one-seed reading of the same
+# claim (raw reward, margin ± the typical half-width, same verdict function).
+
+# %%
+committed = committed_claims()
+one_seed = {  # this notebook's claim -> the committed claim it corresponds to
+    FRONT_CLAIMS[0][0]: "each WARP iteration above the previous one at equal KL",
+    FRONT_CLAIMS[1][0]: "SLERP front above LERP front at equal KL",
+    FRONT_CLAIMS[2][0]: f"WARP (iteration {config.I}) above both baselines at equal KL",
+}
+side_by_side = committed.loc[[name for name in one_seed if name in committed.index],
+                             ["mean", "ci_low", "ci_high", "seeds", "mde", "verdict"]].copy()
+side_by_side["one-seed margin (raw reward)"] = [claims.get(one_seed[name], np.nan) for name in side_by_side.index]
+side_by_side["one-seed verdict"] = [one_seed_verdict(m, noise) for m in side_by_side["one-seed margin (raw reward)"]]
+print(f"committed: training seeds {committed.attrs['seeds']}, {committed.attrs['num_prompts']} test prompts")
+display(side_by_side.round(3))
+for name, row in committed.iterrows():
+    print(f"- {name}: {row.verdict} across {row.seeds} seeds (mean {row['mean']:+.3f}, "
+          f"interval [{row.ci_low:+.3f}, {row.ci_high:+.3f}], minimum detectable effect {row.mde:.3f})")
 
 # %% [markdown]
 # ## Checks
