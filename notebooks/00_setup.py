@@ -47,6 +47,11 @@
 # | 06 hyperparameters | $\mu$, learning rate, $M$: one factor at a time | ~130 s | 04 |
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import platform
 
 import matplotlib.pyplot as plt

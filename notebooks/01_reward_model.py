@@ -35,6 +35,11 @@
 # logistic function.
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 from warp_utils.config import get_profile
 
 profile = get_profile()

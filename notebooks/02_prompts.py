@@ -29,6 +29,11 @@
 # **Time**: about 25 s to run on a CPU (measured in CI); 10 min to read.
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import collections
 
 import matplotlib.pyplot as plt

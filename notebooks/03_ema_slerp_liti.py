@@ -51,6 +51,11 @@
 # fine-tuning, **RLHF** reinforcement learning from human feedback.
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import inspect
 import math
 import time

@@ -25,6 +25,11 @@
 # **Time**: about 5 s to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import copy
 import math
 import time

@@ -51,6 +51,11 @@
 # $b$ the REINFORCE baseline; the rest as in notebook 03 (glossary: end of notebook 00).
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import copy
 
 import matplotlib.pyplot as plt

@@ -50,6 +50,11 @@
 # the policy was never trained against (if $r$ rises and VADER does not, suspect reward hacking).
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import copy
 import dataclasses
 import re

@@ -46,6 +46,11 @@
 # others are shared with notebook 04's run; measured in CI), seconds once cached; 20-30 min to read.
 
 # %%
+from warp_utils.environment import check_environment
+
+check_environment()  # a missing package: one message saying what to install, before any other import
+
+# %%
 import copy
 import dataclasses
 import itertools
