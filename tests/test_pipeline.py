@@ -48,7 +48,7 @@ def smoke_args():
 
 def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path):
     env = {"WARP_IMDB_DIR": str(fake_imdb), "WARP_DATA_ROOT": str(tmp_path / "data")}
-    first = cli("run", *smoke_args(), env=env)
+    first = cli("run", "--seeds", "1", *smoke_args(), env=env)
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
     name = next(line.split(": ")[1] for line in first.stdout.splitlines() if line.startswith("profile: "))
@@ -59,7 +59,7 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
     assert "report: " + str(root / "report") in first.stdout and "sft" in first.stdout  # the summary
 
     (root / "reward_model" / "model.safetensors").unlink()  # damage: detected, rebuilt, said once
-    second = cli("run", *smoke_args(), env=env)
+    second = cli("run", "--seeds", "1", *smoke_args(), env=env)
     assert second.returncode == 0, second.stderr
     assert "rebuilding reward_model: model.safetensors is missing" in second.stdout
     # the reward model is rebuilt bitwise (seeded), so every WARP run and the report are reused
@@ -69,7 +69,7 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
 def test_run_without_imdb_offline_exits_2_with_one_line_and_builds_nothing(tmp_path):
     env = {"WARP_IMDB_DIR": "", "WARP_DATA_ROOT": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1"}
-    done = cli("run", *smoke_args(), env=env)
+    done = cli("run", "--seeds", "1", *smoke_args(), env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
     assert "WARP_IMDB_DIR" in done.stderr
