@@ -33,7 +33,7 @@
 # reward model, the seed, $T$, $\mu$, $\beta$, the learning rate and the batch size, but not on
 # $I$, $M$ or $\eta$. So the $I = 1$ run of the default config *is* iteration 1 of notebook 04's
 # run, $M = 1$ is its run 1, and $M = 3$ adds one run to its two: `ensure_warp_run` copies such
-# runs from the profile's other run directories instead of training them again (`warp.run_key`).
+# runs from the profile's other run directories instead of training them again (`runstore.run_config`).
 # Everything is trained once and cached under `data/artifacts/<profile>/warp_runs/`.
 #
 # **You will learn to** run one-factor-at-a-time studies, compare runs with **paired** differences
@@ -423,7 +423,7 @@ print(f"{len(results)} distinct runs; notebook ran in {time.perf_counter() - not
 #
 # <details><summary>Answers</summary>
 #
-# 1. It is iteration 1 of notebook 04's run: same inputs, same runs (`warp.run_key`), so they are
+# 1. It is iteration 1 of notebook 04's run: same inputs, same runs (`runstore.run_config`), so they are
 #    linked instead of trained.
 # 2. The prompt's own difficulty is common to both policies and cancels in the per-prompt
 #    difference.

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .artifacts import CHECKPOINT, is_fresh
 from .progress import quiet_loading
-from .config import SamplingConfig, WarpConfig, config_hash, to_dict
+from .config import SamplingConfig, WarpConfig, to_dict
 from .weights import StateDict, clone_state
 
 # Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
@@ -80,11 +80,6 @@ def run_config(config: WarpConfig, sampling: SamplingConfig, iteration: int, run
     """Everything run m of iteration i is a function of: equal run configs, bitwise-equal runs."""
     return {"warp": {name: getattr(config, name) for name in RUN_FIELDS}, "sampling": to_dict(sampling),
             "iteration": iteration, "run": run, "theta_init": state_fingerprint(theta_init), **inputs}
-
-
-def run_key(config: WarpConfig, sampling: SamplingConfig, iteration: int, run: int,
-            theta_init: StateDict, inputs: dict) -> str:
-    return config_hash(run_config(config, sampling, iteration, run, theta_init, inputs))
 
 
 # ----------------------------------------------------------------------------- weights
