@@ -4,7 +4,12 @@ import math
 import torch
 
 from warp_utils.artifacts import STAMP, read_stamp
-from warp_utils.models import ensure_sft_policy, load_policy, token_stream, train_policy_tokenizer
+import pytest
+
+from warp_utils.config import PolicyConfig
+from warp_utils.data import load_imdb, shuffled_texts
+from warp_utils.models import (ensure_sft_policy, heldout_loss, load_policy, tiny_gpt2, token_stream,
+                               train_policy_tokenizer)
 from warp_utils.prompts import ensure_prompts, first_tokens, load_prompts
 
 SENTENCES = ["a wonderful film with a moving story", "a dull and awful mess of a movie"] * 20
@@ -41,6 +46,31 @@ def test_sft_policy_builds_learns_saves_and_reloads(fake_imdb, small_profile):
     with torch.no_grad():
         loss = policy(input_ids=ids, labels=ids).loss.item()
     assert loss < math.log(len(tokenizer))
+
+
+def test_heldout_loss_is_the_mean_loss_of_fixed_test_blocks(fake_imdb, small_profile):
+    policy, tokenizer = load_policy(ensure_sft_policy(small_profile))
+    block = small_profile.policy.block_size
+    loss = heldout_loss(policy, tokenizer, small_profile, num_blocks=6, batch_size=4)  # batches of 4 + 2
+    # oracle: float64 cross-entropy of each block, one block at a time
+    reviews = shuffled_texts(load_imdb("test", small_profile.data), small_profile.data.seed)
+    blocks = token_stream(reviews, tokenizer, 6 * block).view(6, block)
+    with torch.no_grad():
+        logits = policy(input_ids=blocks).logits.double()
+    nll = -torch.log_softmax(logits[:, :-1], -1).gather(-1, blocks[:, 1:, None]).squeeze(-1)
+    assert loss == pytest.approx(nll.mean().item(), abs=1e-5)
+    assert heldout_loss(policy, tokenizer, small_profile, num_blocks=6, batch_size=6) == pytest.approx(loss)
+
+
+def test_tiny_policy_takes_dropout_and_activation_from_the_config():
+    tokenizer = train_policy_tokenizer(SENTENCES, vocab_size=300)
+    config = PolicyConfig(n_layer=1, n_embd=32, n_head=2, dropout=0.2, activation="gelu_new")
+    gpt2 = tiny_gpt2(config, tokenizer).config
+    assert (gpt2.resid_pdrop, gpt2.embd_pdrop, gpt2.attn_pdrop, gpt2.activation_function) == (0.2, 0.2, 0.2, "gelu_new")
+    with pytest.raises(ValueError, match="dropout"):
+        PolicyConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="activation"):
+        PolicyConfig(activation="swish")
 
 
 def test_sft_policy_is_reused_then_rebuilt_when_stale(fake_imdb, small_profile):

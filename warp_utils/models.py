@@ -27,6 +27,7 @@ from .artifacts import build_once
 from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, shuffled_texts
 from .progress import progress
+from .runtime import configure_threads, thread_count
 
 EOS = "<|endoftext|>"
 
@@ -52,6 +53,10 @@ def tiny_gpt2(config: PolicyConfig, tokenizer) -> GPT2LMHeadModel:
         n_embd=config.n_embd,
         n_head=config.n_head,
         n_positions=config.n_positions,
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        activation_function=config.activation,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -148,8 +153,9 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
     """Tokenizer + tiny GPT-2 pre-trained on IMDB train reviews, saved to `folder`."""
     config, seed = profile.policy, profile.data.seed
     torch.manual_seed(seed)
-    started = time.perf_counter()
+    seconds, started = {}, time.perf_counter()
     reviews = shuffled_texts(load_imdb("train", profile.data), seed)
+    seconds["data"] = time.perf_counter() - started
     checkpoint = Path(folder) / "checkpoint.pt"
     if checkpoint.is_file() and (Path(folder) / "tokenizer.json").is_file():
         # An interrupted build: its checkpoint was trained on this tokenizer (BPE training is not
@@ -161,7 +167,17 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
         tokenizer.save_pretrained(folder)
     model = tiny_gpt2(config, tokenizer)
     stream = token_stream(reviews, tokenizer, config.sft_tokens)
-    losses = pretrain_causal_lm(model, stream, config, seed, checkpoint_path=checkpoint)
+    seconds["tokenizer_and_stream"] = time.perf_counter() - started - seconds["data"]
+    # A batch of 2048 tokens is matmul work, which a second core speeds up (unlike the RL step's
+    # small calls): pre-training uses every core unless OMP_NUM_THREADS says otherwise.
+    previous = torch.get_num_threads()
+    configure_threads(threads=thread_count())
+    try:
+        tic = time.perf_counter()
+        losses = pretrain_causal_lm(model, stream, config, seed, checkpoint_path=checkpoint)
+        seconds["pretraining"] = time.perf_counter() - tic
+    finally:
+        torch.set_num_threads(previous)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return {
@@ -169,7 +185,25 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
         "sft_tokens": len(stream),
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - started,
+        "phase_seconds": seconds,
+        "threads": thread_count(),
     }
+
+
+def heldout_loss(model, tokenizer, profile: Profile, num_blocks: int = 256, batch_size: int = 32) -> float:
+    """Mean next-token loss (nats/token) of `model` on `num_blocks` fixed blocks of IMDB test
+    reviews, packed as in pre-training: the yardstick for SFT settings (benchmarks/sft.py)."""
+    config = profile.policy
+    reviews = shuffled_texts(load_imdb("test", profile.data), profile.data.seed)
+    stream = token_stream(reviews, tokenizer, num_blocks * config.block_size)
+    blocks = stream.view(num_blocks, config.block_size)
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for batch in blocks.split(batch_size):
+            loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
+            total += loss.item() * len(batch)
+    return total / num_blocks
 
 
 def _download_policy(profile: Profile, folder: Path) -> dict:
