@@ -5,6 +5,7 @@ import itertools
 import math
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -261,6 +262,25 @@ def test_plots_draw_one_curve_per_label_and_error_bars():
     assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_xticklabels()] == ["sft", "warp"]
     with pytest.raises(ValueError, match="nope"):
         plots.plot_bars(table, "nope")
+    plt.close("all")
+
+
+def test_curves_join_the_measured_points_of_a_metric_taken_every_few_steps():
+    # The KL to SFT is measured at steps 1, T and multiples of kl_every (NaN elsewhere): the
+    # curves must join the measured points, not break into dots at the NaNs.
+    kl_every, T = 5, 20
+    metrics = pd.DataFrame([{"iteration": 1, "run": m, "step": t,
+                             "kl_to_sft": m * t if t in (1, T) or t % kl_every == 0 else math.nan}
+                            for m in (1, 2) for t in range(1, T + 1)])
+    ax = plots.plot_training_curves(metrics, "kl_to_sft", window=1)
+    for line in ax.get_lines()[:2]:
+        assert list(line.get_xdata()) == [1, 5, 10, 15, 20] and np.isfinite(line.get_ydata()).all()
+    ax = plots.plot_study_curves({"a": metrics}, "kl_to_sft", window=1)
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [1, 5, 10, 15, 20]
+    assert list(line.get_ydata()) == pytest.approx([1.5 * t for t in (1, 5, 10, 15, 20)])  # mean of runs
+    with pytest.raises(ValueError, match="no measured value of 'kl_to_sft'"):
+        plots.plot_training_curves(metrics.assign(kl_to_sft=math.nan), "kl_to_sft")
     plt.close("all")
 
 

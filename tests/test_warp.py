@@ -268,7 +268,7 @@ def test_a_run_with_the_same_inputs_is_copied_and_equals_training_it(setup, tmp_
         assert torch.equal(study.theta_ema_runs[0][2][name], value), name
     columns = ["iteration", "run", "step", "reward_mean", "kl_to_sft"]
     assert study.metrics[columns].to_numpy().ravel().tolist() == pytest.approx(
-        scratch.metrics[columns].to_numpy().ravel().tolist())
+        scratch.metrics[columns].to_numpy().ravel().tolist(), nan_ok=True)  # KL: NaN between kl_every steps
 
 
 def test_runs_with_other_inputs_are_trained(setup, tmp_path, monkeypatch):

@@ -87,17 +87,23 @@ def plot_training_curves(metrics: pd.DataFrame, column: str, ax=None, window: in
                          steps_per_iteration: int | None = None):
     """One curve per (iteration, run) of `column` against the global step: iteration i is shifted
     by (i - 1) T so that iteration 2 follows iteration 1 (T = the largest step, unless given).
-    Raw values faint, a centred rolling mean (window ~ T / 10 unless given) on top; dashed lines
-    mark the start of each iteration (where the runs restart from the LITI init)."""
+    Raw values faint, a centred rolling mean (window ~ a tenth of the points unless given) on top;
+    dashed lines mark the start of each iteration (where the runs restart from the LITI init).
+    Steps where `column` was not measured (NaN: the KL to SFT runs every `kl_every` steps) are
+    left out, so the lines join the measured points."""
     _require(metrics, ["iteration", "run", "step", column], "metrics")
     if metrics.empty:
         raise ValueError("metrics must hold at least 1 row")
     ax = _axes(ax)
     T = int(steps_per_iteration or metrics["step"].max())
-    window = int(window or max(1, round(T / 10)))
+    measured = metrics.dropna(subset=[column])  # e.g. the KL to SFT, measured every kl_every steps
+    if measured.empty:
+        raise ValueError(f"metrics hold no measured value of {column!r}")
+    points_per_run = int(measured.groupby(["iteration", "run"]).size().max())
+    window = int(window or max(1, round(points_per_run / 10)))  # ~ T / 10 when measured at every step
     runs = sorted(metrics["run"].astype(int).unique())
     iterations = sorted(metrics["iteration"].astype(int).unique())
-    for k, ((iteration, run), group) in enumerate(metrics.groupby(["iteration", "run"], sort=True)):
+    for k, ((iteration, run), group) in enumerate(measured.groupby(["iteration", "run"], sort=True)):
         group = group.sort_values("step")
         steps = (int(iteration) - 1) * T + group["step"].to_numpy()
         values = group[column].astype(float)
@@ -157,7 +163,8 @@ def plot_bars(table: pd.DataFrame, columns: str | Sequence[str], ax=None, names:
 def plot_study_curves(metrics_by_label: dict[str, pd.DataFrame], column: str, ax=None,
                       window: int | None = None, highlight: str | None = None):
     """One curve per run of a study (e.g. mu = 0.01, 0.05, 0.1): `column` averaged over the M runs
-    at each global step, smoothed by a centred rolling mean (window ~ T / 10 unless given). With
+    at each global step where it was measured, smoothed by a centred rolling mean (window ~ a tenth
+    of the points unless given). With
     `highlight`, that label is drawn bold and the others faint (the slider's selected run)."""
     if not metrics_by_label:
         raise ValueError("metrics_by_label must hold at least 1 run")
@@ -166,8 +173,9 @@ def plot_study_curves(metrics_by_label: dict[str, pd.DataFrame], column: str, ax
         _require(metrics, ["iteration", "run", "step", column], f"metrics of {label!r}")
         T = int(metrics["step"].max())
         steps = (metrics["iteration"].astype(int) - 1) * T + metrics["step"].astype(int)
-        mean = metrics[column].astype(float).groupby(steps).mean()  # over the M runs of each step
-        smooth = mean.rolling(int(window or max(1, round(T / 10))), min_periods=1, center=True).mean()
+        # over the M runs of each step; steps where the column was not measured are left out
+        mean = metrics[column].astype(float).groupby(steps).mean().dropna()
+        smooth = mean.rolling(int(window or max(1, round(len(mean) / 10))), min_periods=1, center=True).mean()
         faint = highlight is not None and label != highlight
         ax.plot(smooth.index, smooth.to_numpy(), color=f"C{k % 10}", label=str(label),
                 linewidth=0.9 if faint else 2.2, alpha=0.35 if faint else 1.0)

@@ -227,6 +227,7 @@ def plot_figures(payload: dict, folder: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, column in zip(axes, ("reward_mean", "kl_to_sft")):
         for study, group in curves.groupby("study"):
+            group = group.dropna(subset=[column])  # the KL to SFT is measured every kl_every steps
             ax.plot(group["global_step"], group[column], label=study)
         ax.set_xlabel("global RL step (iteration 2 follows iteration 1)")
         ax.set_ylabel({"reward_mean": "raw training reward", "kl_to_sft": "KL to SFT"}[column])
