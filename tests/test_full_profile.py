@@ -169,7 +169,7 @@ def test_full_profile_runs_end_to_end_offline_from_the_cache(hub_cache, tmp_path
         pytest.skip("needs --set")
     sets = [arg for item in SMALL for arg in ("--set", item)]
     done = subprocess.run([sys.executable, "-m", "warp_utils", "run", "--profile", "full", *sets,
-                           "--seeds", "1", "--no-progress-bars"], check=False, capture_output=True, text=True, timeout=900,
+                           "--seeds", "1", "--headline-seeds", "1", "--no-progress-bars"], check=False, capture_output=True, text=True, timeout=900,
                           env=offline_env(hub_cache, tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     (root,) = (tmp_path / "data" / "artifacts").glob("full-set-*")

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 
@@ -48,7 +49,7 @@ def smoke_args():
 
 def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path):
     env = {"WARP_IMDB_DIR": str(fake_imdb), "WARP_DATA_ROOT": str(tmp_path / "data")}
-    first = cli("run", "--seeds", "1", *smoke_args(), env=env)
+    first = cli("run", "--seeds", "1", "--headline-seeds", "2", *smoke_args(), env=env)
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
     name = next(line.split(": ")[1] for line in first.stdout.splitlines() if line.startswith("profile: "))
@@ -57,9 +58,16 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
     assert {p.name for p in root.iterdir()} == {"sft_policy", "reward_model", "prompts", "warp", "warp_runs", "report"}
     assert not (tmp_path / "data" / "artifacts" / "tiny").exists()  # a smoke run never touches the default
     assert "report: " + str(root / "report") in first.stdout and "sft" in first.stdout  # the summary
+    # the second training seed trained and evaluated only the headline claims' runs
+    payload = json.loads((root / "report" / "results.json").read_text())
+    first_seed = payload["meta"]["seeds"][0]
+    assert payload["meta"]["seeds"] == [first_seed] and payload["meta"]["headline_seeds"] == [first_seed, first_seed + 1]
+    fronts = {seed: {row["front"] for row in payload["fronts"] if row["seed"] == seed} for seed in (first_seed, first_seed + 1)}
+    iterations = {name for name in fronts[first_seed] if name.startswith("iteration ")}
+    assert fronts[first_seed + 1] == iterations | {"REINFORCE, SFT anchor"} < fronts[first_seed]
 
     (root / "reward_model" / "model.safetensors").unlink()  # damage: detected, rebuilt, said once
-    second = cli("run", "--seeds", "1", *smoke_args(), env=env)
+    second = cli("run", "--seeds", "1", "--headline-seeds", "2", *smoke_args(), env=env)
     assert second.returncode == 0, second.stderr
     assert "rebuilding reward_model: model.safetensors is missing" in second.stdout
     # the reward model is rebuilt bitwise (seeded), so every WARP run and the report are reused
@@ -69,7 +77,7 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
 def test_run_without_imdb_offline_exits_2_with_one_line_and_builds_nothing(tmp_path):
     env = {"WARP_IMDB_DIR": "", "WARP_DATA_ROOT": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1"}
-    done = cli("run", "--seeds", "1", *smoke_args(), env=env)
+    done = cli("run", "--seeds", "1", "--headline-seeds", "1", *smoke_args(), env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("error:") and len(done.stderr.strip().splitlines()) == 1
     assert "WARP_IMDB_DIR" in done.stderr

@@ -147,6 +147,32 @@ def test_markdown_shows_every_claim_from_the_numbers():
     assert res.render_markdown(payload) != text
 
 
+def test_headline_claims_use_every_seed_that_trained_both_fronts():
+    # seeds 1-3 trained every study; seeds 4-5 only the headline runs (iterations 1 and 2 of the
+    # default run), as `run --seeds 3 --headline-seeds 5` does
+    all_seeds = (1, 2, 3, 4, 5)
+    slopes = {"iteration 2": {s: 1.0 + s / 10 for s in all_seeds}, "iteration 1": {s: 0.5 for s in all_seeds},
+              "LERP, iteration 1": {s: 0.4 for s in all_seeds}}
+    fronts = [row for row in synthetic_fronts(slopes, {"iteration 2": 4.0, "iteration 1": 2.0, "LERP, iteration 1": 2.0},
+                                              all_seeds)
+              if not (row["front"] == "LERP, iteration 1" and row["seed"] > 3)]
+    (paper, _), _ = res.claim_inputs({"fronts": fronts, "points": []})
+    by_name = {name: d for name, _, _, d in paper}
+    assert by_name[res.FRONT_CLAIMS[0][0]] == pytest.approx([(0.5 + s / 10) * 2.0 for s in all_seeds])  # 5 seeds
+    assert by_name[res.FRONT_CLAIMS[1][0]] == pytest.approx([0.1 * 2.0] * 3)  # SLERP vs LERP: 3 seeds
+    mean = res.mean_fronts(pd.DataFrame(fronts)).groupby("front")["n_seeds"].max()
+    assert (mean["iteration 2"], mean["LERP, iteration 1"]) == (5, 3)
+    assert res.seeds_with(pd.DataFrame(fronts), "front", ["iteration 1", "LERP, iteration 1"]) == [1, 2, 3]
+
+
+def test_markdown_names_the_headline_seeds_and_the_command():
+    payload = results_payload()
+    payload["meta"]["headline_seeds"] = [42, 43, 44, 45, 46]
+    text = res.render_markdown(payload)
+    assert "run --seeds 3 --headline-seeds 5 --update-docs" in text
+    assert "training seeds 42, 43, 44 (and 45, 46 for the runs behind the headline claims" in text
+
+
 def test_readme_block_replacement_keeps_the_rest():
     readme = f"# title\n\n## Results\n\n{res.BEGIN}\nold\n{res.END}\n\n## Next\ntext\n"
     block = res.readme_block(results_payload())
@@ -165,13 +191,14 @@ def test_committed_readme_block_is_what_results_json_renders_to():
     assert payload["claims"] == res.claims(payload)  # the verdicts are what the code computes
 
 
-@pytest.mark.parametrize("value, message", [("0", "--seeds must be an integer >= 1, got '0'"),
-                                            ("three", "--seeds must be int, got 'three'")])
-def test_bad_seeds_exit_2_with_one_line_before_any_work(value, message, capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("flag, value, message", [("--seeds", "0", "--seeds must be an integer >= 1, got '0'"),
+                                                  ("--seeds", "three", "--seeds must be int, got 'three'"),
+                                                  ("--headline-seeds", "0", "--headline-seeds must be an integer >= 1")])
+def test_bad_seeds_exit_2_with_one_line_before_any_work(flag, value, message, capsys, tmp_path, monkeypatch):
     from warp_utils.cli import main
 
     monkeypatch.setenv("WARP_DATA_ROOT", str(tmp_path))
-    assert main(["run", "--seeds", value]) == 2
+    assert main(["run", flag, value]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing built

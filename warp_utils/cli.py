@@ -125,6 +125,7 @@ def run(args) -> None:
 
     profile = get_profile(args.profile, args.set)
     seeds = _seeds(args.seeds)
+    headline_seeds = max(seeds, _seeds(args.headline_seeds, "--headline-seeds"))
     _check_hub(profile)
     world = _world(_execution(args))  # the execution flags are validated before any work
     if world.is_main:
@@ -134,7 +135,8 @@ def run(args) -> None:
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
     components = _components(profile, args)
     _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh, components))
-    report = _stage("report", lambda: write_report(profile, components, seeds=seeds, fresh=args.fresh))
+    report = _stage("report", lambda: write_report(profile, components, seeds=seeds, fresh=args.fresh,
+                                                     headline_seeds=headline_seeds))
     if args.update_docs:
         docs = Path(__file__).resolve().parent.parent / "docs" / "results"
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
@@ -142,11 +144,11 @@ def run(args) -> None:
         print(summary(report))
 
 
-def _seeds(text: str) -> int:
-    """--seeds, validated before any work (ValueError naming it: one line, exit 2)."""
-    seeds = parse_value(str(text), int, "--seeds")
+def _seeds(text: str, flag: str = "--seeds") -> int:
+    """--seeds or --headline-seeds, validated before any work (ValueError naming it: one line, exit 2)."""
+    seeds = parse_value(str(text), int, flag)
     if seeds < 1:
-        raise ValueError(f"--seeds must be an integer >= 1, got {text!r}")
+        raise ValueError(f"{flag} must be an integer >= 1, got {text!r}")
     return seeds
 
 
@@ -190,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
                             help="also write docs/results/ (results.json, figures, RESULTS.md) and the README's results block")
     run_parser.add_argument("--seeds", default="3", metavar="S",
                             help="training seeds seed .. seed+S-1 of every run the report compares (default: 3)")
+    run_parser.add_argument("--headline-seeds", default="5", metavar="H",
+                            help="training seeds of the two headline claims' runs (the default WARP run, REINFORCE "
+                                 "with an SFT anchor): max(S, H) (default: 5)")
     run_parser.set_defaults(handler=run)
     _add_dataclass_flags(train_parser.add_argument_group("WarpConfig (Algorithm 1)"), WarpConfig)
     train_parser.add_argument("--name", default=None, help="run folder under warp_runs/ (default: from the flags)")

@@ -32,7 +32,7 @@ from .stats import standardize_rewards
 from .weights import lerp
 
 FIGURES = ("pareto_fronts.png", "training_curves.png")
-REPORT_VERSION = 2  # bump when what the report computes changes
+REPORT_VERSION = 3  # bump when what the report computes changes
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -50,21 +50,33 @@ def studies(base: WarpConfig) -> dict[str, WarpConfig]:
     }
 
 
+# The studies behind the two headline claims (iteration 2 above iteration 1; WARP above REINFORCE
+# with an SFT anchor): trained for --headline-seeds seeds, the others for --seeds.
+HEADLINE_STUDIES = ("warp", "REINFORCE, SFT anchor")
+
+
 def test_prompts(prompts, num_prompts: int, seed: int) -> list[list[int]]:
     """A seeded sample of the held-out test prompts."""
     split = prompts["test"].shuffle(seed=seed)
     return split.select(range(min(num_prompts, len(split))))["input_ids"]
 
 
-def train_seeds(profile: Profile, components, seeds) -> dict:
-    """{seed: {study: WarpResult}}. An unfinished run with M >= 2 trains on Execution.workers
-    processes (a finished one, or M = 1, loads in this process: no workers to start)."""
+def seed_studies(profile: Profile, seed: int, headline_only: bool = False) -> dict[str, WarpConfig]:
+    """studies() of one training seed; only HEADLINE_STUDIES for a headline-only seed."""
+    runs = studies(dataclasses.replace(profile.warp, seed=seed))
+    return {k: v for k, v in runs.items() if k in HEADLINE_STUDIES} if headline_only else runs
+
+
+def train_seeds(profile: Profile, components, seeds, headline_seeds=()) -> dict:
+    """{seed: {study: WarpResult}}: every study for `seeds`, HEADLINE_STUDIES for `headline_seeds`.
+    An unfinished run with M >= 2 trains on Execution.workers processes (a finished one, or M = 1,
+    loads in this process: no workers to start)."""
     from .pipeline import ensure_warp_run, warp_run_dir
 
     trained, workers = {}, components.execution.workers
-    for seed in seeds:
+    for seed in [*seeds, *headline_seeds]:
         trained[seed] = {}
-        for key, config in studies(dataclasses.replace(profile.warp, seed=seed)).items():
+        for key, config in seed_studies(profile, seed, headline_only=seed not in seeds).items():
             done = (warp_run_dir(profile, config) / "final" / "artifact.json").exists()
             execution = dataclasses.replace(components.execution, workers=1 if done or config.M < 2 else workers)
             print(f"[report] seed {seed}: {key}", flush=True)
@@ -113,13 +125,18 @@ def evaluate_seeds(evaluator: Evaluator, trained: dict) -> tuple[list[dict], lis
     for seed, runs in trained.items():
         warp = runs["warp"]
         thetas = {f"iteration {i}": theta for i, theta in enumerate(warp.theta_slerp, start=1)}
-        thetas["LERP, iteration 1"] = lerp(evaluator.theta_sft, warp.theta_runs[0])
+        if "M = 1" in runs:  # not a headline-only seed
+            thetas["LERP, iteration 1"] = lerp(evaluator.theta_sft, warp.theta_runs[0])
         for key in ("M = 1", "M = 3", "REINFORCE, SFT anchor"):
-            thetas[key] = runs[key].theta_slerp[-1]
+            if key in runs:
+                thetas[key] = runs[key].theta_slerp[-1]
         for name, theta in thetas.items():
             print(f"[report] seed {seed}: front {name}", flush=True)
             fronts += [{"seed": seed, "front": name, **row} for row in evaluator.front(theta)]
-        for prefix, result in (("", warp), ("mu=0.05 ", runs["mu=0.05"]), ("lr=0.001 ", runs["lr=0.001"])):
+        for prefix, key in (("", "warp"), ("mu=0.05 ", "mu=0.05"), ("lr=0.001 ", "lr=0.001")):
+            if key not in runs:
+                continue
+            result = runs[key]
             for i, theta in enumerate(result.theta_slerp, start=1):
                 row = fronts_row(fronts, seed, f"iteration {i}") if not prefix else None
                 points.append({"seed": seed, "policy": f"{prefix}slerp_{i}", **(row or evaluator.state(theta))})
@@ -158,20 +175,25 @@ def _meta(profile: Profile, seeds, num_prompts: int, eval_seed: int) -> dict:
 
 
 def write_report(profile: Profile | str | None = None, components=None, seeds: int = 1,
-                 num_prompts: int = 256, eval_seed: int = 0, fresh: bool = False) -> Path:
-    """Train every study for training seeds profile.warp.seed .. + seeds - 1, evaluate and write
-    report/ (results.json + figures): an artifact, rebuilt when a run or a setting changed."""
+                 num_prompts: int = 256, eval_seed: int = 0, fresh: bool = False,
+                 headline_seeds: int | None = None) -> Path:
+    """Train every study for training seeds profile.warp.seed .. + seeds - 1 (HEADLINE_STUDIES for
+    max(seeds, headline_seeds) seeds), evaluate and write report/ (results.json + figures): an
+    artifact, rebuilt when a run or a setting changed."""
     from .pipeline import load_components, warp_run_dir
 
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    for name, value in (("seeds", seeds), ("headline_seeds", seeds if headline_seeds is None else headline_seeds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     components = components or load_components(profile)
     started, code = time.perf_counter(), code_version()  # at the start: what trains is this code
-    seed_list = list(range(profile.warp.seed, profile.warp.seed + seeds))
-    trained = train_seeds(profile, components, seed_list)
+    first = profile.warp.seed
+    seed_list = list(range(first, first + seeds))
+    extra = list(range(first + seeds, first + max(seeds, headline_seeds or seeds)))
+    trained = train_seeds(profile, components, seed_list, extra)
     finals = {f"{s}/{key}": read_stamp(warp_run_dir(profile, config) / "final")["config_hash"]
-              for s in seed_list for key, config in studies(dataclasses.replace(profile.warp, seed=s)).items()}
+              for s in trained for key, config in seed_studies(profile, s, s in extra).items()}
     config = {"runs": finals, "num_prompts": num_prompts, "eval_seed": eval_seed,
               "sampling": to_dict(profile.sampling), "version": REPORT_VERSION}
 
@@ -179,10 +201,10 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
         evaluator = Evaluator(profile, components, num_prompts, eval_seed)
         fronts, points = evaluate_seeds(evaluator, trained)
         payload = {"meta": {**code, **_meta(profile, seed_list, num_prompts, eval_seed),
-                            "wall_seconds": time.perf_counter() - started},
+                            "headline_seeds": seed_list + extra, "wall_seconds": time.perf_counter() - started},
                    "sft": evaluator.sft, "fronts": fronts, "points": points,
                    "mean_fronts": res.mean_fronts(pd.DataFrame(fronts)).to_dict("records"),
-                   "training": training_means(trained).to_dict("records")}
+                   "training": training_means({s: trained[s] for s in seed_list}).to_dict("records")}
         payload["claims"] = res.claims(payload)
         (folder / "results.json").write_text(json.dumps(payload, indent=2, default=float))
         plot_figures(payload, folder)
