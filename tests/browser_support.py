@@ -72,22 +72,11 @@ def after_notebooks(test):
     return test
 
 
-COURSE_GROUP = "course"  # pytest-xdist group: the notebooks and the browser tests, on one worker, in order
-
-
 def pytest_collection_modifyitems(session, config, items):
-    """Move the tests marked with @after_notebooks to the end of the session (imported by conftest).
-
-    Under pytest-xdist (`--dist loadgroup`), the nbval items and the browser tests form one group
-    that a single worker runs in collection order: the notebooks build and reuse one data/ folder
-    (00 before 04, 04 before 05 and 06, the browser tests last), while the other worker runs
-    the unit, distributed and end-to-end tests, which build their artifacts under tmp folders."""
+    """Move the tests marked with @after_notebooks to the end of the session (imported by conftest)."""
     late = [item for item in items if getattr(getattr(item, "function", None), "after_notebooks", False)]
     if late:
         items[:] = [item for item in items if item not in late] + late
-    for item in items:
-        if str(item.fspath).endswith(".ipynb") or Path(str(item.fspath)).name == "test_browser.py":
-            item.add_marker(pytest.mark.xdist_group(COURSE_GROUP))
 
 
 def _free_port() -> int:
