@@ -8,7 +8,19 @@ artifacts run last. Every other test module is a scope of its own, spread over t
 those tests build their artifacts under tmp folders.
 """
 
+import os
+
+import pytest
+
 COURSE_SCOPE = "course"
+
+
+def pytest_configure(config):
+    # Two workers share the cores: each process and what it starts (notebook kernels, CLI
+    # subprocesses, training workers) keeps to one torch thread. Measured in CI: notebook 00's
+    # SFT pre-training on 2 threads beside a busy worker took 358 s, ~4x its 1-thread time.
+    if hasattr(config, "workerinput"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _in_course(nodeid: str) -> bool:
@@ -16,6 +28,7 @@ def _in_course(nodeid: str) -> bool:
     return path.endswith(".ipynb") or path.endswith("test_browser.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # known only when pytest-xdist is installed and enabled
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 

@@ -78,8 +78,8 @@ def test_workers_from_python_relay_every_step_and_equal_the_sequential_run_m2(sm
     from warp_utils.runtime import Execution
 
     env, root = smoke
-    for key in ("WARP_IMDB_DIR", "WARP_DATA_ROOT"):
-        monkeypatch.setenv(key, env[key])
+    for key in ("WARP_IMDB_DIR", "WARP_DATA_ROOT", "OMP_NUM_THREADS"):  # the CLI's environment: same threads,
+        monkeypatch.setenv(key, env[key])  # so the SFT policy built in this process equals the CLI's bitwise
     assert train(env, "--I", "2", "--M", "2", "--name", "seq2").returncode == 0
     profile = get_profile("tiny", [*SMOKE[:-4], "warp.T=3", "warp.batch_size=4", "warp.I=2", "warp.M=2"])
     components = load_components(profile, Execution(workers=2, reuse=False, progress_bars=False, threads=1))
