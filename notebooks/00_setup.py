@@ -30,20 +30,20 @@
 #
 # **Prerequisites**: Python, PyTorch tensors, what a language model's next-token probabilities are.
 #
-# **Time**: about 90 s to run the first time on 2 CPU cores (the SFT pre-training; measured in CI),
+# **Time**: about 70 s to run the first time on 2 CPU cores (the SFT pre-training; measured under nbval),
 # seconds afterwards (cached); 10 min to read.
 #
 # ### The course map
 #
-# | notebook | teaches | run time (CI, first run) | needs |
+# | notebook | teaches | run time (nbval, first run, idle 2 cores) | needs |
 # |---|---|---|---|
-# | 00 setup | environment, IMDB, the SFT policy $\pi_{\text{sft}}$ | ~90 s | - |
-# | 01 reward model | Bradley-Terry reward model $r$, reward hacking probe; 2 exercises | ~30 s | 00 |
-# | 02 prompts | prompts $x$; how $\pi_{\text{sft}}$ continues them | ~25 s | 00 |
+# | 00 setup | environment, IMDB, the SFT policy $\pi_{\text{sft}}$ | ~70 s | - |
+# | 01 reward model | Bradley-Terry reward model $r$, reward hacking probe; 2 exercises | ~45 s | 00 |
+# | 02 prompts | prompts $x$; how $\pi_{\text{sft}}$ continues them | ~40 s | 00 |
 # | 03 EMA, SLERP, LITI | why RLHF has a KL term, the exact optimal front, WARP's weight-space math on a toy; 6 exercises, 3 bugs | ~10 s | - |
 # | 03b appendix (optional) | Lemmas 1-2, Eq. 26, convexity along LITI | ~5 s | 03 |
-# | 04 WARP training | Algorithm 1 on GPT-2: rollouts, $r_\beta$, REINFORCE, the loop; 3 exercises, 2 bugs | ~70 s | 00-02 |
-# | 05 evaluation | test reward, KL, Pareto fronts, baselines, what RL changed in the text; 2 exercises | ~100 s | 04 |
+# | 04 WARP training | Algorithm 1 on GPT-2: rollouts, $r_\beta$, REINFORCE, the loop; 3 exercises, 2 bugs | ~75 s | 00-02 |
+# | 05 evaluation | test reward, KL, Pareto fronts, baselines, what RL changed in the text; 2 exercises | ~95 s | 04 |
 # | 06 hyperparameters | $\mu$, learning rate, $M$: one factor at a time | ~130 s | 04 |
 
 # %%

@@ -27,7 +27,7 @@
 #
 # **Prerequisites**: notebook 00 (IMDB); the logistic function $\sigma(d) = 1/(1+e^{-d})$.
 #
-# **Time**: about 30 s to run on a CPU, trained from scratch (measured in CI); 20-30 min to read and
+# **Time**: about 45 s to run on a CPU, trained from scratch (measured under nbval); 20-30 min to read and
 # do the 2 exercises.
 #
 # **Symbols**: $x$ a prompt, $y$ a completion (here a whole review, $x$ empty); $r(x, y)$ the reward

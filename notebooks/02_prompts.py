@@ -26,7 +26,7 @@
 #
 # **Prerequisites**: notebooks 00 (the SFT policy) and 01 (the reward model $r$).
 #
-# **Time**: about 25 s to run on a CPU (measured in CI); 10 min to read.
+# **Time**: about 40 s to run on a CPU (measured under nbval); 10 min to read.
 
 # %%
 from warp_utils.environment import check_environment

@@ -44,7 +44,7 @@
 # **Prerequisites**: notebooks 00-02 (the SFT policy, the reward model $r$, the prompts) and 03
 # (EMA, SLERP, LITI; the objective $\mathbb{E}[r] - \beta\,\mathrm{KL}$).
 #
-# **Time**: about 70 s to run on 2 CPU cores the first time (the WARP run; measured in CI), ~15 s
+# **Time**: about 75 s to run on 2 CPU cores the first time (the WARP run; measured under nbval), ~15 s
 # once cached; 30-45 min to read and do the 3 exercises.
 #
 # **Symbols**: $I$, $M$, $T$ WARP iterations, runs per iteration, steps per run; $B$ the batch size;

@@ -41,7 +41,7 @@
 # **Prerequisites**: notebooks 03 (the front, LITI) and 04 (the WARP run, which this notebook
 # loads or trains).
 #
-# **Time**: about 100 s to run on 2 CPU cores (measured in CI: two REINFORCE baselines are
+# **Time**: about 95 s to run on 2 CPU cores (measured under nbval: two REINFORCE baselines are
 # trained the first time); 30-45 min to read and do the 2 exercises.
 #
 # **Symbols**: $N$ the number of test prompts; **distinct-$n$** the share of unique $n$-grams
