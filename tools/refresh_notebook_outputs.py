@@ -9,8 +9,9 @@ offline). Kept: text, images and HTML tables. Dropped: widget views (sliders and
 need a live kernel; a static page would show `interactive(children=...)`), the widget state and
 per-cell timing metadata; consecutive prints are merged into one output (their chunking depends on
 timing), so that a refresh of unchanged results rewrites the same files, up to the few printed
-timings, and the repository does not grow by the images again. A cell that raises stops the tool (exit 1) and leaves that notebook as
-it was. Sources are never changed: the .py pairs stay the reviewed source (`jupytext --sync`).
+timings, and the repository does not grow by the images again. A cell that raises stops the tool
+(exit 1) and leaves that notebook as it was. Sources are never changed: the .py pairs stay the
+reviewed source (`jupytext --sync`).
 """
 
 from __future__ import annotations

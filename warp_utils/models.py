@@ -170,8 +170,8 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
     seconds["tokenizer_and_stream"] = time.perf_counter() - started - seconds["data"]
     # A batch of 2048 tokens is matmul work, which a second core speeds up (unlike the RL step's
     # small calls): pre-training uses every core unless OMP_NUM_THREADS says otherwise.
-    previous = torch.get_num_threads()
-    configure_threads(threads=thread_count())
+    previous, threads = torch.get_num_threads(), thread_count()
+    configure_threads(threads=threads)
     try:
         tic = time.perf_counter()
         losses = pretrain_causal_lm(model, stream, config, seed, checkpoint_path=checkpoint)
@@ -186,7 +186,7 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - started,
         "phase_seconds": seconds,
-        "threads": thread_count(),
+        "threads": threads,
     }
 
 
