@@ -30,10 +30,12 @@ def head(text: str, chars: int) -> str:
     return text  # one long run without a clean cut: tokenize it whole
 
 
-def first_tokens(texts: list[str], tokenizer, length: int, chars: int = 1000) -> tuple[list[list[int]], list[int]]:
+def first_tokens(texts: list[str], tokenizer, length: int, chars: int = 120) -> tuple[list[list[int]], list[int]]:
     """The first `length` token ids (no special tokens) of each text long enough, and the
     indices of those texts: shorter ones are excluded rather than padded. Only the head of each
-    text (its first ~`chars` characters) is tokenized, unless the head is too short."""
+    text (its first ~`chars` characters) is tokenized, unless the head is too short. Measured on
+    IMDB train with the tiny tokenizer: 10 tokens span ~45 characters; heads of 120 characters
+    give the same prompts as heads of 1000 in a fifth of the time (~1.5 s instead of ~7 s)."""
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
     prompts, kept = [], []
@@ -55,8 +57,10 @@ def build_prompt_split(dataset: datasets.Dataset, tokenizer, length: int, seed: 
     dataset = dataset.shuffle(seed=seed)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
-    ids, kept = first_tokens(dataset["text"], tokenizer, length)
-    labels = dataset["label"]
+    # `[:]`: one list per column (datasets >= 4 returns a lazy Column whose item access
+    # costs ~0.1 ms: 10 s per split when read row by row)
+    ids, kept = first_tokens(dataset["text"][:], tokenizer, length)
+    labels = dataset["label"][:]
     table = datasets.Dataset.from_dict(
         {"input_ids": ids, "text": tokenizer.batch_decode(ids), "label": [labels[i] for i in kept]}
     )
