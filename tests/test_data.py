@@ -119,3 +119,18 @@ def test_pairs_are_positive_vs_negative_and_seeded(fake_imdb):
     with pytest.raises(ValueError, match="num_pairs"):
         preference_pairs(train, 41, seed=3)  # 40 reviews per label in the fixture
     assert len(preference_pairs(train, None, seed=3)) == 40
+
+
+def test_a_split_is_read_once_per_file_version(fake_imdb, monkeypatch):
+    reads = []
+    read = data._read_local
+    monkeypatch.setattr(data, "_read_local", lambda *args: reads.append(args[1]) or read(*args))
+    first, second = load_imdb("train"), load_imdb("train")
+    assert reads == ["train"] and first is not second  # read once; each caller gets its own object
+    assert first["text"][:] == second["text"][:]
+    path = fake_imdb / "train.parquet"
+    frame = pd.read_parquet(path)
+    frame.loc[0, "text"] = "A changed review, longer than the one it replaces in the fixture file."
+    frame.to_parquet(path)
+    changed = load_imdb("train")
+    assert reads == ["train", "train"] and changed["text"][0] == frame.loc[0, "text"]

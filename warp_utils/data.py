@@ -128,13 +128,29 @@ def _read_hub(split: str, hub_name: str) -> datasets.Dataset:
     return dataset.map(lambda row: {"text": clean_text(row["text"])}, desc=f"cleaning {hub_name}/{split}")
 
 
+_LOADED: dict[tuple, datasets.Dataset] = {}  # (file, size, mtime) -> cleaned split, for this process
+
+
+def _read_local_once(folder: Path, split: str, hub_name: str) -> datasets.Dataset:
+    """`_read_local`, once per file version and process: a notebook and the artifacts it builds
+    (SFT corpus, preference pairs, prompts) read the same split several times, ~2.5 s each."""
+    path = folder / f"{split}.parquet"
+    stat = path.stat() if path.is_file() else None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
+    if key is None or key not in _LOADED:
+        dataset = _read_local(folder, split, hub_name)  # a missing file raises here, named
+        _LOADED[key] = dataset
+    return _LOADED[key]
+
+
 def load_imdb(split: str, config: DataConfig | None = None) -> datasets.Dataset:
-    """IMDB `split` ("train" or "test") with columns text (markup stripped) and label (0/1)."""
+    """IMDB `split` ("train" or "test") with columns text (markup stripped) and label (0/1).
+    A new Dataset object on every call (one arrow table per file version underneath)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     config = config or DataConfig()
     folder = local_imdb_dir()
-    raw = _read_local(folder, split, config.hub_name) if folder else _read_hub(split, config.hub_name)
+    raw = _read_local_once(folder, split, config.hub_name) if folder else _read_hub(split, config.hub_name)
     return raw.select_columns(["text", "label"])
 
 
