@@ -1,7 +1,9 @@
 """The M runs of an iteration on several processes (gloo on CPU): bitwise the sequential run."""
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -50,8 +52,6 @@ def assert_same_run(root, a, b):
 
 
 def ranks_that_trained(root, name):
-    import json
-
     return sorted(json.loads(p.read_text())["rank"] for p in run_dir(root, name).glob("iter_*/run_*/artifact.json"))
 
 
@@ -91,6 +91,84 @@ def test_workers_from_python_relay_every_step_and_equal_the_sequential_run_m2(sm
     assert_same_run(root, "seq2", "workers2")
     expected = pd.read_csv(run_dir(root, "seq2") / "metrics.csv")
     assert result.metrics["reward_mean"].tolist() == pytest.approx(expected["reward_mean"].tolist())
+
+
+def _pool_setup(env, monkeypatch):
+    import dataclasses
+
+    from warp_utils.config import get_profile
+    from warp_utils.pipeline import load_components
+    from warp_utils.runtime import Execution
+
+    for key in ("WARP_IMDB_DIR", "WARP_DATA_ROOT", "OMP_NUM_THREADS"):  # as above: same SFT policy as the CLI's
+        monkeypatch.setenv(key, env[key])
+    profile = get_profile("tiny", [*SMOKE[:-4], "warp.T=3", "warp.batch_size=4", "warp.I=1", "warp.M=1"])
+    configs = [dataclasses.replace(profile.warp, M=2, mu=0.05), dataclasses.replace(profile.warp, mu=0.0),
+               dataclasses.replace(profile.warp, lr=1e-3)]
+    serial = load_components(profile, Execution(reuse=False, progress_bars=False, threads=1))
+    pooled = dataclasses.replace(serial, execution=dataclasses.replace(serial.execution, workers=2))
+    return profile, configs, serial, pooled
+
+
+def assert_same_single_iteration(root, a, b):
+    for path in ("final/model.safetensors", "iter_1/slerp/model.safetensors", "metrics.csv"):
+        assert (run_dir(root, a) / path).read_bytes() == (run_dir(root, b) / path).read_bytes(), (a, b, path)
+
+
+def test_a_pool_of_two_trains_whole_configs_side_by_side_and_equals_the_sequential_loop(smoke, monkeypatch):
+    """What notebooks 05 and 06 do: ensure_warp_runs over independent configs with workers=2; once
+    trained, the same calls load the runs without starting a process."""
+    from warp_utils import distributed
+    from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs
+
+    env, root = smoke
+    profile, configs, serial, pooled = _pool_setup(env, monkeypatch)
+    sequential = ensure_warp_runs(profile, configs, names=[f"seq_{k}" for k in range(3)], components=serial)
+    rows, handlers = [], (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    pool = ensure_warp_runs(profile, configs, names=[f"pool_{k}" for k in range(3)], components=pooled,
+                            step_callback=lambda k, row: rows.append((k, row["run"], row["step"])))
+    # torch's launcher replaced them while the workers ran: a kernel's Interrupt must work afterwards
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+    assert sorted(rows) == sorted([(0, m, t) for m in (1, 2) for t in (1, 2, 3)]
+                                  + [(k, 1, t) for k in (1, 2) for t in (1, 2, 3)])  # every step, its config's index
+    for k in range(3):
+        assert_same_single_iteration(root, f"seq_{k}", f"pool_{k}")
+        assert pool[k].metrics["reward_mean"].tolist() == sequential[k].metrics["reward_mean"].tolist()
+    pids = {json.loads(p.read_text())["pid"] for k in range(3) for p in run_dir(root, f"pool_{k}").glob("iter_1/run_*/artifact.json")}
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes trained them, not this one
+    for k in range(3):  # both runs of a config come from one process: configs, not runs, are dealt out
+        assert len({json.loads(p.read_text())["pid"] for p in run_dir(root, f"pool_{k}").glob("iter_1/run_*/artifact.json")}) == 1
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a finished run started worker processes")
+
+    monkeypatch.setattr(distributed, "launch_pool", no_process)
+    monkeypatch.setattr(distributed, "launch", no_process)
+    loaded = ensure_warp_runs(profile, configs, names=[f"pool_{k}" for k in range(3)], components=pooled)
+    single = ensure_warp_run(profile, configs[0], name="pool_0", components=pooled)
+    assert loaded[2].metrics["reward_mean"].tolist() == sequential[2].metrics["reward_mean"].tolist()
+    assert single.metrics["reward_mean"].tolist() == sequential[0].metrics["reward_mean"].tolist()
+    for k in range(3):
+        shutil.rmtree(run_dir(root, f"pool_{k}"))
+
+
+def test_a_failed_pool_worker_names_its_config_and_the_rerun_resumes(smoke, monkeypatch):
+    from warp_utils.distributed import WorkerFailed
+    from warp_utils.pipeline import ensure_warp_runs
+
+    env, root = smoke
+    profile, configs, serial, pooled = _pool_setup(env, monkeypatch)
+    if not any((root / "data" / "artifacts").glob("tiny-set-*/warp_runs/seq_2")):
+        ensure_warp_runs(profile, configs, names=[f"seq_{k}" for k in range(3)], components=serial)
+    names = [f"pfail_{k}" for k in range(3)]
+    monkeypatch.setenv("WARP_FAIL_AT", "1:1:1:2")  # pool worker 1, iteration 1, run 1, step 2
+    with pytest.raises(WorkerFailed, match=r"^pool worker 1 failed while training iter_1/run_1 \(warp_runs/pfail_\d\): "
+                                           r"RuntimeError: injected failure"):
+        ensure_warp_runs(profile, configs, names=names, components=pooled)
+    monkeypatch.delenv("WARP_FAIL_AT")
+    ensure_warp_runs(profile, configs, names=names, components=pooled)
+    for k in range(3):
+        assert_same_single_iteration(root, f"seq_{k}", names[k])
 
 
 def test_a_failed_worker_names_its_rank_and_run_and_the_rerun_resumes(smoke):

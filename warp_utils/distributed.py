@@ -13,13 +13,19 @@ CUDA with each rank on its local GPU.
 `--workers` starts the processes with torch's launcher API (torch.distributed.elastic
 start_processes); a TCPStore hosted by the parent carries each step's metric row back (so a
 notebook's step_callback still sees every step) and names the run a failed rank was training.
+
+`launch_pool` is the other way to use K processes: several independent WARP configs (a study
+grid, the baselines), each trained whole by one process alone in its world, each process taking
+the next config of the list when it finishes one. No process group: only the parent's store.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -42,6 +48,12 @@ class World:
     rank: int = 0
     size: int = 1
     store: object | None = None  # the parent's TCPStore (only with --workers): rows, status
+    slot: int | None = None  # the parent's channel for rows and status: a pool worker's index, else the rank
+    job: str = ""  # what a pool worker is training (named in its status)
+
+    @property
+    def channel(self) -> int:
+        return self.rank if self.slot is None else self.slot
 
     @property
     def is_main(self) -> bool:
@@ -78,12 +90,12 @@ class World:
     def status(self, text: str) -> None:
         """Tell the parent what this rank is doing (named if the rank dies)."""
         if self.store is not None:
-            self.store.set(f"status/{self.rank}", text)
+            self.store.set(f"status/{self.channel}", f"{text} ({self.job})" if self.job else text)
 
     def send_row(self, row: dict) -> None:
         if self.store is not None:
-            count = self.store.add(f"rows/{self.rank}", 1)
-            self.store.set(f"row/{self.rank}/{count}", json.dumps(row))
+            count = self.store.add(f"rows/{self.channel}", 1)
+            self.store.set(f"row/{self.channel}/{count}", json.dumps(row))
 
 
 _world = World()
@@ -172,20 +184,85 @@ def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
             dist.destroy_process_group()
 
 
+def _pool_worker(jobs: list[dict], host: str, port: int, slot: int) -> None:
+    """One spawned pool process: take the next job of the list until none is left; each job is a
+    whole WARP config trained here alone (a one-process world), its rows sent tagged with its index."""
+    global _world
+    from .pipeline import ensure_warp_run, load_components
+
+    store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(minutes=30))
+    me = _world = World(store=store, slot=slot)
+    try:
+        loaded = {}  # (profile, execution) -> components: loaded once per process
+        fail = _injected_failure(slot)
+        while (index := store.add("next_job", 1) - 1) < len(jobs):
+            job = jobs[index]
+            me.job = job["label"]
+            me.status("starting")
+            key = (job["profile"], job["execution"])
+            if key not in loaded:
+                loaded[key] = load_components(job["profile"], job["execution"])
+
+            def on_step(row, index=index):
+                me.send_row({"job": index, **row})
+                if fail is not None:
+                    fail(row)
+
+            ensure_warp_run(job["profile"], job["config"], name=job["name"], components=loaded[key],
+                            step_callback=on_step)
+    except BaseException as error:
+        store.set(f"error/{slot}", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        _world = World()
+
+
 def launch(job: dict, workers: int, step_callback=None) -> None:
     """Run `job` (profile, config, name, execution) on `workers` local processes and wait; every
     step's metric row reaches `step_callback` here. A failure ends all of them (WorkerFailed);
     an interrupt (Ctrl-C, a notebook's stop button) terminates them: no orphan processes."""
+    check_devices(job["execution"].device, workers)
+    _start(_worker, lambda port, rank: (job, "127.0.0.1", port, rank, workers), workers,
+           job["execution"], step_callback, who="worker rank")
+
+
+def launch_pool(jobs: list[dict], workers: int, step_callback=None) -> None:
+    """Train independent `jobs` (each: profile, config, name, execution, label) on `workers` local
+    processes, each process taking the next job of the list as soon as it is free (the list's
+    order is the order jobs start: longest first keeps both busy). Every step's metric row reaches
+    `step_callback` with a "job" key, the job's index. Failure and interrupt: as `launch`."""
+    workers = min(workers, len(jobs))
+    if workers < 1:
+        return
+    _start(_pool_worker, lambda port, slot: (jobs, "127.0.0.1", port, slot), workers,
+           jobs[0]["execution"], step_callback, who="pool worker")
+
+
+def _start(entrypoint, args, workers: int, execution, step_callback, who: str) -> None:
+    """Spawn `workers` processes running entrypoint(*args(port, index)), relay their rows until
+    all exit, and raise WorkerFailed (naming `who` failed, doing what) if one failed."""
+    # start_processes installs its own SIGINT/SIGTERM handlers in this process; put the caller's back
+    # afterwards, or a notebook kernel's Interrupt (SIGINT) and shutdown (SIGTERM) would raise
+    # torch's SignalException from its event loop instead of being handled by the kernel.
+    signals = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)]
+    handlers = {sig: signal.getsignal(sig) for sig in signals} if threading.current_thread() is threading.main_thread() else {}
+    try:
+        _relay(entrypoint, args, workers, execution, step_callback, who)
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: installed outside Python, nothing to put back
+                signal.signal(sig, handler)
+
+
+def _relay(entrypoint, args, workers: int, execution, step_callback, who: str) -> None:
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, start_processes
 
-    check_devices(job["execution"].device, workers)
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(minutes=30))
-    threads = str(job["execution"].threads or os.environ.get("OMP_NUM_THREADS") or "")
+    threads = str(execution.threads or os.environ.get("OMP_NUM_THREADS") or "")
     envs = {rank: ({"OMP_NUM_THREADS": threads} if threads else {}) for rank in range(workers)}
     with tempfile.TemporaryDirectory(prefix="warp_workers_") as logs:
         context = start_processes(
-            name="warp", entrypoint=_worker,
-            args={rank: (job, "127.0.0.1", store.port, rank, workers) for rank in range(workers)},
+            name="warp", entrypoint=entrypoint, args={rank: args(store.port, rank) for rank in range(workers)},
             envs=envs, logs_specs=DefaultLogsSpecs(log_dir=logs), start_method="spawn")
         seen = [0] * workers
         try:
@@ -194,11 +271,13 @@ def launch(job: dict, workers: int, step_callback=None) -> None:
                 _drain(store, seen, step_callback)
                 if result is not None:
                     break
-        except BaseException:
+        except BaseException as error:
             context.close()  # terminate every worker before the interrupt goes on
+            if getattr(error, "sigval", None) == signal.SIGINT:  # Ctrl-C / Interrupt, as torch reports it
+                raise KeyboardInterrupt from error
             raise
     if result.is_failed():
-        raise WorkerFailed(_failure_message(store, result.failures))
+        raise WorkerFailed(_failure_message(store, result.failures, who))
 
 
 def _drain(store, seen: list[int], step_callback) -> None:
@@ -211,7 +290,7 @@ def _drain(store, seen: list[int], step_callback) -> None:
                 step_callback(row)
 
 
-def _failure_message(store, failures) -> str:
+def _failure_message(store, failures, who: str) -> str:
     def text(key):
         return store.get(key).decode() if store.check([key]) else None
 
@@ -219,5 +298,5 @@ def _failure_message(store, failures) -> str:
     first = next((rank for rank in ranks if text(f"error/{rank}")), ranks[0])  # the cause, not the echoes
     doing = text(f"status/{first}") or "starting"
     cause = (text(f"error/{first}") or f"exit code {failures[first].exitcode}").rstrip(".")
-    return (f"worker rank {first} failed while {doing}: {cause}. Finished runs are kept: run the same "
+    return (f"{who} {first} failed while {doing}: {cause}. Finished runs are kept: run the same "
             "command again to resume")

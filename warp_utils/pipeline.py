@@ -7,10 +7,12 @@ data/artifacts/<profile>/warp_runs/<name>/ any other configuration (a flag, a st
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 from pathlib import Path
 
 from . import distributed
+from .artifacts import STAMP
 from .config import Profile, WarpConfig, artifacts_dir, get_profile
 from .progress import quiet_loading
 from .runtime import Components, Execution, configure_threads
@@ -62,6 +64,12 @@ def profile_run_dirs(profile: Profile) -> list[Path]:
     return [root / "warp", *runs]
 
 
+def finished(run_dir: Path) -> bool:
+    """The run directory holds a final merge (written last). Decides only where a run is loaded or
+    trained (workers or not): whether it is fresh is train_warp's check, which retrains if not."""
+    return (Path(run_dir) / "final" / STAMP).is_file()
+
+
 def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | None = None,
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
                     reuse: bool | None = None, step_callback=None, progress_bars: bool | None = None):
@@ -79,7 +87,8 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
         components = dataclasses.replace(components, execution=dataclasses.replace(components.execution, **changes))
     run_dir = warp_run_dir(profile, config, name)
     execution = components.execution
-    if execution.workers > 1 and distributed.world().size == 1:  # start the workers, then load their result
+    if execution.workers > 1 and distributed.world().size == 1 and (fresh or not finished(run_dir)):
+        # start the workers, then load their result (a finished run is only loaded: no process starts)
         if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
         job = {"profile": profile, "config": config, "name": name,
@@ -89,3 +98,39 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     reuse_runs_from = profile_run_dirs(profile) if execution.reuse else ()
     return train_warp(config, components, run_dir, resume=not fresh, reuse_runs_from=reuse_runs_from,
                       step_callback=step_callback)
+
+
+def ensure_warp_runs(profile: Profile | str | None, configs, names=None, components: Components | None = None,
+                     step_callback=None) -> list:
+    """`ensure_warp_run` for several configurations (a study grid, the baselines): their WarpResults
+    in order. `names[k]` names the run directory of `configs[k]` (None: from the changed fields).
+    With Execution.workers = K > 1, K local processes share the configs (`distributed.launch_pool`:
+    each trains whole configs, the next one as soon as it is free, so list the longest first);
+    a config trains in one process either way, with the same threads, so its weights are bitwise
+    those of a sequential loop. `step_callback(k, row)` sees every step of configs[k]."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    components = components or load_components(profile)
+    names = list(names) if names is not None else [None] * len(configs)
+    if len(names) != len(configs):
+        raise ValueError(f"names must have one entry per config ({len(configs)}), got {len(names)}")
+    serial = dataclasses.replace(components, execution=dataclasses.replace(components.execution, workers=1))
+    jobs, folders = [], set()  # one job per unfinished run directory: two processes never build one folder
+    for index, (config, name) in enumerate(zip(configs, names)):
+        folder = warp_run_dir(profile, config, name)
+        if folder not in folders and not finished(folder):
+            folders.add(folder)
+            jobs.append({"profile": profile, "config": config, "name": name, "execution": serial.execution,
+                         "label": folder.relative_to(artifacts_dir(profile)).as_posix(), "index": index})
+    if components.execution.workers > 1 and distributed.world().size == 1 and len(jobs) > 1:
+        def relay(row):
+            job = jobs[row.pop("job")]
+            if step_callback is not None:
+                step_callback(job["index"], row)
+
+        distributed.launch_pool(jobs, components.execution.workers, relay)
+        return [ensure_warp_run(profile, config, name=name, components=serial)
+                for config, name in zip(configs, names)]  # trained: loaded from disk
+    # In order, in this process (a lone config still spreads its M runs over the workers)
+    return [ensure_warp_run(profile, config, name=name, components=components,
+                            step_callback=None if step_callback is None else functools.partial(step_callback, index))
+            for index, (config, name) in enumerate(zip(configs, names))]

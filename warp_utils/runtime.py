@@ -39,6 +39,12 @@ def thread_count(num_params: int | None = None) -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def local_workers(limit: int = 2) -> int:
+    """Processes for independent runs on this machine: one per core, at most `limit` (the course's
+    notebooks train side by side on a 2-core laptop or Colab, one process elsewhere)."""
+    return max(1, min(limit, os.cpu_count() or 1))
+
+
 def configure_threads(num_params: int | None = None, threads: int | None = None) -> int:
     """Set torch's intra-op threads by the policy (or to `threads`) and return the count."""
     threads = threads or thread_count(num_params)

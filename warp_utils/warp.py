@@ -21,6 +21,7 @@ says *what* is computed, in the paper's order).
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -221,7 +222,7 @@ class RunsOfAnIteration:
             runstore.save_ema(theta_ema, out)
             runstore.write_rows(out / runstore.METRICS_FILE, rows)
             return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size,
-                    "seconds": seconds}
+                    "pid": os.getpid(), "seconds": seconds}  # pid: which process trained it (a pool's worker)
 
         build_once(folder, run_cfg, build, version=runstore.STEP_VERSION)
 
