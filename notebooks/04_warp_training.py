@@ -63,13 +63,15 @@ import torch
 
 from warp_utils.config import get_profile
 from warp_utils.pipeline import ensure_warp_run, load_components, warp_run_dir
+from warp_utils.runtime import Execution, local_workers
 
 profile = get_profile()
 print("profile:", profile.name)
 config, sampling = profile.warp, profile.sampling
 print(config)
 print(sampling)
-parts = load_components(profile)  # builds the SFT policy, reward model and prompts if missing
+# builds the SFT policy, reward model and prompts if missing; WARP's runs train on local_workers() processes
+parts = load_components(profile, Execution(workers=local_workers(), progress_bars=False))
 policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts.reward_scorer, parts.prompts
 
 # %% [markdown]
@@ -303,16 +305,22 @@ print("moved from SFT:", sum(float((theta_init[k] - v).abs().sum()) for k, v in 
 # `iter_<i>/init/`, `final/` and `metrics.csv`. Re-running this cell resumes or reloads.
 # Interrupt it (Colab disconnects) and run it again: it continues from the last checkpoint.
 #
-# The $M$ runs of an iteration are independent, so they can train side by side: with
-# `load_components(profile, Execution(workers=2))` the same call starts two processes (rank $r$
-# trains the runs with $(m-1) \bmod 2 = r$) and gives **bitwise** the same weights (README,
-# "Several processes, GPUs or machines"). This notebook keeps one process: each worker first
-# spends seconds importing torch and loading the models, and on a 2-core laptop the two tiny
-# runs of an iteration leave little to win back (`benchmarks/workers.py` measures it); workers
-# pay off for longer runs, bigger models and several GPUs.
+# The $M$ runs of an iteration are independent, so they train side by side: `parts` was loaded
+# with `Execution(workers=local_workers())`, two processes on a machine with two cores or more
+# (rank $r$ trains the runs with $(m-1) \bmod 2 = r$). The weights are **bitwise** those of one
+# process with the same threads (README, "Several processes, GPUs or machines";
+# `tests/test_distributed.py`). Each worker first spends a few seconds importing torch and loading
+# the models, so the gain on the tiny runs is ~1.4x, not 2x (`benchmarks/workers.py`). The workers'
+# steps come back to this kernel: `progress` prints one line every 25 steps.
 
 # %%
-result = ensure_warp_run(profile, components=parts)
+def progress(row, every=25):
+    if row["step"] % every == 0:
+        print(f"iteration {row['iteration']} run {row['run']} step {row['step']}/{config.T}: "
+              f"reward {row['reward_mean']:+.2f}, KL to SFT {row['kl_to_sft']:.2f}", flush=True)
+
+
+result = ensure_warp_run(profile, components=parts, step_callback=progress)
 metrics = result.metrics
 print("run directory:", warp_run_dir(profile, config))
 metrics.groupby(["iteration", "run"])[["reward_mean", "kl_to_anchor", "kl_to_sft", "response_len"]].agg(["first", "last"]).round(3)

@@ -69,9 +69,10 @@ from IPython.display import display
 
 from warp_utils.config import get_profile
 from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
-from warp_utils.pipeline import ensure_warp_run, load_components, warp_run_dir
+from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, load_components, warp_run_dir
 from warp_utils.plots import plot_bars, plot_front
 from warp_utils.results import FRONT_CLAIMS, committed_claims, one_seed_verdict
+from warp_utils.runtime import Execution, local_workers
 from warp_utils.weights import lerp, liti, slerp
 
 notebook_start = time.perf_counter()
@@ -79,7 +80,7 @@ profile = get_profile()
 print("profile:", profile.name)
 config, sampling = profile.warp, profile.sampling
 print(config)
-parts = load_components(profile)
+parts = load_components(profile, Execution(workers=local_workers(), progress_bars=False))
 policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts.reward_scorer, parts.prompts
 theta_sft = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
@@ -107,8 +108,7 @@ def progress(name, T, every=25):
 
 # Trains only if the run is missing (notebook 04 normally trained it). No tqdm bars here: hundreds
 # of redraws per run can overflow a headless kernel's output channel; `progress` prints a line.
-result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T),
-                         progress_bars=False)
+result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T))
 print("run directory:", warp_run_dir(profile, config))
 work = copy.deepcopy(policy)  # one working copy: every state is loaded into it in turn
 
@@ -283,10 +283,11 @@ baseline_configs = {
 }
 print(f"WARP: {config.I * config.M * config.T} steps; baselines: {baseline_T} steps each "
       f"of {config.batch_size} prompts")
-# trained once, then loaded from disk
-baselines = {label: ensure_warp_run(profile, cfg, name=name, components=parts,
-                                    step_callback=progress(name, baseline_T), progress_bars=False)
-             for label, (name, cfg) in baseline_configs.items()}
+# trained once (side by side, one process each, when parts.execution.workers = 2), then loaded from disk
+baseline_names, configs = zip(*baseline_configs.values())
+runs = ensure_warp_runs(profile, configs, names=baseline_names, components=parts,
+                        step_callback=lambda k, row: progress(baseline_names[k], baseline_T)(row))
+baselines = dict(zip(baseline_configs, runs))
 baseline_fronts = [pareto_front(theta_sft, run.final, ETAS, label=label, **front_args)
                    for label, run in baselines.items()]
 

@@ -72,16 +72,17 @@ from warp_utils.evaluation import (
     pareto_front,
     reward_at_kl,
 )
-from warp_utils.pipeline import ensure_warp_run, load_components, run_name
+from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, load_components, run_name
 from warp_utils.plots import plot_front, plot_study_curves
 from warp_utils.results import FRONT_CLAIMS, POINT_CLAIMS, committed_claims, one_seed_verdict
+from warp_utils.runtime import Execution, local_workers
 
 notebook_start = time.perf_counter()
 transformers_logging.disable_progress_bar()  # dozens of cached runs load: no bar per checkpoint
 profile = get_profile()
 config, sampling = profile.warp, profile.sampling
 print("profile:", profile.name, "| default run:", config)
-parts = load_components(profile)
+parts = load_components(profile, Execution(workers=local_workers(), progress_bars=False))
 policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts.reward_scorer, parts.prompts
 theta_sft = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
@@ -98,26 +99,27 @@ for study, grid in studies.items():
 # %% [markdown]
 # ## 1. Train (or load) the grid
 # Configurations shared between studies (the default $\mu$, learning rate and $M$) are one run.
-# A line is printed every 25 steps of a run that is actually trained; copied or cached runs
-# print nothing.
+# The configurations are independent, so `ensure_warp_runs` trains them side by side: with
+# `Execution(workers=2)` two processes each take the next configuration as soon as they are free
+# (one process trains a whole configuration, with the same threads as this kernel, so its weights
+# are bitwise those of a loop here; tested in `tests/test_distributed.py`). A line is printed
+# every 25 steps of a run that is actually trained; copied or cached runs print nothing.
 
 # %%
-def progress(name, every=25):
-    def callback(row):
-        if row["step"] % every == 0:
-            print(f"{name} run {row['run']} step {row['step']}/{base.T}: reward {row['reward_mean']:+.2f}, "
-                  f"KL to SFT {row['kl_to_sft']:.2f}", flush=True)
-    return callback
+configs = list(dict.fromkeys(cfg for grid in studies.values() for cfg in grid.values()))  # each once
+configs.sort(key=lambda cfg: -cfg.M * cfg.T)  # longest first: both workers stay busy to the end
 
 
-results = {}  # config -> WarpResult, each distinct config once
-for grid in studies.values():
-    for cfg in grid.values():
-        if cfg not in results:
-            started = time.perf_counter()
-            results[cfg] = ensure_warp_run(profile, cfg, components=parts, progress_bars=False,
-                                           step_callback=progress(run_name(config, cfg)))
-            print(f"{run_name(config, cfg)}: ready in {time.perf_counter() - started:.0f} s")
+def progress(k, row, every=25):
+    if row["step"] % every == 0:
+        print(f"{run_name(config, configs[k])} run {row['run']} step {row['step']}/{base.T}: "
+              f"reward {row['reward_mean']:+.2f}, KL to SFT {row['kl_to_sft']:.2f}", flush=True)
+
+
+started = time.perf_counter()
+results = dict(zip(configs, ensure_warp_runs(profile, configs, components=parts, step_callback=progress)))
+print(f"{len(configs)} configurations ready in {time.perf_counter() - started:.0f} s "
+      f"({parts.execution.workers} worker process(es))")
 
 # %% [markdown]
 # ## 2. Training curves
