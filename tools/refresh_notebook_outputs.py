@@ -46,7 +46,7 @@ def clean(notebook) -> None:
         cell.outputs = kept
 
 
-def refresh(path: Path, timeout: int | None = None) -> float:
+def refresh(path: Path, timeout: int | None = 600) -> float:  # per cell: a lost kernel reply (nbclient issue 312) fails
     import nbformat
     from nbclient import NotebookClient
 

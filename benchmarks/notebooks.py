@@ -1,0 +1,143 @@
+"""The course's run time: every notebook in order, each in a fresh kernel, from an empty data root
+(a fresh clone), cell by cell.
+
+    python benchmarks/notebooks.py                  # ~6 min on 2 idle cores; writes results/notebooks.json
+    python benchmarks/notebooks.py --update-readme  # then rewrites the README's block from that file
+    python benchmarks/notebooks.py --root ../old --out /tmp/old.json   # another checkout's course
+
+`--root` times another checkout's notebooks with its own warp_utils (on the kernels' PYTHONPATH):
+with farm-bench --vs, two commits' courses alternate on the same machine.
+
+Runs the notebooks/*.ipynb the repository holds, in order, with nbclient (the engine nbval drives:
+one kernel per notebook, working directory notebooks/), with WARP_DATA_ROOT set to a new temporary
+folder so that every artifact (SFT policy, reward model, prompts, WARP runs) is built as on a fresh
+clone. Per cell: the kernel's wall time from execute_input to execute_reply. Per notebook: the
+wall time from kernel start to shutdown. The README's "Measured here" notebook line is rendered
+from the result file (`render`), and tests/test_benchmark_results.py checks that it is.
+Needs IMDB (WARP_IMDB_DIR) and no hub (HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- notebook-times:begin -->", "<!-- notebook-times:end -->"
+TARGET_SECONDS = 300  # issue 10: nbval of all notebooks <= 5 min on an idle 2-core machine
+
+
+def cell_seconds(cell) -> float | None:
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return None
+    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def what(source: str) -> str:
+    """The line that names a cell's work: its first call of an `ensure_` function, else its first
+    line of code."""
+    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    named = [line for line in lines if "ensure_" in line and "import" not in line]
+    return (named or lines or [""])[0][:90]
+
+
+def time_notebook(path: Path) -> dict:
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    started = time.perf_counter()
+    NotebookClient(notebook, kernel_name="python3", record_timing=True, timeout=600,  # a lost reply (nbclient issue 312): fail, not hang
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - started
+    cells = [{"index": index, "seconds": round(cell_seconds(cell), 2), "what": what(cell.source)}
+             for index, cell in enumerate(notebook.cells)
+             if cell.cell_type == "code" and cell_seconds(cell) is not None]
+    return {"notebook": path.name, "seconds": round(seconds, 1),
+            "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3]}
+
+
+def measure(root: Path = ROOT) -> dict:
+    import torch
+
+    load = os.getloadavg()[0]  # an idle machine reads ~0 here
+    paths = sorted((root / "notebooks").glob("*.ipynb"))
+    if root != ROOT:  # the kernels (and the workers they start) import that checkout's warp_utils
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="warp_notebooks_") as data_root:
+        os.environ["WARP_DATA_ROOT"] = data_root  # inherited by every kernel: nothing is cached
+        results = []
+        for path in paths:
+            results.append(time_notebook(path))
+            print(f"{path.name}: {results[-1]['seconds']:.0f} s", flush=True)
+    return {"date": datetime.now().strftime("%Y-%m-%d"), "cores": os.cpu_count(), "torch": torch.__version__,
+            "load_average_at_start": round(load, 2), "total_seconds": round(sum(r["seconds"] for r in results), 1),
+            "notebooks": results}
+
+
+def render(result: dict) -> str:
+    """The README's notebook-times paragraph, from a result of `measure`."""
+    parts = []
+    for entry in result["notebooks"]:
+        slowest = entry["slowest_cells"][0]
+        parts.append(f"{entry['notebook'].split('_')[0]} {entry['seconds']:.0f} s "
+                     f"(slowest cell {slowest['seconds']:.0f} s: `{slowest['what']}`)")
+    total = result["total_seconds"]
+    verdict = "met" if total <= TARGET_SECONDS else f"NOT met, {total - TARGET_SECONDS:.0f} s over"
+    return (f"Wall time of each notebook from an empty data root, as on a fresh clone "
+            f"(`python benchmarks/notebooks.py`, {result['date']}, {result['cores']} cores, load average "
+            f"{result['load_average_at_start']} at the start, torch {result['torch']}; "
+            f"[results](benchmarks/results/notebooks.json)): " + "; ".join(parts)
+            + f". In all {total:.0f} s = {total / 60:.1f} min; issue 10's target of 5 min: {verdict}.")
+
+
+def readme_block(text: str) -> str | None:
+    match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, flags=re.S)
+    return match.group(1) if match else None
+
+
+def update_readme(result: dict) -> None:
+    text = README.read_text()
+    if readme_block(text) is None:
+        sys.exit(f"error: README.md has no {BEGIN} ... {END} block")
+    block = f"{BEGIN}\n{render(result)}\n{END}"
+    README.write_text(re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--update-readme", action="store_true", help="only rewrite the README block from the result file")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose notebooks to time (default: this one)")
+    parser.add_argument("--out", type=Path, default=RESULT, help=f"the result file (default: {RESULT.relative_to(ROOT)})")
+    args = parser.parse_args()
+    if not (args.root / "notebooks").is_dir() or not (args.root / "warp_utils").is_dir():
+        print(f"error: --root {args.root} holds no notebooks/ and warp_utils/", file=sys.stderr)
+        return 2
+    if args.update_readme:
+        if not RESULT.is_file():
+            print(f"error: no result file {RESULT}: run `python benchmarks/notebooks.py` first", file=sys.stderr)
+            return 2
+        update_readme(json.loads(RESULT.read_text()))
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    result = measure(args.root.resolve())
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The README's benchmark figures are rendered from the committed result files, never typed."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def notebooks_bench():
+    spec = importlib.util.spec_from_file_location("bench_notebooks", ROOT / "benchmarks" / "notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def synthetic(seconds):
+    return {"date": "2026-01-01", "cores": 2, "torch": "x", "load_average_at_start": 0.1,
+            "total_seconds": sum(seconds),
+            "notebooks": [{"notebook": f"0{k}_n.ipynb", "seconds": s,
+                           "slowest_cells": [{"index": 3, "seconds": s - 1, "what": f"cell {k}"}]}
+                          for k, s in enumerate(seconds)]}
+
+
+def test_readme_notebook_times_are_the_render_of_the_committed_result(notebooks_bench):
+    result = json.loads(notebooks_bench.RESULT.read_text())
+    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(result)
+    assert [entry["notebook"] for entry in result["notebooks"]] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert result["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in result["notebooks"]), abs=0.2)
+
+
+def test_render_states_the_target_verdict_from_the_total(notebooks_bench):
+    assert notebooks_bench.render(synthetic([100.0, 150.0])).endswith("In all 250 s = 4.2 min; issue 10's target of 5 min: met.")
+    over = notebooks_bench.render(synthetic([200.0, 160.0]))
+    assert "00 200 s (slowest cell 199 s: `cell 0`)" in over and over.endswith("NOT met, 60 s over.")
+
+
+def test_a_cell_is_named_by_its_ensure_call_else_its_first_line(notebooks_bench):
+    assert notebooks_bench.what("import x\n# build\nsft = ensure_sft_policy(p)\nprint(1)") == "sft = ensure_sft_policy(p)"
+    assert notebooks_bench.what("# a comment\n\nresult = train(x)\n") == "result = train(x)"
+
+
+def test_update_readme_rewrites_only_the_block(notebooks_bench, tmp_path, monkeypatch):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{notebooks_bench.BEGIN}\nold figures\n{notebooks_bench.END}\nafter\n")
+    monkeypatch.setattr(notebooks_bench, "README", readme)
+    notebooks_bench.update_readme(synthetic([10.0]))
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("\nafter\n")
+    assert notebooks_bench.readme_block(text) == notebooks_bench.render(synthetic([10.0]))
