@@ -22,7 +22,7 @@
 # **Prerequisites**: notebook 03 (task vectors, SLERP, LITI, the toy bandit); for section 3,
 # cumulants of a distribution (mean, variance, third cumulant) and the log-partition function.
 #
-# **Time**: about 5 s to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
+# **Time**: seconds to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
 
 # %%
 from warp_utils.environment import check_environment
