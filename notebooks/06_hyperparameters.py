@@ -119,8 +119,8 @@ def progress(k, row, every=25):
 
 started = time.perf_counter()
 results = dict(zip(configs, ensure_warp_runs(profile, configs, components=parts, step_callback=progress)))
-print(f"{len(configs)} configurations ready in {time.perf_counter() - started:.0f} s "
-      f"({parts.execution.workers} worker process(es))")
+print(f"{len(configs)} configurations ready in {time.perf_counter() - started:.0f} s (any missing run "
+      f"trained on up to {parts.execution.workers} processes, finished ones loaded here)")
 
 # %% [markdown]
 # ## 2. Training curves
