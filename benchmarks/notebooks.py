@@ -62,9 +62,9 @@ def time_notebook(path: Path) -> dict:
     NotebookClient(notebook, kernel_name="python3", record_timing=True, timeout=600,  # a lost reply (nbclient issue 312): fail, not hang
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - started
-    cells = [{"index": index, "seconds": round(cell_seconds(cell), 2), "what": what(cell.source)}
-             for index, cell in enumerate(notebook.cells)
-             if cell.cell_type == "code" and cell_seconds(cell) is not None]
+    timed = [(index, cell, cell_seconds(cell)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    cells = [{"index": index, "seconds": round(seconds, 2), "what": what(cell.source)}
+             for index, cell, seconds in timed if seconds is not None]
     return {"notebook": path.name, "seconds": round(seconds, 1),
             "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3]}
 

@@ -310,7 +310,7 @@ print("moved from SFT:", sum(float((theta_init[k] - v).abs().sum()) for k, v in 
 # (rank $r$ trains the runs with $(m-1) \bmod 2 = r$). The weights are **bitwise** those of one
 # process with the same threads (README, "Several processes, GPUs or machines";
 # `tests/test_distributed.py`). Each worker first spends a few seconds importing torch and loading
-# the models, so the gain on the tiny runs is ~1.4x, not 2x (`benchmarks/workers.py`). The workers'
+# the models, so the gain on the tiny runs is well short of 2x (`benchmarks/workers.py` measures it). The workers'
 # steps come back to this kernel: `progress` prints one line every 25 steps.
 
 # %%

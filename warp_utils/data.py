@@ -135,11 +135,12 @@ def _read_local_once(folder: Path, split: str, hub_name: str) -> datasets.Datase
     """`_read_local`, once per file version and process: a notebook and the artifacts it builds
     (SFT corpus, preference pairs, prompts) read the same split several times, ~2.5 s each."""
     path = folder / f"{split}.parquet"
-    stat = path.stat() if path.is_file() else None
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
-    if key is None or key not in _LOADED:
-        dataset = _read_local(folder, split, hub_name)  # a missing file raises here, named
-        _LOADED[key] = dataset
+    if not path.is_file():
+        return _read_local(folder, split, hub_name)  # raises, naming the file and the variable
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED[key] = _read_local(folder, split, hub_name)
     return _LOADED[key]
 
 
