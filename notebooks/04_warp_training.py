@@ -309,9 +309,10 @@ print("moved from SFT:", sum(float((theta_init[k] - v).abs().sum()) for k, v in 
 # with `Execution(workers=local_workers())`, two processes on a machine with two cores or more
 # (rank $r$ trains the runs with $(m-1) \bmod 2 = r$). The weights are **bitwise** those of one
 # process with the same threads (README, "Several processes, GPUs or machines";
-# `tests/test_distributed.py`). Each worker first spends a few seconds importing torch and loading
-# the models, so the gain on the tiny runs is well short of 2x (`benchmarks/workers.py` measures it). The workers'
-# steps come back to this kernel: `progress` prints one line every 25 steps.
+# `tests/test_distributed.py`). On Linux a one-thread worker is forked from this kernel, so it
+# inherits the imported libraries and only reloads the models from disk; the two processes still
+# share two cores' caches and memory, so the gain is short of 2x (`benchmarks/workers.py` measures
+# it). The workers' steps come back to this kernel: `progress` prints one line every 25 steps.
 
 # %%
 def progress(row, every=25):

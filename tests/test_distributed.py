@@ -152,11 +152,26 @@ def test_a_pool_of_two_trains_whole_configs_side_by_side_and_equals_the_sequenti
         shutil.rmtree(run_dir(root, f"pool_{k}"))
 
 
+def test_workers_fork_only_on_cpu_with_one_thread():
+    """fork skips the children's imports, but GNU OpenMP is not fork-safe and CUDA cannot be forked."""
+    from warp_utils.distributed import start_method
+    from warp_utils.runtime import Execution
+
+    linux = sys.platform.startswith("linux")
+    assert start_method(Execution(device="cpu", threads=1)) == ("fork" if linux else "spawn")
+    assert start_method(Execution(device="cpu", threads=2)) == "spawn"
+    assert start_method(Execution(device="cpu", threads=None)) == "spawn"  # unresolved: the safe way
+    assert start_method(Execution(device="cuda", threads=1)) == "spawn"
+
+
 def test_a_failed_pool_worker_names_its_config_and_the_rerun_resumes(smoke, monkeypatch):
+    """With spawned workers (what CUDA and multi-thread workers use): every other test here forks."""
+    from warp_utils import distributed
     from warp_utils.distributed import WorkerFailed
     from warp_utils.pipeline import ensure_warp_runs
 
     env, root = smoke
+    monkeypatch.setattr(distributed, "start_method", lambda execution: "spawn")
     profile, configs, serial, pooled = _pool_setup(env, monkeypatch)
     if not any((root / "data" / "artifacts").glob("tiny-set-*/warp_runs/seq_2")):
         ensure_warp_runs(profile, configs, names=[f"seq_{k}" for k in range(3)], components=serial)

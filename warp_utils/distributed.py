@@ -11,7 +11,7 @@ run is bitwise the sequential one at the same threads per process. Backend: gloo
 CUDA with each rank on its local GPU.
 
 `--workers` starts the processes with torch's launcher API (torch.distributed.elastic
-start_processes); a TCPStore hosted by the parent carries each step's metric row back (so a
+start_processes; forked for one-thread CPU workers, spawned otherwise: `start_method`); a TCPStore hosted by the parent carries each step's metric row back (so a
 notebook's step_callback still sees every step) and names the run a failed rank was training.
 
 `launch_pool` is the other way to use K processes: several independent WARP configs (a study
@@ -21,9 +21,12 @@ the next config of the list when it finishes one. No process group: only the par
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -254,16 +257,28 @@ def _start(entrypoint, args, workers: int, execution, step_callback, who: str) -
                 signal.signal(sig, handler)
 
 
+def start_method(execution) -> str:
+    """How worker processes start. fork on Linux for one-thread CPU workers: a child inherits the
+    imported torch and transformers instead of importing them again (seconds per worker, the
+    larger share of a short notebook launch); it still loads its components from disk. spawn
+    otherwise: CUDA cannot be forked, and GNU OpenMP is not fork-safe, so a forked child of a
+    process that ran multi-threaded ops can hang in its own first multi-threaded op."""
+    device = execution.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    forkable = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    return "fork" if forkable and device == "cpu" and execution.threads == 1 else "spawn"
+
+
 def _relay(entrypoint, args, workers: int, execution, step_callback, who: str) -> None:
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, start_processes
 
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(minutes=30))
     threads = str(execution.threads or os.environ.get("OMP_NUM_THREADS") or "")
     envs = {rank: ({"OMP_NUM_THREADS": threads} if threads else {}) for rank in range(workers)}
-    with tempfile.TemporaryDirectory(prefix="warp_workers_") as logs:
+    method = start_method(execution)
+    with tempfile.TemporaryDirectory(prefix="warp_workers_") as logs, _quiet_tokenizers_fork(method):
         context = start_processes(
             name="warp", entrypoint=entrypoint, args={rank: args(store.port, rank) for rank in range(workers)},
-            envs=envs, logs_specs=DefaultLogsSpecs(log_dir=logs), start_method="spawn")
+            envs=envs, logs_specs=DefaultLogsSpecs(log_dir=logs), start_method=method)
         seen = [0] * workers
         try:
             while True:
@@ -278,6 +293,20 @@ def _relay(entrypoint, args, workers: int, execution, step_callback, who: str) -
             raise
     if result.is_failed():
         raise WorkerFailed(_failure_message(store, result.failures, who))
+
+
+@contextlib.contextmanager
+def _quiet_tokenizers_fork(method: str):
+    """A forked child of a process whose tokenizers ran in parallel prints a warning at fork and runs
+    them serially; saying so beforehand (TOKENIZERS_PARALLELISM=false, only while forking) silences it."""
+    if method != "fork" or "TOKENIZERS_PARALLELISM" in os.environ:
+        yield
+        return
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        del os.environ["TOKENIZERS_PARALLELISM"]
 
 
 def _drain(store, seen: list[int], step_callback) -> None:

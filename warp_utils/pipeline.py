@@ -15,7 +15,7 @@ from . import distributed
 from .artifacts import STAMP
 from .config import Profile, WarpConfig, artifacts_dir, get_profile
 from .progress import quiet_loading
-from .runtime import Components, Execution, configure_threads
+from .runtime import Components, Execution, configure_threads, thread_count
 
 
 def load_components(profile: Profile | str | None = None, execution: Execution | None = None) -> Components:
@@ -64,6 +64,14 @@ def profile_run_dirs(profile: Profile) -> list[Path]:
     return [root / "warp", *runs]
 
 
+def worker_execution(components: Components) -> Execution:
+    """The Execution a worker process loads its components with: one process each, and the thread
+    count this process's policy gets, written out (the launcher forks one-thread CPU workers)."""
+    params = sum(p.numel() for p in components.policy.parameters())
+    execution = components.execution
+    return dataclasses.replace(execution, workers=1, threads=execution.threads or thread_count(params))
+
+
 def finished(run_dir: Path) -> bool:
     """The run directory holds a final merge (written last). Decides only where a run is loaded or
     trained (workers or not): whether it is fresh is train_warp's check, which retrains if not."""
@@ -91,8 +99,7 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
         # start the workers, then load their result (a finished run is only loaded: no process starts)
         if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
-        job = {"profile": profile, "config": config, "name": name,
-               "execution": dataclasses.replace(execution, workers=1)}
+        job = {"profile": profile, "config": config, "name": name, "execution": worker_execution(components)}
         distributed.launch(job, execution.workers, step_callback)
         fresh, step_callback = False, None
     reuse_runs_from = profile_run_dirs(profile) if execution.reuse else ()
@@ -119,7 +126,7 @@ def ensure_warp_runs(profile: Profile | str | None, configs, names=None, compone
         folder = warp_run_dir(profile, config, name)
         if folder not in folders and not finished(folder):
             folders.add(folder)
-            jobs.append({"profile": profile, "config": config, "name": name, "execution": serial.execution,
+            jobs.append({"profile": profile, "config": config, "name": name, "execution": worker_execution(components),
                          "label": folder.relative_to(artifacts_dir(profile)).as_posix(), "index": index})
     if components.execution.workers > 1 and distributed.world().size == 1 and len(jobs) > 1:
         def relay(row):
