@@ -1,10 +1,14 @@
-"""The lean KV-cache sampler against HF `generate`, and the exactness of its inverse-CDF draw."""
+"""The lean samplers (KV-cache loop, GPT-2 blocks loop) against HF `generate`, and the exactness of
+their inverse-CDF draw."""
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from warp_utils import gpt2_sampling
+from warp_utils import sampling as sampling_module
 from warp_utils.config import SamplingConfig
+from warp_utils.gpt2_sampling import sample_gpt2, supports_gpt2_blocks
 from warp_utils.sampling import (
     draw_inverse_cdf,
     draw_multinomial,
@@ -36,21 +40,51 @@ def eos_prone(model, scale=3.0):
 
 
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [EOS, 12, 13], [14], [3, 3, 3]]
+LOOPS = {"cache": sample_with_cache, "gpt2 blocks": sample_gpt2}
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("temperature, max_new_tokens, seed", [(0.7, 12, 0), (1.0, 12, 1), (0.5, 3, 2)])
-def test_lean_loop_replays_hf_generate_token_for_token(temperature, max_new_tokens, seed):
+def test_lean_loop_replays_hf_generate_token_for_token(loop, temperature, max_new_tokens, seed):
     model = gpt2(seed=seed)
     sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature)
     ids, mask = left_pad(PROMPTS * 4, EOS)
     torch.manual_seed(seed)
     expected = model.generate(input_ids=ids, attention_mask=mask, **generation_kwargs(sampling, EOS, EOS))
     torch.manual_seed(seed)
-    got = sample_with_cache(model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
+    got = LOOPS[loop](model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
     assert torch.equal(got, expected)
 
 
-def test_lean_loop_stops_when_every_row_ended_like_hf_generate():
+def test_gpt2_blocks_give_the_logits_of_the_hf_forward_at_every_step():
+    """Each step's next-token logits (captured at the lm_head) equal HF's full forward on the same prefix."""
+    model = gpt2(seed=4, n_layer=3)
+    sampling = SamplingConfig(max_new_tokens=6, temperature=1.0)
+    ids, mask = left_pad(PROMPTS, EOS)
+    captured = []
+    hook = model.lm_head.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    torch.manual_seed(0)
+    sequences = sample_gpt2(model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
+    hook.remove()
+    for step, logits in enumerate(captured):
+        prefix = sequences[:, : ids.shape[1] + step]
+        full_mask = torch.cat([mask, torch.ones_like(prefix[:, ids.shape[1]:])], dim=1)
+        positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            expected = model(input_ids=prefix, attention_mask=full_mask, position_ids=positions).logits[:, -1]
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gpt2_blocks_need_plain_gpt2_attention():
+    assert supports_gpt2_blocks(gpt2())
+    config = gpt2().config
+    config.scale_attn_by_inverse_layer_idx = True
+    assert not supports_gpt2_blocks(GPT2LMHeadModel(config))
+    assert not supports_gpt2_blocks(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_lean_loop_stops_when_every_row_ended_like_hf_generate(loop):
     model = eos_prone(gpt2(seed=3))
     sampling = SamplingConfig(max_new_tokens=40, temperature=1.0)
     ids, mask = left_pad(PROMPTS, EOS)
@@ -59,7 +93,7 @@ def test_lean_loop_stops_when_every_row_ended_like_hf_generate():
         expected = model.generate(input_ids=ids, attention_mask=mask,
                                   **generation_kwargs(sampling, EOS, EOS))
         torch.manual_seed(seed)
-        got = sample_with_cache(model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
+        got = LOOPS[loop](model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
         assert torch.equal(got, expected)
         completions = got[:, ids.shape[1]:]
         assert completions.shape[1] < sampling.max_new_tokens  # stopped early: every row ended
@@ -104,12 +138,13 @@ def test_generate_uses_the_lean_loop_for_plain_sampling_and_hf_otherwise(monkeyp
     plain = SamplingConfig(max_new_tokens=4, temperature=0.7)
     top_k = SamplingConfig(max_new_tokens=4, temperature=0.7, top_k=5)
     assert supports_lean_sampling(model, plain) and not supports_lean_sampling(model, top_k)
-    calls = []
-    real = model.generate
+    calls, blocks = [], []
+    real, real_blocks = model.generate, gpt2_sampling.sample_gpt2
     monkeypatch.setattr(model, "generate", lambda **kw: calls.append(kw) or real(**kw))
+    monkeypatch.setattr(sampling_module, "sample_gpt2", lambda *a, **kw: blocks.append(1) or real_blocks(*a, **kw))
     ids, mask = left_pad(PROMPTS, EOS)
     generate(model, ids, mask, plain, EOS, EOS)
-    assert calls == []
+    assert calls == [] and blocks == [1]  # GPT-2, plain sampling: the blocks loop
     rollout = generate(model, ids, mask, top_k, EOS, EOS)
     assert len(calls) == 1 and rollout.input_ids.shape[0] == len(PROMPTS)
     with pytest.raises(ValueError, match="lean"):

@@ -8,7 +8,9 @@ Conventions (GPT-2 style, as in the tiny profile):
 - One temperature is used for sampling, log-probs and KL, so that log pi(y|x) is the
   log-probability of the distribution y was actually drawn from.
 
-Two samplers draw from the same distribution softmax(logits / temperature):
+Three samplers draw from the same distribution softmax(logits / temperature):
+- `gpt2_sampling.sample_gpt2` for GPT-2 (the tiny and full policies): the lean loop running GPT-2's
+  blocks itself, without transformers' per-call machinery; tested token for token against HF.
 - `sample_with_cache`, the lean loop (plain temperature sampling, causal LMs that take a `cache`):
   one forward per token and one uniform number per row and token (inverse CDF). It replays
   HF `generate` token for token when given `draw=draw_multinomial` (tested), which is how its
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .config import SamplingConfig
+from .gpt2_sampling import sample_gpt2, supports_gpt2_blocks
 
 @dataclass
 class Rollout:
@@ -237,7 +240,10 @@ def generate(
     was_training = policy.training
     policy.eval()
     try:
-        if supported if lean is None else lean:
+        if (supported if lean is None else lean) and supports_gpt2_blocks(policy):
+            sequences = sample_gpt2(policy, prompt_ids, prompt_mask, sampling, eos_token_id, pad_token_id,
+                                    draw=draw_inverse_cdf)
+        elif supported if lean is None else lean:
             sequences = sample_with_cache(policy, prompt_ids, prompt_mask, sampling, eos_token_id,
                                           pad_token_id)
         else:
