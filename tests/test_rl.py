@@ -247,14 +247,20 @@ def test_generate_is_deterministic_under_seed_and_samples_without_dropout():
     assert not torch.equal(runs[0], runs[2])
 
 
-def test_generate_follows_the_policy_step_by_step_under_left_padding():
-    # Records the raw logits of every forward call of HF generate (prefill, then one per token).
+@pytest.mark.parametrize("loop", ["gpt2 blocks", "cache", "hf generate"])
+def test_generate_follows_the_policy_step_by_step_under_left_padding(loop, monkeypatch):
+    # Records the logits of every output-layer call of the sampler (prompt, then one per token).
+    from warp_utils import sampling as sampling_module
+
     model = tiny_gpt2(init_std=0.3, n_layer=2)
+    if loop == "cache":
+        monkeypatch.setattr(sampling_module, "supports_gpt2_blocks", lambda policy: False)
     recorded = []
-    hook = model.register_forward_hook(lambda module, args, out: recorded.append(out.logits[:, -1]))
+    hook = model.lm_head.register_forward_hook(
+        lambda module, args, out: recorded.append(out.reshape(out.shape[0], -1, out.shape[-1])[:, -1]))
     prompt_ids, prompt_mask = prompts()
     torch.manual_seed(0)
-    rollout = generate(model, prompt_ids, prompt_mask, SAMPLING, EOS, EOS)
+    rollout = generate(model, prompt_ids, prompt_mask, SAMPLING, EOS, EOS, lean=loop != "hf generate")
     hook.remove()
     steps = len(recorded)
     recorded = torch.stack(recorded, 1)  # (B, steps, V)

@@ -34,7 +34,8 @@ from .weights import StateDict, clone_state
 
 # Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
 # run trained by older code is then stale, never reused.
-STEP_VERSION = 3  # 3: the lean KV-cache sampler (inverse-CDF draw) replaced HF generate
+STEP_VERSION = 4  # 3: the lean KV-cache sampler (inverse-CDF draw) replaced HF generate; 4: log-probs
+# with the temperature on the hidden states (lm_head(h / T)) and, without a reference, by logsumexp
 # The WarpConfig fields one run (i, m) depends on; I, M and eta only shape what happens around it.
 RUN_FIELDS = ("T", "mu", "beta", "lr", "batch_size", "baseline", "seed", "max_grad_norm")
 METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_to_anchor",

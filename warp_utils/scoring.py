@@ -80,6 +80,13 @@ def taken_log_probs(log_probs: Tensor, input_ids: Tensor) -> Tensor:
     return log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
 
+def taken_log_prob(logits: Tensor, targets: Tensor) -> Tensor:
+    """log softmax(logits)[target] = logit[target] - logsumexp(logits), (B, N, V) -> (B, N): no
+    (B, N, V) log-softmax is written when only the taken token's log-prob is needed."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
+
+
 def per_token_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     """KL(p || q) over the vocabulary at every position, (B, L-1, V) -> (B, L-1); >= 0 (a clamp
     removes float rounding below 0)."""
@@ -159,7 +166,9 @@ def score_rollout(policy, rollout: Rollout, temperature: float, reference=None,
                   chunk_size: int | None = None, timer=None) -> RolloutScores:
     """log pi(y|x) and, with a reference, log pi_ref(y|x) and the exact KL(pi || pi_ref), all under
     softmax(logits / temperature): two forwards at most, then per chunk of positions one
-    log-softmax per model shared by the log-probs and the KL.
+    log-softmax per model shared by the log-probs and the KL (without a reference, one logsumexp:
+    log pi(y_t) = z_t - logsumexp(z)). GPT-2's head is linear without bias, so the temperature
+    divides the hidden states before it (lm_head(h / T) = logits / T), not the vocabulary-wide logits.
 
     The policy is scored with grad when grad is enabled (call it under torch.no_grad() for a
     metric); the reference never is. `timer(name)` (a context manager factory) times the phases
@@ -179,12 +188,15 @@ def score_rollout(policy, rollout: Rollout, temperature: float, reference=None,
     with phase("log-softmax + KL"):
         for start in range(0, targets.shape[1], step):
             window = slice(start, start + step)
-            log_p = tempered_log_softmax(head(features[:, window]), temperature)
-            logprobs.append(log_p.gather(-1, targets[:, window, None]).squeeze(-1))
-            if reference is None:
+            # head(h / T) = logits / T for GPT-2's linear head: T divides C features, not V logits
+            logits = head(features[:, window] / temperature)
+            if reference is None:  # log-probs only: no (B, chunk, V) log-softmax to write
+                logprobs.append(taken_log_prob(logits, targets[:, window]))
                 continue
+            log_p = tempered_log_softmax(logits, 1.0)
+            logprobs.append(log_p.gather(-1, targets[:, window, None]).squeeze(-1))
             with torch.no_grad():
-                log_q = tempered_log_softmax(ref_head(ref_features[:, window]), temperature)
+                log_q = tempered_log_softmax(ref_head(ref_features[:, window] / temperature), 1.0)
                 ref_logprobs.append(log_q.gather(-1, targets[:, window, None]).squeeze(-1))
                 kls.append(per_token_kl(log_p.detach(), log_q))
 
