@@ -121,16 +121,35 @@ def test_pairs_are_positive_vs_negative_and_seeded(fake_imdb):
     assert len(preference_pairs(train, None, seed=3)) == 40
 
 
-def test_a_split_is_read_once_per_file_version(fake_imdb, monkeypatch):
+def test_a_split_is_read_once_per_file_version(fake_imdb, monkeypatch, tmp_path):
     reads = []
     read = data._read_local
     monkeypatch.setattr(data, "_read_local", lambda *args: reads.append(args[1]) or read(*args))
+    monkeypatch.setattr(data, "_LOADED", {})
     first, second = load_imdb("train"), load_imdb("train")
     assert reads == ["train"] and first is not second  # read once; each caller gets its own object
     assert first["text"][:] == second["text"][:]
+    monkeypatch.setattr(data, "_LOADED", {})  # another process (a notebook's kernel): the data root's cache
+    third = load_imdb("train")
+    assert reads == ["train"] and third["text"][:] == first["text"][:] and third["label"][:] == first["label"][:]
+    assert [p.name.split("-")[0] for p in (tmp_path / "data" / "cache" / "imdb").iterdir()] == ["train"]
     path = fake_imdb / "train.parquet"
     frame = pd.read_parquet(path)
-    frame.loc[0, "text"] = "A changed review, longer than the one it replaces in the fixture file."
+    frame.loc[0, "text"] = "A changed <br />review, longer than the one it replaces in the fixture file."
     frame.to_parquet(path)
     changed = load_imdb("train")
-    assert reads == ["train", "train"] and changed["text"][0] == frame.loc[0, "text"]
+    assert reads == ["train", "train"] and changed["text"][0] == clean_text(frame.loc[0, "text"])
+    monkeypatch.setattr(data, "_LOADED", {})
+    assert load_imdb("train")["text"][0] == clean_text(frame.loc[0, "text"]) and reads == ["train", "train"]
+
+
+def test_a_bump_of_the_cleaning_version_cleans_the_split_again(fake_imdb, monkeypatch):
+    reads = []
+    read = data._read_local
+    monkeypatch.setattr(data, "_read_local", lambda *args: reads.append(args[1]) or read(*args))
+    monkeypatch.setattr(data, "_LOADED", {})
+    load_imdb("test")
+    monkeypatch.setattr(data, "_LOADED", {})
+    monkeypatch.setattr(data, "CLEANING_VERSION", data.CLEANING_VERSION + 1)
+    load_imdb("test")
+    assert reads == ["test", "test"]
