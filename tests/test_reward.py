@@ -98,6 +98,19 @@ def test_long_pair_survives_trainer_preparation(trained, tmp_path):
     assert len(prepared["chosen_ids"][0]) >= SMALL.max_length - 2
 
 
+def test_fit_pairs_ids_are_what_trl_tokenizes_from_the_texts(trained, tmp_path):
+    tokenizer = trained["tokenizer"]
+    pairs = datasets.Dataset.from_dict({"chosen": [LONG, "good", "Ends[SEP]"], "rejected": ["dull", LONG, ""]})
+    fitted = fit_pairs(pairs, tokenizer, SMALL.max_length)
+    model, _ = base_reward_model(SMALL, fake_split(5, seed=3), SEED)
+    args = reward_training_args(SMALL, str(tmp_path), SEED, len(pairs))
+    texts_only = fitted.remove_columns(["chosen_ids", "rejected_ids"])  # trl tokenizes these itself
+    prepared = RewardTrainer(model=model, args=args, train_dataset=texts_only,
+                             processing_class=tokenizer).train_dataset
+    assert prepared["chosen_ids"][:] == fitted["chosen_ids"][:]
+    assert prepared["rejected_ids"][:] == fitted["rejected_ids"][:]
+
+
 def test_dropped_pairs_are_an_error(trained, monkeypatch, tmp_path):
     monkeypatch.setattr(reward, "fit_pairs", lambda pairs, *_: pairs)  # no truncation
     model, tokenizer = base_reward_model(SMALL, fake_split(5, seed=3), SEED)

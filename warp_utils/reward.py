@@ -130,9 +130,10 @@ def _cut(text: str, spans: list[tuple[int, int]], keep: int) -> str:
     return text[: spans[keep - 1][1]] if keep > 0 else ""
 
 
-def fit_texts(texts: list[str], tokenizer, max_length: int) -> list[str]:
+def fit_encoded(texts: list[str], tokenizer, max_length: int) -> tuple[list[str], list[list[int]]]:
     """Each text cut at a token boundary so that, eos appended, it encodes to at most
-    `max_length` tokens (special tokens included); returned with the eos appended."""
+    `max_length` tokens (special tokens included): (the texts with the eos appended, their ids as
+    trl would tokenize them: the tokenizer's call with its special tokens)."""
     texts, eos = list(texts), tokenizer.eos_token  # list(): a datasets Column is not a list
     if eos is None:
         raise ValueError("the reward tokenizer needs an eos token (set tokenizer.eos_token)")
@@ -140,30 +141,39 @@ def fit_texts(texts: list[str], tokenizer, max_length: int) -> list[str]:
     if max_length <= overhead:
         raise ValueError(f"max_length must be > {overhead} (the special tokens), got {max_length}")
     if not texts:
-        return []
+        return [], []
     # verbose=False: long reviews are expected here, no "sequence too long" warning
     spans = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     spans = spans["offset_mapping"]
     keep = [max_length - overhead] * len(texts)
-    fitted = [""] * len(texts)
+    fitted, ids = [""] * len(texts), [[] for _ in texts]
     todo = list(range(len(texts)))
     while todo:
         for i in todo:
             fitted[i] = with_eos(_cut(texts[i], spans[i], keep[i]), eos)
         # Re-check: a cut inside a word can re-tokenize into more pieces; then keep one less.
         encoded = tokenizer([fitted[i] for i in todo], verbose=False)["input_ids"]
-        todo = [i for i, ids in zip(todo, encoded) if len(ids) > max_length]
+        for i, row in zip(todo, encoded):
+            ids[i] = row
+        todo = [i for i, row in zip(todo, encoded) if len(row) > max_length]
         for i in todo:
             keep[i] -= 1
-    return fitted
+    return fitted, ids
+
+
+def fit_texts(texts: list[str], tokenizer, max_length: int) -> list[str]:
+    """`fit_encoded`'s texts: each cut so that, eos appended, it fits in `max_length` tokens."""
+    return fit_encoded(texts, tokenizer, max_length)[0]
 
 
 def fit_pairs(pairs: datasets.Dataset, tokenizer, max_length: int) -> datasets.Dataset:
-    """(chosen, rejected) in the training format: every pair fits, so trl drops none."""
-    return datasets.Dataset.from_dict({
-        "chosen": fit_texts(pairs["chosen"], tokenizer, max_length),
-        "rejected": fit_texts(pairs["rejected"], tokenizer, max_length),
-    })
+    """(chosen, rejected) in the training format: every pair fits, so trl drops none. The token ids
+    come along (chosen_ids, rejected_ids: what trl's own per-example tokenization gives, tested),
+    so trl skips tokenizing 2 x num_pairs texts one by one."""
+    chosen, chosen_ids = fit_encoded(pairs["chosen"], tokenizer, max_length)
+    rejected, rejected_ids = fit_encoded(pairs["rejected"], tokenizer, max_length)
+    return datasets.Dataset.from_dict({"chosen": chosen, "rejected": rejected,
+                                       "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
 
 
 # -----------------------------------------------------------------------------
