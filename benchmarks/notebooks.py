@@ -66,7 +66,7 @@ def time_notebook(path: Path) -> dict:
     cells = [{"index": index, "seconds": round(seconds, 2), "what": what(cell.source)}
              for index, cell, seconds in timed if seconds is not None]
     return {"notebook": path.name, "seconds": round(seconds, 1),
-            "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3]}
+            "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3], "cells": cells}
 
 
 def measure(root: Path = ROOT) -> dict:

@@ -336,3 +336,19 @@ def test_bf16_autocast_trains_fp32_master_weights(setup, tmp_path):
     name = "transformer.h.0.mlp.c_fc.weight"
     assert not torch.equal(bf16.final[name], fp32.final[name])  # bf16 forwards really ran
     torch.testing.assert_close(bf16.final[name], fp32.final[name], atol=5e-2, rtol=0)
+
+
+def test_prompts_fingerprint_hashes_each_row_as_json_writes_it():
+    """Run stamps written before hold json.dumps-based fingerprints: the faster formatting must
+    give the same digest (an oracle: the json.dumps loop)."""
+    import hashlib
+    import json
+
+    from warp_utils.runstore import prompts_fingerprint
+
+    rows = [[50256, 12, 7], [], [0], list(range(300))]
+    digest = hashlib.sha256()
+    for ids in rows:
+        digest.update(json.dumps(list(ids)).encode())
+    assert prompts_fingerprint(rows) == digest.hexdigest()[:16]
+    assert prompts_fingerprint(rows[:-1]) != prompts_fingerprint(rows)

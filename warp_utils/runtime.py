@@ -107,5 +107,5 @@ class Components:
         """The RL prompts as token-id lists: the `train` split of a DatasetDict, else the list."""
         prompts = self.prompts["train"] if hasattr(self.prompts, "keys") else self.prompts
         if hasattr(prompts, "column_names"):
-            prompts = prompts["input_ids"]
+            prompts = prompts["input_ids"][:]  # all rows at once: a datasets Column reads row by row
         return prompts
