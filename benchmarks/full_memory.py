@@ -158,13 +158,14 @@ def measure(batch: int, steps: int) -> dict:
     """One process, one batch size: build, then `steps` RL steps of the product."""
     import dataclasses
 
+    from warp_utils.device import fused_optimizer
     from warp_utils.rl import rl_step
 
     texts = imdb_texts(10000)
     policy, anchor, components, warp, tokenizer_vocab = build(batch, texts)
     counting = CountingScorer(components.reward_scorer)
     components = dataclasses.replace(components, reward_scorer=counting)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=warp.lr)
+    optimizer = fused_optimizer(torch.optim.Adam, policy.parameters(), lr=warp.lr)
     config = dataclasses.replace(warp, batch_size=batch)
     reward_tokenizer = counting.scorer.tokenizer  # the training format's length per review
     review_tokens = [min(len(ids), REWARD_MAX_LENGTH) for ids in reward_tokenizer(texts[:2000], verbose=False)["input_ids"]]

@@ -34,6 +34,7 @@ from setups import SIZES, load_setup, project_components
 from torch.utils.flop_counter import FlopCounterMode
 
 from warp_utils import rl
+from warp_utils.device import fused_optimizer
 from warp_utils.runtime import thread_count
 
 
@@ -74,7 +75,7 @@ class Step:
     def __init__(self, size: str):
         self.setup = load_setup(size)
         self.policy, self.anchor, self.components = project_components(self.setup)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.setup.warp.lr)
+        self.optimizer = fused_optimizer(torch.optim.Adam, self.policy.parameters(), lr=self.setup.warp.lr)
         self.run(PhaseTimer())  # warm-up: Adam's state exists, lazy initialisations are done
         self.snapshot = copy.deepcopy((self.policy.state_dict(), self.anchor.state_dict(),
                                        self.optimizer.state_dict()))

@@ -30,6 +30,7 @@ import time
 import torch
 from setups import SIZES, load_setup, project_components
 
+from warp_utils.device import fused_optimizer
 from warp_utils.runtime import Execution, thread_count
 
 
@@ -45,7 +46,7 @@ def run_project(size: str, steps: int, kl_every: int) -> dict:
     setup = load_setup(size)
     policy, anchor, components = project_components(setup)
     threads = set_threads(policy)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=setup.warp.lr)
+    optimizer = fused_optimizer(torch.optim.Adam, policy.parameters(), lr=setup.warp.lr)
     torch.manual_seed(0)
     seconds, tokens = [], []
     for step in range(steps + 1):  # step 0: warm-up

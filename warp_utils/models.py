@@ -26,10 +26,12 @@ from transformers import (
 from .artifacts import build_once
 from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, shuffled_texts
+from .device import fused_optimizer
 from .progress import progress
 from .runtime import configure_threads, thread_count
 
 EOS = "<|endoftext|>"
+SFT_VERSION = 1  # the tiny build's numerics (bump when they change): 1, fused AdamW
 
 
 def train_policy_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -108,7 +110,7 @@ def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: 
     blocks = stream[: num_blocks * config.block_size].view(num_blocks, config.block_size)
     blocks = blocks[torch.randperm(num_blocks, generator=generator)].split(config.sft_batch_size)
     steps = len(blocks)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.01)
+    optimizer = fused_optimizer(torch.optim.AdamW, model.parameters(), lr=config.sft_lr, weight_decay=0.01)
 
     def lr_factor(step):  # linear warm-up, then cosine decay to 10%
         if step < config.sft_warmup_steps:
@@ -230,8 +232,9 @@ def ensure_sft_policy(profile: Profile | str | None = None, fresh: bool = False)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     folder = artifacts_dir(profile) / "sft_policy"
     config = {"data": to_dict(profile.data), "policy": to_dict(profile.policy)}
-    build = _download_policy if profile.policy.pretrained else build_tiny_policy
-    return build_once(folder, config, lambda out: build(profile, out), fresh=fresh)
+    if profile.policy.pretrained:
+        return build_once(folder, config, lambda out: _download_policy(profile, out), fresh=fresh)
+    return build_once(folder, config, lambda out: build_tiny_policy(profile, out), fresh=fresh, version=SFT_VERSION)
 
 
 def load_policy(folder: Path | str):

@@ -34,7 +34,7 @@ import torch
 from . import distributed, runstore
 from .artifacts import build_once, is_fresh
 from .config import WarpConfig
-from .device import choose_precision
+from .device import choose_precision, fused_optimizer
 from .progress import progress
 from .rl import rl_step
 from .runtime import Components
@@ -94,7 +94,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
     policy, anchor = loop.policy, loop.anchor
     policy.load_state_dict(theta_init)
     anchor.load_state_dict(theta_init)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)  # fresh for every run
+    optimizer = fused_optimizer(torch.optim.Adam, policy.parameters(), lr=config.lr)  # fresh for every run
     precision = choose_precision(execution.device or "cpu", execution.precision)  # fp32 master weights
     scaler = precision.grad_scaler()  # enabled for fp16 only
     torch.manual_seed(run_seed(config.seed, iteration, run))
