@@ -111,12 +111,14 @@ def progress(name, T, every=25):
 result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T))
 print("run directory:", warp_run_dir(profile, config))
 work = copy.deepcopy(policy)  # one working copy: every state is loaded into it in turn
+evaluated = {}  # evaluate_policy's cache: a front's eta = 0 (SFT) and eta = 1 are rows of the table
 
 
 def evaluate_state(state, prompts=test_prompts, **kwargs):
     """evaluate_policy of the weights `state`, against pi_sft, with the notebook's seed."""
     work.load_state_dict(state)
-    return evaluate_policy(work, tokenizer, policy, reward_scorer, prompts, sampling, seed=EVAL_SEED, **kwargs)
+    return evaluate_policy(work, tokenizer, policy, reward_scorer, prompts, sampling, seed=EVAL_SEED,
+                           cache=evaluated, **kwargs)
 
 
 states = {"SFT": theta_sft}
@@ -204,8 +206,8 @@ print("distinct-2 per policy:", {name: round(distinct(s["completions"], 2), 3) f
 # further in KL.
 
 # %%
-front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy,
-              "reward_scorer": reward_scorer, "prompts": test_prompts, "sampling": sampling, "seed": EVAL_SEED}
+front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy, "reward_scorer": reward_scorer,
+              "prompts": test_prompts, "sampling": sampling, "seed": EVAL_SEED, "cache": evaluated}
 warp_fronts = [pareto_front(theta_sft, result.theta_slerp[i], ETAS, label=f"iteration {i + 1}", **front_args)
                for i in range(config.I)]
 fronts = pd.concat(warp_fronts, ignore_index=True)

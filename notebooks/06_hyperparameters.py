@@ -152,8 +152,9 @@ plt.show()
 # %%
 EVAL_SEED, ETAS = 0, [0.3, 0.5, 0.8, 1.0]
 test_prompts = prompts["test"].shuffle(seed=EVAL_SEED).select(range(64))["input_ids"]
-front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy,
-              "reward_scorer": reward_scorer, "prompts": test_prompts, "sampling": sampling, "seed": EVAL_SEED}
+evaluated = {}  # evaluate_policy's cache: each front's eta = 1 is evaluated again below, with its samples
+front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy, "reward_scorer": reward_scorer,
+              "prompts": test_prompts, "sampling": sampling, "seed": EVAL_SEED, "cache": evaluated}
 sft_row = {"eta": 0.0, **evaluate_policy(policy, tokenizer, policy, reward_scorer, test_prompts, sampling, seed=EVAL_SEED)}
 fronts = {}  # config -> front (eta = 0 to 1)
 for cfg, result in results.items():
@@ -165,7 +166,7 @@ samples, per_prompt = {}, {}  # config -> samples at eta = 1 (the same as the fr
 for cfg, result in results.items():
     work.load_state_dict(result.final)
     samples[cfg] = evaluate_policy(work, tokenizer, policy, reward_scorer, test_prompts, sampling,
-                                   seed=EVAL_SEED, return_samples=True)
+                                   seed=EVAL_SEED, return_samples=True, cache=evaluated)
     per_prompt[cfg] = samples[cfg]["rewards"]
 center = studies["M"][config.M]  # the default config with I = 1
 

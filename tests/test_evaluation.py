@@ -337,3 +337,45 @@ def test_paired_difference_removes_the_shared_prompt_effect():
     assert ci95 < 0.2  # the unpaired intervals would be ~2.5 wide
     with pytest.raises(ValueError, match="values_a and values_b"):
         evaluation.paired_difference([1.0, 2.0], [1.0])
+
+
+class VowelScorer:
+    """vowel_reward plus a bias held in weights: a scorer the evaluation cache can key by (`.model`)."""
+
+    def __init__(self, bias=0.0):
+        self.model = torch.nn.Linear(1, 1)
+        with torch.no_grad():
+            self.model.weight.fill_(1.0)
+            self.model.bias.fill_(bias)
+
+    def __call__(self, texts):
+        return vowel_reward(texts) + self.model.bias.detach()
+
+
+def test_the_evaluation_cache_looks_up_equal_evaluations_and_only_those(setup, monkeypatch):
+    sft, other, tokenizer, prompts = setup
+    calls = []
+    real = evaluation._evaluate
+    monkeypatch.setattr(evaluation, "_evaluate", lambda *args: calls.append(1) or real(*args))
+    cache, scorer = {}, VowelScorer()
+
+    def run(policy, seed=0, reward_scorer=scorer, **kwargs):
+        return evaluation.evaluate_policy(policy, tokenizer, sft, reward_scorer, prompts, SAMPLING, seed,
+                                          cache=cache, **kwargs)
+
+    first = run(other, return_samples=True)
+    assert run(other, return_samples=True) == first and len(calls) == 1
+    plain = run(copy.deepcopy(other))  # equal weights in another object: looked up, without samples
+    assert len(calls) == 1 and "samples" not in plain and all(plain[key] == first[key] for key in plain)
+    uncached = evaluation.evaluate_policy(other, tokenizer, sft, scorer, prompts, SAMPLING, 0, return_samples=True)
+    assert uncached == first and len(calls) == 2
+    first["samples"].clear()  # the caller's copy: the cache keeps its own
+    assert run(other, return_samples=True)["samples"] == uncached["samples"]
+    run(other, seed=1), run(sft), run(other, reward_scorer=VowelScorer(bias=1.0)), run(other, batch_size=3)
+    assert len(calls) == 6  # another seed, policy, reward model or batching: evaluated
+    front = evaluation.pareto_front(clone_state(sft), clone_state(other), [0.0, 0.5, 1.0], sft, tokenizer, sft,
+                                    scorer, prompts, SAMPLING, seed=0, cache=cache)
+    assert len(calls) == 7  # eta = 0 is sft, eta = 1 is other: both looked up
+    assert front.loc[2, "reward_mean"] == uncached["reward_mean"]
+    assert evaluation.evaluate_policy(other, tokenizer, sft, vowel_reward, prompts, SAMPLING, 0, cache=cache)
+    assert len(calls) == 8  # a reward function without weights is never cached

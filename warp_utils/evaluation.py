@@ -20,7 +20,6 @@ the global RNG forked (the caller's random stream continues as if nothing happen
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ import torch
 from .config import SamplingConfig
 from .progress import progress
 from .rl import decode_texts, generate, left_pad, score_rollout
+from .text_metrics import distinct_n, vader_scores  # noqa: F401 (part of this module's interface)
 from .weights import liti
 
 Z_95 = 1.96  # normal quantile of a two-sided 95% interval
@@ -43,38 +43,6 @@ METRIC_COLUMNS = [
     "kl_to_sft_sampled_ci95", "response_len", "distinct_1", "distinct_2", "vader_compound",
     "vader_positive_share", "n",
 ]
-
-# ----------------------------------------------------------------------------- text statistics
-
-
-def distinct_n(texts: Sequence[str], n: int) -> float:
-    """Unique n-grams / total n-grams over all `texts`, tokens split on whitespace (case kept).
-    n-grams never span two texts. No n-gram at all (empty or too-short texts): 0.0."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got one string")
-    grams = []
-    for text in texts:
-        words = text.split()
-        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-@functools.lru_cache(maxsize=1)
-def _vader():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
-def vader_scores(texts: Sequence[str]) -> list[float]:
-    """VADER compound score of each text, in [-1, 1] (lexicon shipped with the package, offline)."""
-    if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, got one string")
-    analyzer = _vader()
-    return [float(analyzer.polarity_scores(text)["compound"]) for text in texts]
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -117,7 +85,8 @@ def _completion_texts(tokenizer, rollout) -> list[str]:
 
 
 def evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling: SamplingConfig,
-                    seed: int, batch_size: int = 64, return_samples: bool = False) -> dict:
+                    seed: int, batch_size: int = 64, return_samples: bool = False,
+                    cache: dict | None = None) -> dict:
     """Test-set statistics of `policy`: one sampled completion per prompt, seeded.
 
     policy, reference: causal LMs (pi_theta and pi_sft); reward_scorer: list of texts -> float
@@ -130,10 +99,45 @@ def evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampli
 
     Side-effect free: no gradients, no parameter touched, models in eval mode during the call and
     put back in their mode after, the global torch RNG forked (its state after == before).
+
+    cache: a dict (yours, e.g. one per notebook) keeping each result under what it is a function
+    of (the weights of policy and reference, r's weights, the prompts, sampling, seed, batch_size):
+    an evaluation equal to an earlier one (a front's eta = 0 is the start policy) is looked up.
     """
     prompts = _prompt_list(prompts)
     seed = _check_int("seed", seed, 0)
     batch_size = _check_int("batch_size", batch_size, 1)
+    key = _cache_key(policy, reference, reward_scorer, prompts, sampling, seed, batch_size) if cache is not None else None
+    if key is not None and key in cache:
+        return _with_samples(cache[key], return_samples)
+    result = _evaluate(policy, tokenizer, reference, reward_scorer, prompts, sampling, seed, batch_size)
+    if key is not None:
+        cache[key] = result
+    return _with_samples(result, return_samples)
+
+
+SAMPLE_KEYS = ("samples", "completions", "rewards", "kl", "kl_sampled")
+
+
+def _with_samples(result: dict, return_samples: bool) -> dict:
+    """A copy of `result`, with or without its per-sample lists."""
+    return copy.deepcopy({key: value for key, value in result.items() if return_samples or key not in SAMPLE_KEYS})
+
+
+def _cache_key(policy, reference, reward_scorer, prompts, sampling, seed, batch_size) -> tuple | None:
+    """What an evaluation is a function of; None when r exposes no weights (`.model`) to hash."""
+    from .runstore import prompts_fingerprint, scorer_fingerprint, state_fingerprint
+
+    scorer = scorer_fingerprint(reward_scorer)
+    if scorer is None:
+        return None
+    return (state_fingerprint(policy.state_dict()), state_fingerprint(reference.state_dict()), scorer,
+            getattr(reward_scorer, "max_length", None), prompts_fingerprint(prompts), sampling, seed,
+            batch_size, str(next(policy.parameters()).device))
+
+
+def _evaluate(policy, tokenizer, reference, reward_scorer, prompts, sampling, seed, batch_size) -> dict:
+    """evaluate_policy's work, samples included."""
     temperature = sampling.temperature
     device = next(policy.parameters()).device
     modes = [(model, model.training) for model in (policy, reference)]
@@ -186,9 +190,8 @@ def evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampli
         "vader_positive_share": sum(score > VADER_POSITIVE for score in vader) / len(vader),
         "n": len(texts),
     }
-    if return_samples:
-        result.update(samples=texts, completions=completions, rewards=rewards.tolist(),
-                      kl=kls.tolist(), kl_sampled=kls_sampled.tolist())
+    result.update(samples=texts, completions=completions, rewards=rewards.tolist(),
+                  kl=kls.tolist(), kl_sampled=kls_sampled.tolist())
     return result
 
 
@@ -212,20 +215,21 @@ def _check_etas(etas) -> list[float]:
 
 def pareto_front(theta_start, theta_merged, etas, policy_template, tokenizer, reference, reward_scorer,
                  prompts, sampling: SamplingConfig, seed: int, label=None,
-                 batch_size: int = 64) -> pd.DataFrame:
+                 batch_size: int = 64, cache: dict | None = None) -> pd.DataFrame:
     """Evaluate theta_eta = liti(theta_start, theta_merged, eta) for each eta, all with the SAME
     seed and prompts (so eta = 0 is exactly `theta_start` evaluated, eta = 1 `theta_merged`).
 
     theta_start/theta_merged: state dicts keyed like policy_template.state_dict() (e.g. theta_sft
     and theta_slerp_i); policy_template is deep-copied once and never modified. Returns one row per
-    eta: `label`, `eta` and the METRIC_COLUMNS. Every eta is validated before any evaluation."""
+    eta: `label`, `eta` and the METRIC_COLUMNS. Every eta is validated before any evaluation.
+    cache: as in evaluate_policy (eta = 0 and 1 are often evaluated elsewhere too)."""
     etas = _check_etas(etas)
     policy = copy.deepcopy(policy_template)
     rows = []
     for eta in progress(etas, f"LITI front{'' if label is None else f' ({label})'}"):
         policy.load_state_dict(interpolate(theta_start, theta_merged, eta))
         metrics = evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling,
-                                  seed, batch_size=batch_size)
+                                  seed, batch_size=batch_size, cache=cache)
         rows.append({"label": label, "eta": eta, **metrics})
     return pd.DataFrame(rows, columns=["label", "eta", *METRIC_COLUMNS])
 
