@@ -55,12 +55,14 @@ def what(source: str) -> str:
 
 def time_notebook(path: Path) -> dict:
     import nbformat
-    from nbclient import NotebookClient
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from patient_client import PatientNotebookClient  # polls, so a kernel reply cannot be missed (nbclient issue 312)
 
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
-    NotebookClient(notebook, kernel_name="python3", record_timing=True, timeout=600,  # a lost reply (nbclient issue 312): fail, not hang
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    PatientNotebookClient(notebook, kernel_name="python3", record_timing=True, timeout=600,  # a cell that never ends: fail
+                          resources={"metadata": {"path": str(path.parent)}}).execute()
     seconds = time.perf_counter() - started
     timed = [(index, cell, cell_seconds(cell)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     cells = [{"index": index, "seconds": round(seconds, 2), "what": what(cell.source)}
@@ -96,11 +98,37 @@ def render(result: dict) -> str:
                      f"(slowest cell {slowest['seconds']:.0f} s: `{slowest['what']}`)")
     total = result["total_seconds"]
     verdict = "met" if total <= TARGET_SECONDS else f"NOT met, {total - TARGET_SECONDS:.0f} s over"
-    return (f"Wall time of each notebook from an empty data root, as on a fresh clone "
+    text = (f"Wall time of each notebook from an empty data root, as on a fresh clone "
             f"(`python benchmarks/notebooks.py`, {result['date']}, {result['cores']} cores, load average "
             f"{result['load_average_at_start']} at the start, torch {result['torch']}; "
             f"[results](benchmarks/results/notebooks.json)): " + "; ".join(parts)
             + f". In all {total:.0f} s = {total / 60:.1f} min; issue 10's target of 5 min: {verdict}.")
+    if all("cells" in entry for entry in result["notebooks"]):
+        text += "\n\n" + phase_table(result)
+    return text
+
+
+PHASES = ("cells naming an `ensure_` call: building an artifact (first call) or training / loading RL runs",
+          "other cells: imports, loading, evaluation, plots, exercises",
+          "kernel start and time between cells")
+
+
+def phases(entry: dict) -> tuple[float, float, float]:
+    """A notebook's wall time in the three PHASES (they add up to it)."""
+    cells = entry["cells"]
+    work = sum(cell["seconds"] for cell in cells if "ensure_" in cell["what"])
+    other = sum(cell["seconds"] for cell in cells) - work
+    return work, other, entry["seconds"] - work - other
+
+
+def phase_table(result: dict) -> str:
+    """Seconds per notebook and phase, with the course's total per phase."""
+    rows = [(entry["notebook"].split("_")[0], entry["seconds"], *phases(entry)) for entry in result["notebooks"]]
+    totals = ("all", *(sum(row[k] for row in rows) for k in range(1, 5)))
+    lines = ["| notebook | wall s | " + " | ".join(PHASES) + " |", "|---|---|---|---|---|"]
+    for name, *values in [*rows, totals]:
+        lines.append(f"| {name} | " + " | ".join(f"{value:.0f}" for value in values) + " |")
+    return "\n".join(lines)
 
 
 def readme_block(text: str) -> str | None:

@@ -38,6 +38,19 @@ def test_render_states_the_target_verdict_from_the_total(notebooks_bench):
     assert "00 200 s (slowest cell 199 s: `cell 0`)" in over and over.endswith("NOT met, 60 s over.")
 
 
+def test_the_phase_table_splits_each_notebook_into_phases_that_add_up(notebooks_bench):
+    result = synthetic([100.0, 50.0])
+    result["notebooks"][0]["cells"] = [{"index": 1, "seconds": 60.0, "what": "sft = ensure_sft_policy(p)"},
+                                       {"index": 2, "seconds": 30.0, "what": "import torch"}]
+    result["notebooks"][1]["cells"] = [{"index": 1, "seconds": 45.5, "what": "plt.plot(x)"}]
+    assert notebooks_bench.phases(result["notebooks"][0]) == (60.0, 30.0, 10.0)
+    assert notebooks_bench.phases(result["notebooks"][1]) == (0.0, 45.5, pytest.approx(4.5))
+    table = notebooks_bench.render(result).split("\n\n")[1].splitlines()
+    assert table[2] == "| 00 | 100 | 60 | 30 | 10 |" and table[3] == "| 01 | 50 | 0 | 46 | 4 |"
+    assert table[4] == "| all | 150 | 60 | 76 | 14 |"
+    assert "\n\n" not in notebooks_bench.render(synthetic([10.0]))  # results without cells: no table
+
+
 def test_a_cell_is_named_by_its_ensure_call_else_its_first_line(notebooks_bench):
     assert notebooks_bench.what("import x\n# build\nsft = ensure_sft_policy(p)\nprint(1)") == "sft = ensure_sft_policy(p)"
     assert notebooks_bench.what("# a comment\n\nresult = train(x)\n") == "result = train(x)"

@@ -81,3 +81,47 @@ def test_notebook_and_its_py_percent_pair_hold_the_same_cells(path):
     notebook, script = jupytext.read(path), jupytext.read(path.with_suffix(".py"))
     assert [(c.cell_type, c.source.strip()) for c in notebook.cells] == \
         [(c.cell_type, c.source.strip()) for c in script.cells], f"run: jupytext --sync {path}"
+
+
+spec = importlib.util.spec_from_file_location("patient_client", REPO / "tools" / "patient_client.py")
+patient_client = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(patient_client)
+
+
+class MissesAWakeUp:
+    """A channel as zmq.asyncio behaves in nbclient issue 312: the message has arrived, yet the first
+    poll sleeps its whole timeout; any later poll sees the message at once."""
+
+    def __init__(self, message=None):
+        self.message, self.polls = message, []
+
+    async def get_msg(self, timeout=None):
+        import asyncio
+        from queue import Empty
+
+        self.polls.append(timeout)
+        if len(self.polls) == 1 or self.message is None:
+            await asyncio.sleep(timeout)
+            raise Empty
+        return self.message
+
+    def is_alive(self):
+        return True
+
+
+def test_a_polling_channel_sees_a_message_whose_wake_up_was_missed_and_keeps_the_deadline(monkeypatch):
+    import asyncio
+    import time
+    from queue import Empty
+
+    monkeypatch.setattr(patient_client, "STEP", 0.05)
+    missed = MissesAWakeUp({"msg_type": "execute_reply"})
+    started = time.monotonic()
+    assert asyncio.run(patient_client.PollingChannel(missed).get_msg(timeout=600)) == missed.message
+    assert time.monotonic() - started < 5 and missed.polls == [0.05, 0.05]  # not the 600 s a single poll waits
+    silent = patient_client.PollingChannel(MissesAWakeUp())
+    started = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(silent.get_msg(timeout=0.2))
+    assert 0.2 <= time.monotonic() - started < 2  # no message: Empty at the caller's deadline
+    assert silent.is_alive() and len(silent.channel.polls) >= 4

@@ -46,15 +46,15 @@ def clean(notebook) -> None:
         cell.outputs = kept
 
 
-def refresh(path: Path, timeout: int | None = 600) -> float:  # per cell: a lost kernel reply (nbclient issue 312) fails
+def refresh(path: Path, timeout: int | None = 600) -> float:  # per cell: a cell that never ends fails
     import nbformat
-    from nbclient import NotebookClient
+    from patient_client import PatientNotebookClient  # polls, so a kernel reply cannot be missed (nbclient issue 312)
 
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     # store_widget_state stays on: nbclient's Output-widget handling needs it (off, a slider cell
     # fails with a KeyError on the widget's model id); clean() drops that state afterwards.
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=False,
+    client = PatientNotebookClient(notebook, timeout=timeout, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError on the first failing cell: the file is not written
     clean(notebook)
