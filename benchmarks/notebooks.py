@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
+PAIR = (ROOT / "benchmarks" / "results" / "notebooks_after.json", ROOT / "benchmarks" / "results" / "notebooks_before.json")
 README = ROOT / "README.md"
 BEGIN, END = "<!-- notebook-times:begin -->", "<!-- notebook-times:end -->"
 TARGET_SECONDS = 300  # issue 10: nbval of all notebooks <= 5 min on an idle 2-core machine
@@ -89,8 +90,9 @@ def measure(root: Path = ROOT) -> dict:
             "notebooks": results}
 
 
-def render(result: dict) -> str:
-    """The README's notebook-times paragraph, from a result of `measure`."""
+def render(result: dict, pair: tuple[dict, dict] | None = None) -> str:
+    """The README's notebook-times paragraph, from a result of `measure` (and, given, the two sides
+    of a paired run: this round's course and the one before it, alternating on one machine)."""
     parts = []
     for entry in result["notebooks"]:
         slowest = entry["slowest_cells"][0]
@@ -105,7 +107,23 @@ def render(result: dict) -> str:
             + f". In all {total:.0f} s = {total / 60:.1f} min; issue 10's target of 5 min: {verdict}.")
     if all("cells" in entry for entry in result["notebooks"]):
         text += "\n\n" + phase_table(result)
+    if pair is not None:
+        text += "\n\n" + render_pair(*pair)
     return text
+
+
+def render_pair(after: dict, before: dict) -> str:
+    per_notebook = ", ".join(f"{a['notebook'].split('_')[0]} {a['seconds']:.0f}/{b['seconds']:.0f}"
+                             for a, b in zip(after["notebooks"], before["notebooks"]))
+    a, b = after["total_seconds"], before["total_seconds"]
+    return (f"Paired run, this round's course against the one before it, alternating on one machine "
+            f"([pair](benchmarks/results/notebooks_vs_before.txt), {after['date']}): {a:.0f} s against "
+            f"{b:.0f} s, ratio {a / b:.2f}; per notebook, after/before in s: {per_notebook}.")
+
+
+def load_pair() -> tuple[dict, dict] | None:
+    """(after, before) from the committed paired run, if there is one."""
+    return tuple(json.loads(path.read_text()) for path in PAIR) if all(path.is_file() for path in PAIR) else None
 
 
 PHASES = ("cells naming an `ensure_` call: building an artifact (first call) or training / loading RL runs",
@@ -140,7 +158,7 @@ def update_readme(result: dict) -> None:
     text = README.read_text()
     if readme_block(text) is None:
         sys.exit(f"error: README.md has no {BEGIN} ... {END} block")
-    block = f"{BEGIN}\n{render(result)}\n{END}"
+    block = f"{BEGIN}\n{render(result, load_pair())}\n{END}"
     README.write_text(re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S))
 
 

@@ -27,7 +27,7 @@ def synthetic(seconds):
 
 def test_readme_notebook_times_are_the_render_of_the_committed_result(notebooks_bench):
     result = json.loads(notebooks_bench.RESULT.read_text())
-    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(result)
+    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(result, notebooks_bench.load_pair())
     assert [entry["notebook"] for entry in result["notebooks"]] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert result["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in result["notebooks"]), abs=0.2)
 
@@ -60,7 +60,14 @@ def test_update_readme_rewrites_only_the_block(notebooks_bench, tmp_path, monkey
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{notebooks_bench.BEGIN}\nold figures\n{notebooks_bench.END}\nafter\n")
     monkeypatch.setattr(notebooks_bench, "README", readme)
+    monkeypatch.setattr(notebooks_bench, "load_pair", lambda: None)
     notebooks_bench.update_readme(synthetic([10.0]))
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("\nafter\n")
     assert notebooks_bench.readme_block(text) == notebooks_bench.render(synthetic([10.0]))
+
+
+def test_the_paired_run_is_rendered_from_both_sides(notebooks_bench):
+    text = notebooks_bench.render(synthetic([10.0]), (synthetic([80.0, 20.0]), synthetic([100.0, 25.0])))
+    assert text.split("\n\n")[-1].endswith("100 s against 125 s, ratio 0.80; per notebook, after/before in s: "
+                                            "00 80/100, 01 20/25.")
