@@ -152,6 +152,28 @@ def test_a_pool_of_two_trains_whole_configs_side_by_side_and_equals_the_sequenti
         shutil.rmtree(run_dir(root, f"pool_{k}"))
 
 
+def test_the_failure_names_the_worker_that_raised_first_not_the_first_to_exit():
+    """A rank whose peer died fails too (gloo: connection closed) and may exit first: the message
+    names the rank that raised first, with its own error."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from warp_utils.distributed import _failure_message, _record_error
+
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
+    store.set("status/1", "training iter_2/run_2")
+    store.set("status/0", "training iter_2/run_1")
+    _record_error(store, 1, RuntimeError("injected failure"))
+    _record_error(store, 0, RuntimeError("Connection closed by peer"))
+    failures = {0: SimpleNamespace(timestamp=1, exitcode=1), 1: SimpleNamespace(timestamp=2, exitcode=1)}
+    message = _failure_message(store, failures, "worker rank")
+    assert message.startswith("worker rank 1 failed while training iter_2/run_2: RuntimeError: injected failure.")
+    silent = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
+    assert _failure_message(silent, failures, "worker rank").startswith("worker rank 0 failed while starting: exit code 1.")
+
+
 def test_workers_fork_only_on_cpu_with_one_thread():
     """fork skips the children's imports, but GNU OpenMP is not fork-safe and CUDA cannot be forked."""
     from warp_utils.distributed import start_method

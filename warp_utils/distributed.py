@@ -180,7 +180,7 @@ def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
         ensure_warp_run(job["profile"], job["config"], name=job["name"], components=components,
                         step_callback=on_step)
     except BaseException as error:
-        me.store.set(f"error/{rank}", f"{type(error).__name__}: {error}")
+        _record_error(me.store, rank, error)
         raise
     finally:
         if dist.is_initialized():
@@ -214,7 +214,7 @@ def _pool_worker(jobs: list[dict], host: str, port: int, slot: int) -> None:
             ensure_warp_run(job["profile"], job["config"], name=job["name"], components=loaded[key],
                             step_callback=on_step)
     except BaseException as error:
-        store.set(f"error/{slot}", f"{type(error).__name__}: {error}")
+        _record_error(store, slot, error)
         raise
     finally:
         _world = World()
@@ -319,12 +319,20 @@ def _drain(store, seen: list[int], step_callback) -> None:
                 step_callback(row)
 
 
+def _record_error(store, channel: int, error: BaseException) -> None:
+    """A worker's exception, numbered in the order workers raised: the first is the cause, later
+    ones its echoes (a peer's closed connection in gloo), whatever order the processes exit in."""
+    store.set(f"error/{channel}", f"{type(error).__name__}: {error}")
+    store.set(f"error_order/{channel}", str(store.add("errors", 1)))
+
+
 def _failure_message(store, failures, who: str) -> str:
     def text(key):
         return store.get(key).decode() if store.check([key]) else None
 
     ranks = sorted(failures, key=lambda rank: failures[rank].timestamp)
-    first = next((rank for rank in ranks if text(f"error/{rank}")), ranks[0])  # the cause, not the echoes
+    raised = sorted((int(text(f"error_order/{rank}")), rank) for rank in ranks if text(f"error_order/{rank}"))
+    first = raised[0][1] if raised else ranks[0]  # the cause, not the echoes
     doing = text(f"status/{first}") or "starting"
     cause = (text(f"error/{first}") or f"exit code {failures[first].exitcode}").rstrip(".")
     return (f"{who} {first} failed while {doing}: {cause}. Finished runs are kept: run the same "
