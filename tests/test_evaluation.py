@@ -339,25 +339,14 @@ def test_paired_difference_removes_the_shared_prompt_effect():
         evaluation.paired_difference([1.0, 2.0], [1.0])
 
 
-class VowelScorer:
-    """vowel_reward plus a bias held in weights: a scorer the evaluation cache can key by (`.model`)."""
-
-    def __init__(self, bias=0.0):
-        self.model = torch.nn.Linear(1, 1)
-        with torch.no_grad():
-            self.model.weight.fill_(1.0)
-            self.model.bias.fill_(bias)
-
-    def __call__(self, texts):
-        return vowel_reward(texts) + self.model.bias.detach()
-
-
 def test_the_evaluation_cache_looks_up_equal_evaluations_and_only_those(setup, monkeypatch):
+    from test_warp import ModelScorer  # vowel_reward plus a bias held in weights: r with a fingerprint
+
     sft, other, tokenizer, prompts = setup
     calls = []
     real = evaluation._evaluate
     monkeypatch.setattr(evaluation, "_evaluate", lambda *args: calls.append(1) or real(*args))
-    cache, scorer = {}, VowelScorer()
+    cache, scorer = {}, ModelScorer(bias=0.0)
 
     def run(policy, seed=0, reward_scorer=scorer, **kwargs):
         return evaluation.evaluate_policy(policy, tokenizer, sft, reward_scorer, prompts, SAMPLING, seed,
@@ -371,7 +360,7 @@ def test_the_evaluation_cache_looks_up_equal_evaluations_and_only_those(setup, m
     assert uncached == first and len(calls) == 2
     first["samples"].clear()  # the caller's copy: the cache keeps its own
     assert run(other, return_samples=True)["samples"] == uncached["samples"]
-    run(other, seed=1), run(sft), run(other, reward_scorer=VowelScorer(bias=1.0)), run(other, batch_size=3)
+    run(other, seed=1), run(sft), run(other, reward_scorer=ModelScorer(bias=1.0)), run(other, batch_size=3)
     assert len(calls) == 6  # another seed, policy, reward model or batching: evaluated
     front = evaluation.pareto_front(clone_state(sft), clone_state(other), [0.0, 0.5, 1.0], sft, tokenizer, sft,
                                     scorer, prompts, SAMPLING, seed=0, cache=cache)

@@ -15,6 +15,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def next_token(logits: Tensor, temperature: float, unfinished: Tensor, eos_token_id: int, pad_token_id: int,
+               draw) -> Tensor:
+    """One token per row ~ softmax(logits / temperature) (drawn by `draw`), pad_token_id for rows
+    that already ended; rows that emit EOS now are marked ended in `unfinished` (in place)."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    token = torch.where(unfinished, draw(probs), pad_token_id)
+    unfinished &= token != eos_token_id
+    return token
+
+
 def supports_gpt2_blocks(policy) -> bool:
     """A GPT-2 whose attention is the plain scaled dot product this loop computes."""
     config = getattr(policy, "config", None)
@@ -88,11 +98,9 @@ def sample_gpt2(policy, prompt_ids: Tensor, prompt_mask: Tensor, sampling, eos_t
     for step in range(sampling.max_new_tokens):
         for index, block in enumerate(blocks):
             x = block_forward(block, x, cache, index, start, mask)
-        logits = policy.lm_head(transformer.ln_f(x[:, -1]))
-        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-        token = torch.where(unfinished, draw(probs), pad_token_id)
+        token = next_token(policy.lm_head(transformer.ln_f(x[:, -1])), sampling.temperature, unfinished,
+                           eos_token_id, pad_token_id, draw)
         tokens.append(token)
-        unfinished &= token != eos_token_id
         if not unfinished.any():
             break
         start, positions = P + step, positions[:, -1:] + 1

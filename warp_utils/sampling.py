@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .config import SamplingConfig
-from .gpt2_sampling import sample_gpt2, supports_gpt2_blocks
+from .gpt2_sampling import next_token, sample_gpt2, supports_gpt2_blocks
 
 @dataclass
 class Rollout:
@@ -197,10 +197,8 @@ def sample_with_cache(policy, prompt_ids: Tensor, prompt_mask: Tensor, sampling:
     for _ in range(sampling.max_new_tokens):
         logits = policy(input_ids=inputs, attention_mask=attention_mask, position_ids=positions,
                         cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-        token = torch.where(unfinished, draw(probs), pad_token_id)
+        token = next_token(logits, sampling.temperature, unfinished, eos_token_id, pad_token_id, draw)
         tokens.append(token)
-        unfinished &= token != eos_token_id
         if not unfinished.any():
             break
         inputs, positions = token[:, None], positions[:, -1:] + 1
