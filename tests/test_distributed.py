@@ -168,10 +168,12 @@ def test_the_failure_names_the_worker_that_raised_first_not_the_first_to_exit():
     _record_error(store, 1, RuntimeError("injected failure"))
     _record_error(store, 0, RuntimeError("Connection closed by peer"))
     failures = {0: SimpleNamespace(timestamp=1, exitcode=1), 1: SimpleNamespace(timestamp=2, exitcode=1)}
-    message = _failure_message(store, failures, "worker rank")
+    message = _failure_message(store, failures, "worker rank", 2)
     assert message.startswith("worker rank 1 failed while training iter_2/run_2: RuntimeError: injected failure.")
+    echo_only = {0: failures[0]}  # the crashed rank is still exiting when the launcher returns
+    assert _failure_message(store, echo_only, "worker rank", 2) == message
     silent = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
-    assert _failure_message(silent, failures, "worker rank").startswith("worker rank 0 failed while starting: exit code 1.")
+    assert _failure_message(silent, failures, "worker rank", 2).startswith("worker rank 0 failed while starting: exit code 1.")
 
 
 def test_workers_fork_only_on_cpu_with_one_thread():

@@ -292,7 +292,7 @@ def _relay(entrypoint, args, workers: int, execution, step_callback, who: str) -
                 raise KeyboardInterrupt from error
             raise
     if result.is_failed():
-        raise WorkerFailed(_failure_message(store, result.failures, who))
+        raise WorkerFailed(_failure_message(store, result.failures, who, workers))
 
 
 @contextlib.contextmanager
@@ -326,14 +326,17 @@ def _record_error(store, channel: int, error: BaseException) -> None:
     store.set(f"error_order/{channel}", str(store.add("errors", 1)))
 
 
-def _failure_message(store, failures, who: str) -> str:
+def _failure_message(store, failures, who: str, workers: int) -> str:
+    """One line naming the worker that raised first (every worker counts, failed or still exiting:
+    the echo of a crash can end its process before the crashed one does), else the first to fail."""
     def text(key):
         return store.get(key).decode() if store.check([key]) else None
 
     ranks = sorted(failures, key=lambda rank: failures[rank].timestamp)
-    raised = sorted((int(text(f"error_order/{rank}")), rank) for rank in ranks if text(f"error_order/{rank}"))
+    raised = sorted((int(text(f"error_order/{rank}")), rank) for rank in range(workers) if text(f"error_order/{rank}"))
     first = raised[0][1] if raised else ranks[0]  # the cause, not the echoes
     doing = text(f"status/{first}") or "starting"
-    cause = (text(f"error/{first}") or f"exit code {failures[first].exitcode}").rstrip(".")
+    exit_code = failures[first].exitcode if first in failures else "unknown"
+    cause = (text(f"error/{first}") or f"exit code {exit_code}").rstrip(".")
     return (f"{who} {first} failed while {doing}: {cause}. Finished runs are kept: run the same "
             "command again to resume")
