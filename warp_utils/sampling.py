@@ -238,10 +238,11 @@ def generate(
     was_training = policy.training
     policy.eval()
     try:
-        if (supported if lean is None else lean) and supports_gpt2_blocks(policy):
+        use_lean = supported if lean is None else lean
+        if use_lean and supports_gpt2_blocks(policy):
             sequences = sample_gpt2(policy, prompt_ids, prompt_mask, sampling, eos_token_id, pad_token_id,
                                     draw=draw_inverse_cdf)
-        elif supported if lean is None else lean:
+        elif use_lean:
             sequences = sample_with_cache(policy, prompt_ids, prompt_mask, sampling, eos_token_id,
                                           pad_token_id)
         else:

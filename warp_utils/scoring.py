@@ -65,7 +65,9 @@ def tempered_log_softmax(logits: Tensor, temperature: float) -> Tensor:
     """log softmax(logits / temperature) over the last dimension, in at least float32:
     half-precision log-softmax over 50k tokens loses the small probabilities."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return torch.log_softmax(logits / temperature, dim=-1)
+    if temperature != 1.0:  # x / 1 == x exactly: no pass over (B, N, V) for nothing
+        logits = logits / temperature
+    return torch.log_softmax(logits, dim=-1)
 
 
 def token_logprobs(model, input_ids: Tensor, attention_mask: Tensor,
