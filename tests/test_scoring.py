@@ -79,3 +79,44 @@ def test_scores_without_reference_and_identical_reference():
     assert torch.equal(itself.logprobs, itself.ref_logprobs)
     with pytest.raises(ValueError, match="temperature"):
         score_rollout(policy, batch, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_in_place_logsumexp_is_bitwise_torchs(dtype):
+    torch.manual_seed(0)
+    logits = torch.randn(4, 7, 300, dtype=dtype) * 20
+    logits[0, 0, :] = -torch.inf  # an all -inf row (its max counted as 0): -inf, as torch gives
+    logits[1, 2, 5] = torch.inf
+    logits[2, 3, :7] = -torch.inf
+    expected = torch.logsumexp(logits, -1)
+    assert torch.equal(scoring.logsumexp_(logits.clone()), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_taken_log_prob_from_scratch_is_bitwise_the_autograd_one(dtype):
+    """Value and gradient (through a linear head, as in score_rollout) bitwise equal to
+    taken_log_prob's autograd graph (gather and logsumexp), with and without grad."""
+    torch.manual_seed(1)
+    features, targets = torch.randn(5, 6, 16, dtype=dtype), torch.randint(0, 300, (5, 6))
+    targets[0, :] = 7  # repeated targets: scatter_add must add, not overwrite
+    weight = torch.randn(6, dtype=dtype)[None, :]
+    results = []
+    for taken in (scoring.taken_log_prob, scoring.taken_log_prob_from_scratch):
+        torch.manual_seed(2)
+        head = torch.nn.Linear(16, 300, bias=False).to(dtype)
+        h = features.clone().requires_grad_(True)
+        value = taken(head(h / 0.7), targets)
+        (weight * value).sum().backward()
+        with torch.no_grad():
+            no_grad = taken(head(h / 0.7), targets)
+        results.append((value.detach(), h.grad, head.weight.grad, no_grad))
+    for ours, autograd in zip(results[1], results[0]):
+        assert torch.equal(ours, autograd)
+
+
+def test_a_second_backward_through_scratch_logits_is_an_error():
+    logits = torch.randn(2, 3, 10, requires_grad=True)
+    value = scoring.taken_log_prob_from_scratch(logits * 1.0, torch.zeros(2, 3, dtype=torch.long)).sum()
+    value.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        value.backward()

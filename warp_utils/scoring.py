@@ -89,6 +89,47 @@ def taken_log_prob(logits: Tensor, targets: Tensor) -> Tensor:
     return logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
 
+def logsumexp_(logits: Tensor) -> Tensor:
+    """torch.logsumexp(logits, -1), computed in place: `logits` ends up holding exp(logits - max).
+    ATen's steps in ATen's order (max; an infinite max counted as 0; exp(x - max) summed; log;
+    + max), so the result is bitwise torch.logsumexp's, without its (B, N, V) temporary."""
+    maxes = logits.amax(-1, keepdim=True)
+    maxes.masked_fill_(maxes.abs() == math.inf, 0)
+    return logits.sub_(maxes).exp_().sum(-1).log_().add_(maxes.squeeze(-1))
+
+
+class _TakenLogProbFromScratch(torch.autograd.Function):
+    """z_t - logsumexp(z) whose backward writes d/dz = onehot(t) - softmax(z), times the incoming
+    gradient, into z's own storage. autograd's graph through gather and logsumexp computes the same
+    numbers (-g * exp(z - lse), plus g at the taken token: the same operations, bitwise) in three
+    fresh (B, N, V) tensors (the exp, the product, the zeros of gather's backward); on the tiny
+    policy those allocations were ~10% of an RL step."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor) -> Tensor:
+        lse = torch.logsumexp(logits, -1)
+        ctx.save_for_backward(logits, targets, lse)
+        return logits.gather(-1, targets[..., None]).squeeze(-1) - lse
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        logits, targets, lse = ctx.saved_tensors
+        grad_logits = logits.sub_(lse[..., None]).exp_().mul_(grad.neg()[..., None])  # -g softmax(z)
+        return grad_logits.scatter_add_(-1, targets[..., None], grad[..., None]), None
+
+
+def taken_log_prob_from_scratch(logits: Tensor, targets: Tensor) -> Tensor:
+    """`taken_log_prob` (bitwise the same value and gradient) for logits that are scratch: nothing
+    else may read them afterwards. Without grad they are overwritten now (an in-place logsumexp);
+    with grad, by the backward pass, which turns them into their own gradient. A second backward
+    through them is an error (autograd sees the in-place change), never a silent wrong gradient."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _TakenLogProbFromScratch.apply(logits, targets)
+    taken = logits.gather(-1, targets[..., None]).squeeze(-1)  # before logsumexp_ overwrites them
+    return taken - logsumexp_(logits)
+
+
 def per_token_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
     """KL(p || q) over the vocabulary at every position, (B, L-1, V) -> (B, L-1); >= 0 (a clamp
     removes float rounding below 0)."""
@@ -193,7 +234,7 @@ def score_rollout(policy, rollout: Rollout, temperature: float, reference=None,
             # head(h / T) = logits / T for GPT-2's linear head: T divides C features, not V logits
             logits = head(features[:, window] / temperature)
             if reference is None:  # log-probs only: no (B, chunk, V) log-softmax to write
-                logprobs.append(taken_log_prob(logits, targets[:, window]))
+                logprobs.append(taken_log_prob_from_scratch(logits, targets[:, window]))  # logits: this chunk's
                 continue
             log_p = tempered_log_softmax(logits, 1.0)
             logprobs.append(log_p.gather(-1, targets[:, window, None]).squeeze(-1))
