@@ -83,6 +83,23 @@ def test_fit_texts_cuts_long_texts_to_max_length(trained):
     assert all(tokenizer(text)["input_ids"][-1] == tokenizer.eos_token_id for text in fitted)
 
 
+def test_fitting_from_heads_equals_fitting_whole_texts(trained):
+    """fit_encoded tokenizes only a head of each text (cut at a space), and the whole text when the
+    head runs out of tokens: the result must be that of tokenizing every text whole."""
+    tokenizer, rng = trained["tokenizer"], random.Random(5)
+    texts = [LONG, "", "short", "Ends with eos already[SEP]", "a " * 10 + "b" * 3000 + " c" * 500,  # head: 10 tokens
+             "x" * 5000, "word " * 30, "  leading and  double  spaces " * 20, "punct,uation!!" * 200,
+             *(fake_review(rng, rng.randint(0, 1), rng.randint(1, 300)) for _ in range(60))]
+    whole = reward.fit_encoded(texts, tokenizer, SMALL.max_length, chars_per_token=None)
+    for chars_per_token in (1, 2, 8):  # 1: most heads run short and fall back to the whole text
+        assert reward.fit_encoded(texts, tokenizer, SMALL.max_length, chars_per_token) == whole
+    spans = reward.token_spans(texts, tokenizer, enough=20, chars_per_token=1)
+    full = reward.token_spans(texts, tokenizer, enough=20, chars_per_token=None)
+    for head_spans, whole_spans in zip(spans, full):
+        assert len(head_spans) > 20 or head_spans == whole_spans  # at least enough + 1, or all
+        assert head_spans == whole_spans[: len(head_spans)]
+
+
 def test_long_pair_survives_trainer_preparation(trained, tmp_path):
     tokenizer = trained["tokenizer"]
     pairs = datasets.Dataset.from_dict({"chosen": [LONG, "good"], "rejected": ["dull", LONG]})

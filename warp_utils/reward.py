@@ -130,10 +130,41 @@ def _cut(text: str, spans: list[tuple[int, int]], keep: int) -> str:
     return text[: spans[keep - 1][1]] if keep > 0 else ""
 
 
-def fit_encoded(texts: list[str], tokenizer, max_length: int) -> tuple[list[str], list[list[int]]]:
+def head_at_space(text: str, chars: int) -> str:
+    """The start of `text`, cut right before its last space at or before `chars` (the whole text
+    when it is not longer, or has no such space). BERT's pre-tokenizer splits at every space and
+    its normalizer works character by character, so the tokens of the head are the first tokens
+    of the whole text, at the same character offsets."""
+    if len(text) <= chars:
+        return text
+    cut = text.rfind(" ", 1, chars + 1)
+    return text[:cut] if cut > 0 else text
+
+
+def token_spans(texts: list[str], tokenizer, enough: int, chars_per_token: int | None = 8) -> list[list]:
+    """Character offsets of each text's tokens (no special tokens): all of them, or at least its
+    first `enough` + 1. Only a head of `chars_per_token` x `enough` characters is tokenized (a
+    whole IMDB review is ~6 heads of a 128-token reward model: ~4.5 characters per token); a head
+    with `enough` tokens or fewer is tokenized again whole. None: every text whole."""
+    limit = None if chars_per_token is None else chars_per_token * max(1, enough)
+    heads = texts if limit is None else [head_at_space(text, limit) for text in texts]
+    # verbose=False: long reviews are expected here, no "sequence too long" warning
+    spans = tokenizer(heads, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+    short = [i for i, (head, text) in enumerate(zip(heads, texts)) if len(head) < len(text) and len(spans[i]) <= enough]
+    if short:  # the head ran out of tokens before the text did: the whole text decides
+        whole = tokenizer([texts[i] for i in short], add_special_tokens=False, return_offsets_mapping=True,
+                          verbose=False)["offset_mapping"]
+        for i, row in zip(short, whole):
+            spans[i] = row
+    return spans
+
+
+def fit_encoded(texts: list[str], tokenizer, max_length: int,
+                chars_per_token: int | None = 8) -> tuple[list[str], list[list[int]]]:
     """Each text cut at a token boundary so that, eos appended, it encodes to at most
     `max_length` tokens (special tokens included): (the texts with the eos appended, their ids as
-    trl would tokenize them: the tokenizer's call with its special tokens)."""
+    trl would tokenize them: the tokenizer's call with its special tokens). `chars_per_token`:
+    see token_spans (the result is the same for any value; None tokenizes every text whole)."""
     texts, eos = list(texts), tokenizer.eos_token  # list(): a datasets Column is not a list
     if eos is None:
         raise ValueError("the reward tokenizer needs an eos token (set tokenizer.eos_token)")
@@ -142,9 +173,7 @@ def fit_encoded(texts: list[str], tokenizer, max_length: int) -> tuple[list[str]
         raise ValueError(f"max_length must be > {overhead} (the special tokens), got {max_length}")
     if not texts:
         return [], []
-    # verbose=False: long reviews are expected here, no "sequence too long" warning
-    spans = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    spans = spans["offset_mapping"]
+    spans = token_spans(texts, tokenizer, max_length - overhead, chars_per_token)
     keep = [max_length - overhead] * len(texts)
     fitted, ids = [""] * len(texts), [[] for _ in texts]
     todo = list(range(len(texts)))
