@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+import readme_blocks  # benchmarks/: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
@@ -150,16 +151,11 @@ def phase_table(result: dict) -> str:
 
 
 def readme_block(text: str) -> str | None:
-    match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, flags=re.S)
-    return match.group(1) if match else None
+    return readme_blocks.block(text, BEGIN, END)
 
 
 def update_readme(result: dict) -> None:
-    text = README.read_text()
-    if readme_block(text) is None:
-        sys.exit(f"error: README.md has no {BEGIN} ... {END} block")
-    block = f"{BEGIN}\n{render(result, load_pair())}\n{END}"
-    README.write_text(re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    readme_blocks.replace_block(README, BEGIN, END, render(result, load_pair()))
 
 
 def main() -> int:

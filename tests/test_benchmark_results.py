@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def notebooks_bench():
-    spec = importlib.util.spec_from_file_location("bench_notebooks", ROOT / "benchmarks" / "notebooks.py")
+def load_benchmark(name):
+    """A script of benchmarks/ as a module (its folder on sys.path, as when it runs)."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def notebooks_bench():
+    return load_benchmark("notebooks")
+
+
+@pytest.fixture(scope="module")
+def ci_bench():
+    return load_benchmark("ci")
 
 
 def synthetic(seconds):
@@ -71,3 +84,28 @@ def test_the_paired_run_is_rendered_from_both_sides(notebooks_bench):
     text = notebooks_bench.render(synthetic([10.0]), (synthetic([80.0, 20.0]), synthetic([100.0, 25.0])))
     assert text.split("\n\n")[-1].endswith("100 s against 125 s, ratio 0.80; per notebook, after/before in s: "
                                             "00 80/100, 01 20/25.")
+
+
+CI_LOG = """install: 130 s
+============================= test session starts ==============================
+...
+=========== 3 failed, 575 passed, 2 skipped in 517.23s (0:08:37) ===========
+total: 661 s
+"""
+
+
+def test_the_ci_log_is_parsed_into_the_figures_the_readme_states(ci_bench):
+    parsed = ci_bench.parse_log(CI_LOG)
+    assert parsed == {"install_seconds": 130, "pytest_seconds": 517.23, "total_seconds": 661,
+                      "outcome": {"failed": 3, "passed": 575, "skipped": 2}}
+    with pytest.raises(ValueError, match="summary"):
+        ci_bench.parse_log("install: 130 s\n")
+
+
+def test_the_ci_sentence_says_red_and_over_the_limit_from_the_figures(ci_bench):
+    result = {"date": "2026-01-01", "commit": "abc1234", "cores": 2, "load_average_at_start": 0.1,
+              "returncode": 0, "wall_seconds": 700.0, **ci_bench.parse_log(CI_LOG.replace("3 failed, ", ""))}
+    assert "green, 575 passed, 2 skipped in 517 s, 661 s in all (install 130 s), within" in ci_bench.render(result)
+    late = dict(result, returncode=1, total_seconds=901)
+    assert "RED (exit 1)" in ci_bench.render(late) and "901 s in all" in ci_bench.render(late)
+    assert "OVER the 15-minute limit" in ci_bench.render(late)

@@ -1,0 +1,23 @@
+"""The README's generated blocks: text between `<!-- name:begin -->` and `<!-- name:end -->` lines,
+rewritten by the benchmark scripts from their result files (never typed by hand)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def block(text: str, begin: str, end: str) -> str | None:
+    """The text between the markers (without them), or None when the text has no such block."""
+    match = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), text, flags=re.S)
+    return match.group(1) if match else None
+
+
+def replace_block(path: Path, begin: str, end: str, body: str) -> None:
+    """Rewrite the block of the file at `path` with `body`; exit with a message if it has none."""
+    text = path.read_text()
+    if block(text, begin, end) is None:
+        sys.exit(f"error: {path.name} has no {begin} ... {end} block")
+    new = f"{begin}\n{body}\n{end}"
+    path.write_text(re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: new, text, flags=re.S))
