@@ -176,6 +176,35 @@ def test_the_failure_names_the_worker_that_raised_first_not_the_first_to_exit():
     assert _failure_message(silent, failures, "worker rank", 2).startswith("worker rank 0 failed while starting: exit code 1.")
 
 
+def test_a_forked_one_thread_worker_runs_after_its_parent_ran_on_two_threads():
+    """What notebook 05 does: an evaluation on every core (runtime.all_cores), then a pool of forked
+    one-thread workers. GNU OpenMP is not fork-safe, but a one-thread child never enters a parallel
+    region: it must finish (a hang fails on the timeout)."""
+    code = (
+        "import multiprocessing as mp, torch\n"
+        "from warp_utils.runtime import all_cores\n"
+        "with all_cores():\n"
+        "    assert torch.get_num_threads() == 2\n"
+        "    a = torch.randn(512, 512); (a @ a).sum(); torch.log_softmax(torch.randn(64, 24, 4096), -1)\n"
+        "def child(queue):\n"
+        "    torch.set_num_threads(1)\n"
+        "    x, head = torch.randn(64, 24, 128), torch.nn.Linear(128, 4096)\n"
+        "    loss = torch.log_softmax(head(x), -1).mean()\n"
+        "    loss.backward()\n"
+        "    queue.put(float(loss))\n"
+        "context = mp.get_context('fork')\n"
+        "queue = context.Queue()\n"
+        "process = context.Process(target=child, args=(queue,))\n"
+        "process.start()\n"
+        "print(queue.get(timeout=60))\n"
+        "process.join(60)\n"
+        "assert process.exitcode == 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_workers_fork_only_on_cpu_with_one_thread():
     """fork skips the children's imports, but GNU OpenMP is not fork-safe and CUDA cannot be forked."""
     from warp_utils.distributed import start_method

@@ -217,6 +217,28 @@ def test_evaluation_is_seeded_and_side_effect_free(setup):
     assert first["reward_ci95"] == pytest.approx(1.96 * first["reward_std"] / math.sqrt(first["n"]))
 
 
+def test_evaluation_runs_on_every_core_with_the_same_samples_as_on_one(setup, monkeypatch):
+    """all_cores: $OMP_NUM_THREADS (else every core) during the evaluation, the caller's count after;
+    the tiny policy's width (128) and a batch of 64, where matmuls do split over threads."""
+    _, _, tokenizer, prompts = setup
+    torch.manual_seed(3)
+    policy = tiny_gpt2(PolicyConfig(n_layer=2, n_embd=128, n_head=4, n_positions=32), tokenizer).eval()
+    seen = []
+
+    def reward(texts):
+        seen.append(torch.get_num_threads())
+        return vowel_reward(texts)
+
+    results, before = {}, torch.get_num_threads()
+    for threads in ("2", "1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+        results[threads] = evaluation.evaluate_policy(policy, tokenizer, perturbed(policy, 0.02, 4), reward,
+                                                      prompts * 4, SAMPLING, seed=5, return_samples=True)
+        assert torch.get_num_threads() == before
+    assert seen == [2, 1]
+    assert results["2"] == results["1"]
+
+
 # ----------------------------------------------------------------------------- LITI front
 
 

@@ -31,6 +31,7 @@ import torch
 from .config import SamplingConfig
 from .progress import progress
 from .rl import decode_texts, generate, left_pad, score_rollout
+from .runtime import all_cores
 from .text_metrics import distinct_n, vader_scores  # noqa: F401 (part of this module's interface)
 from .weights import liti
 
@@ -146,7 +147,8 @@ def _evaluate(policy, tokenizer, reference, reward_scorer, prompts, sampling, se
     try:
         policy.eval()
         reference.eval()
-        with torch.random.fork_rng(), torch.no_grad():
+        # all cores: evaluation runs alone (after training); the samples do not depend on it
+        with torch.random.fork_rng(), torch.no_grad(), all_cores():
             torch.manual_seed(seed)
             for start in range(0, len(prompts), batch_size):
                 ids, mask = left_pad(prompts[start : start + batch_size], tokenizer.pad_token_id)

@@ -28,7 +28,7 @@ from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, shuffled_texts
 from .device import fused_optimizer
 from .progress import progress
-from .runtime import configure_threads, thread_count
+from .runtime import all_cores
 
 EOS = "<|endoftext|>"
 SFT_VERSION = 1  # the tiny build's numerics (bump when they change): 1, fused AdamW
@@ -172,14 +172,10 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
     seconds["tokenizer_and_stream"] = time.perf_counter() - started - seconds["data"]
     # A batch of 2048 tokens is matmul work, which a second core speeds up (unlike the RL step's
     # small calls): pre-training uses every core unless OMP_NUM_THREADS says otherwise.
-    previous, threads = torch.get_num_threads(), thread_count()
-    configure_threads(threads=threads)
-    try:
-        tic = time.perf_counter()
+    with all_cores():
+        threads, tic = torch.get_num_threads(), time.perf_counter()
         losses = pretrain_causal_lm(model, stream, config, seed, checkpoint_path=checkpoint)
         seconds["pretraining"] = time.perf_counter() - tic
-    finally:
-        torch.set_num_threads(previous)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return {
