@@ -29,6 +29,24 @@ def test_clean_text_strips_markup_and_folds_spaces():
     assert clean_text("Good.<br /><br />Very  good.<BR>End") == "Good. Very good. End"
 
 
+ODD_TEXTS = ["Good.<br /><br />Very  good.<BR>End", "  \t lead and trail \t ", "<br\x1c/>x<br\u3000>y<bR\x0b\x85 />z",
+             "\x1c\xa0 both ends \u2028\x1f", "<br//>", "<brr>", "<b r/>", "tab\tand\t\tspaces   x", "", "   ",
+             "\u200b zero width is not a space \u200b", "<BR\n/>new\nline", "<br>" * 3 + "end",
+             "".join(chr(c) for c in range(0, 0x3100) if chr(c).isspace()) + "<br " + "\u205f" * 3 + ">!"]
+
+
+def test_arrow_cleaning_gives_clean_texts_strings():
+    """clean_texts (pyarrow's RE2, Python's whitespace spelled out) against the definition, on odd
+    whitespace and markup and, when the local IMDB is configured, on every review of both splits."""
+    import pyarrow as pa
+
+    texts = list(ODD_TEXTS)
+    folder = data.local_imdb_dir()
+    if folder is not None:  # CI and this machine: the real reviews
+        texts += [text for split in ("train", "test") for text in pd.read_parquet(folder / f"{split}.parquet").text]
+    assert data.clean_texts(pa.array(texts)).to_pylist() == [clean_text(text) for text in texts]
+
+
 def test_missing_split_file_names_the_variable(fake_imdb):
     (fake_imdb / "test.parquet").unlink()
     with pytest.raises(ImdbMissingError, match="WARP_IMDB_DIR") as error:

@@ -6,17 +6,20 @@ corpus, preference pairs, prompts) comes after a seeded shuffle.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import datasets
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .config import IMDB_DIR_ENV, DataConfig, data_root
@@ -46,6 +49,21 @@ class ImdbUnavailableError(ImdbError, RuntimeError):
 def clean_text(text: str) -> str:
     """Strip IMDB's `<br />` markup (a tokenizer would learn it as words) and fold spaces."""
     return _SPACES.sub(" ", _BREAK.sub(" ", text)).strip()
+
+
+@functools.cache
+def _whitespace() -> str:
+    """What Python's \\s and str.strip() match: the characters str.isspace() accepts (RE2's \\s,
+    pyarrow's, is ASCII only)."""
+    return "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
+
+
+def clean_texts(texts: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """`clean_text` of every string, in pyarrow's compute kernels (RE2 with Python's whitespace
+    spelled out): the same strings (tested), 25k reviews in a fraction of the ~1.7 s of Python's re."""
+    spaces = "".join(f"\\x{{{ord(char):04x}}}" for char in _whitespace())
+    texts = pc.replace_substring_regex(texts, "(?i)<br[" + spaces + "]*/?>", " ")
+    return pc.utf8_trim(pc.replace_substring_regex(texts, "[ \t]+", " "), _whitespace())
 
 
 def local_imdb_dir() -> Path | None:
@@ -114,10 +132,9 @@ def _read_local(folder: Path, split: str, hub_name: str) -> datasets.Dataset:
     schema = _check_schema(path)
     frame = pd.read_parquet(path, columns=list(COLUMNS))
     _check_values(path, frame, schema)
-    frame["text"] = (  # clean_text, vectorised: 25k reviews in well under a second
-        frame["text"].str.replace(_BREAK, " ", regex=True).str.replace(_SPACES, " ", regex=True).str.strip()
-    )
-    return datasets.Dataset.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    text = table.schema.get_field_index("text")
+    return datasets.Dataset(table.set_column(text, "text", clean_texts(table.column(text))))
 
 
 def _read_hub(split: str, hub_name: str) -> datasets.Dataset:
