@@ -6,7 +6,11 @@
     python benchmarks/notebooks.py --root ../old --out /tmp/old.json   # another checkout's course
 
 `--root` times another checkout's notebooks with its own warp_utils (on the kernels' PYTHONPATH):
-with farm-bench --vs, two commits' courses alternate on the same machine.
+with farm-bench --vs, two commits' courses alternate on the same machine; then
+
+    python benchmarks/notebooks.py --pairs A1.json B1.json A2.json B2.json --commits AFTER BEFORE
+
+writes results/notebooks_pairs.json, which the README block reports pair by pair.
 
 Runs the notebooks/*.ipynb the repository holds, in order, with nbclient (the engine nbval drives:
 one kernel per notebook, working directory notebooks/), with WARP_DATA_ROOT set to a new temporary
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +37,7 @@ import readme_blocks  # benchmarks/: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
-PAIR = (ROOT / "benchmarks" / "results" / "notebooks_after.json", ROOT / "benchmarks" / "results" / "notebooks_before.json")
+PAIRS = ROOT / "benchmarks" / "results" / "notebooks_pairs.json"  # alternating runs: this round's course and the one before
 README = ROOT / "README.md"
 BEGIN, END = "<!-- notebook-times:begin -->", "<!-- notebook-times:end -->"
 TARGET_SECONDS = 300  # issue 10: nbval of all notebooks <= 5 min on an idle 2-core machine
@@ -91,7 +96,7 @@ def measure(root: Path = ROOT) -> dict:
             "notebooks": results}
 
 
-def render(result: dict, pair: tuple[dict, dict] | None = None) -> str:
+def render(result: dict, pairs: dict | None = None) -> str:
     """The README's notebook-times paragraph, from a result of `measure` (and, given, the two sides
     of a paired run: this round's course and the one before it, alternating on one machine)."""
     parts = []
@@ -108,45 +113,80 @@ def render(result: dict, pair: tuple[dict, dict] | None = None) -> str:
             + f". In all {total:.0f} s = {total / 60:.1f} min; issue 10's target of 5 min: {verdict}.")
     if all("cells" in entry for entry in result["notebooks"]):
         text += "\n\n" + phase_table(result)
-    if pair is not None:
-        text += "\n\n" + render_pair(*pair)
+    if pairs is not None:
+        text += "\n\n" + render_pairs(pairs)
     return text
 
 
-def render_pair(after: dict, before: dict) -> str:
-    per_notebook = ", ".join(f"{a['notebook'].split('_')[0]} {a['seconds']:.0f}/{b['seconds']:.0f}"
-                             for a, b in zip(after["notebooks"], before["notebooks"]))
-    a, b = after["total_seconds"], before["total_seconds"]
-    return (f"Paired run, this round's course against the one before it, alternating on one machine "
-            f"([pair](benchmarks/results/notebooks_vs_before.txt), {after['date']}): {a:.0f} s against "
-            f"{b:.0f} s, ratio {a / b:.2f}; per notebook, after/before in s: {per_notebook}.")
+def render_pairs(pairs: dict) -> str:
+    """The paired runs: the two commits' courses alternating on one machine, so that each pair saw
+    the same machine speed; per pair its ratio, then their median and each notebook's medians."""
+    runs = pairs["pairs"]
+    ratios = [after["total_seconds"] / before["total_seconds"] for after, before in runs]
+    names = [entry["notebook"].split("_")[0] for entry in runs[0][0]["notebooks"]]
+
+    def median_seconds(side: int, k: int) -> float:
+        return statistics.median(run[side]["notebooks"][k]["seconds"] for run in runs)
+
+    per_notebook = ", ".join(f"{name} {median_seconds(0, k):.0f}/{median_seconds(1, k):.0f}" for k, name in enumerate(names))
+    totals = "; ".join(f"{after['total_seconds']:.0f} s against {before['total_seconds']:.0f} s" for after, before in runs)
+    return (f"Paired runs, this round's course ({pairs['after']}) against the one before it ({pairs['before']}), "
+            f"alternating on one machine ([pairs](benchmarks/results/notebooks_pairs.json), {runs[0][0]['date']}): "
+            f"{totals}; ratios " + ", ".join(f"{r:.3f}" for r in ratios)
+            + f", median {statistics.median(ratios):.3f}; per notebook, median after/before in s: {per_notebook}.")
 
 
-def load_pair() -> tuple[dict, dict] | None:
-    """(after, before) from the committed paired run, if there is one."""
-    return tuple(json.loads(path.read_text()) for path in PAIR) if all(path.is_file() for path in PAIR) else None
+def load_pairs() -> dict | None:
+    """The committed paired runs, if there are any."""
+    return json.loads(PAIRS.read_text()) if PAIRS.is_file() else None
+
+
+def write_pairs(paths: list[Path], after: str, before: str) -> dict:
+    """The pairs file from result files given as AFTER BEFORE [AFTER BEFORE ...] and the two commits."""
+    if not paths or len(paths) % 2:
+        raise SystemExit("error: --pairs takes result files two by two: AFTER BEFORE [AFTER BEFORE ...]")
+    results = [json.loads(Path(path).read_text()) for path in paths]
+    pairs = {"after": after, "before": before, "pairs": [results[k : k + 2] for k in range(0, len(results), 2)]}
+    PAIRS.write_text(json.dumps(pairs, indent=1) + "\n")
+    return pairs
 
 
 PHASES = ("cells naming an `ensure_` call: building an artifact (first call) or training / loading RL runs",
-          "other cells: imports, loading, evaluation, plots, exercises",
+          "the notebook's opening import cells: the libraries, and the models it loads",
+          "other cells: evaluation, plots, exercises",
           "kernel start and time between cells")
 
 
-def phases(entry: dict) -> tuple[float, float, float]:
-    """A notebook's wall time in the three PHASES (they add up to it)."""
+def is_import(what_line: str) -> bool:
+    return what_line.startswith(("import ", "from "))
+
+
+def phases(entry: dict) -> tuple[float, float, float, float]:
+    """A notebook's wall time in the four PHASES (they add up to it). The opening import cells are
+    the code cells before the first that opens with anything else (a later cell that imports a
+    helper and then evaluates counts as evaluation)."""
     cells = entry["cells"]
-    work = sum(cell["seconds"] for cell in cells if "ensure_" in cell["what"])
-    other = sum(cell["seconds"] for cell in cells) - work
-    return work, other, entry["seconds"] - work - other
+    opening = 0
+    while opening < len(cells) and is_import(cells[opening]["what"]):
+        opening += 1
+    imports = sum(cell["seconds"] for cell in cells[:opening])
+    work = sum(cell["seconds"] for cell in cells[opening:] if "ensure_" in cell["what"])
+    other = sum(cell["seconds"] for cell in cells) - work - imports
+    return work, imports, other, entry["seconds"] - work - imports - other
 
 
 def phase_table(result: dict) -> str:
-    """Seconds per notebook and phase, with the course's total per phase."""
+    """Seconds per notebook and phase, with the course's total per phase, and what the phases
+    that no evaluation, plot or exercise is in add up to (the course's floor)."""
     rows = [(entry["notebook"].split("_")[0], entry["seconds"], *phases(entry)) for entry in result["notebooks"]]
-    totals = ("all", *(sum(row[k] for row in rows) for k in range(1, 5)))
-    lines = ["| notebook | wall s | " + " | ".join(PHASES) + " |", "|---|---|---|---|---|"]
+    totals = ("all", *(sum(row[k] for row in rows) for k in range(1, 6)))
+    lines = ["| notebook | wall s | " + " | ".join(PHASES) + " |", "|---|---|---|---|---|---|"]
     for name, *values in [*rows, totals]:
         lines.append(f"| {name} | " + " | ".join(f"{value:.0f}" for value in values) + " |")
+    floor = totals[2] + totals[3] + totals[5]
+    lines += ["", f"Building and training, imports and kernel starts alone: {floor:.0f} s, "
+              f"{floor / TARGET_SECONDS:.0%} of the 5-minute target, before any evaluation, plot or exercise "
+              f"({totals[4]:.0f} s)."]
     return "\n".join(lines)
 
 
@@ -155,7 +195,7 @@ def readme_block(text: str) -> str | None:
 
 
 def update_readme(result: dict) -> None:
-    readme_blocks.replace_block(README, BEGIN, END, render(result, load_pair()))
+    readme_blocks.replace_block(README, BEGIN, END, render(result, load_pairs()))
 
 
 def main() -> int:
@@ -163,7 +203,16 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true", help="only rewrite the README block from the result file")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose notebooks to time (default: this one)")
     parser.add_argument("--out", type=Path, default=RESULT, help=f"the result file (default: {RESULT.relative_to(ROOT)})")
+    parser.add_argument("--pairs", type=Path, nargs="+", metavar="RESULT",
+                        help=f"write {PAIRS.relative_to(ROOT)} from paired runs' result files, AFTER BEFORE ...")
+    parser.add_argument("--commits", nargs=2, metavar=("AFTER", "BEFORE"), help="the two commits of --pairs")
     args = parser.parse_args()
+    if args.pairs:
+        if not args.commits:
+            print("error: --pairs needs --commits AFTER BEFORE", file=sys.stderr)
+            return 2
+        print(render_pairs(write_pairs(args.pairs, *args.commits)))
+        return 0
     if not (args.root / "notebooks").is_dir() or not (args.root / "warp_utils").is_dir():
         print(f"error: --root {args.root} holds no notebooks/ and warp_utils/", file=sys.stderr)
         return 2

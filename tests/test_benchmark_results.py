@@ -40,7 +40,7 @@ def synthetic(seconds):
 
 def test_readme_notebook_times_are_the_render_of_the_committed_result(notebooks_bench):
     result = json.loads(notebooks_bench.RESULT.read_text())
-    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(result, notebooks_bench.load_pair())
+    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(result, notebooks_bench.load_pairs())
     assert [entry["notebook"] for entry in result["notebooks"]] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert result["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in result["notebooks"]), abs=0.2)
 
@@ -53,14 +53,19 @@ def test_render_states_the_target_verdict_from_the_total(notebooks_bench):
 
 def test_the_phase_table_splits_each_notebook_into_phases_that_add_up(notebooks_bench):
     result = synthetic([100.0, 50.0])
-    result["notebooks"][0]["cells"] = [{"index": 1, "seconds": 60.0, "what": "sft = ensure_sft_policy(p)"},
-                                       {"index": 2, "seconds": 30.0, "what": "import torch"}]
+    result["notebooks"][0]["cells"] = [{"index": 1, "seconds": 25.0, "what": "import torch"},
+                                       {"index": 2, "seconds": 60.0, "what": "sft = ensure_sft_policy(p)"},
+                                       {"index": 3, "seconds": 3.0, "what": "from x import evaluate"},  # not opening
+                                       {"index": 4, "seconds": 2.0, "what": "plt.plot(y)"}]
     result["notebooks"][1]["cells"] = [{"index": 1, "seconds": 45.5, "what": "plt.plot(x)"}]
-    assert notebooks_bench.phases(result["notebooks"][0]) == (60.0, 30.0, 10.0)
-    assert notebooks_bench.phases(result["notebooks"][1]) == (0.0, 45.5, pytest.approx(4.5))
+    assert notebooks_bench.phases(result["notebooks"][0]) == (60.0, 25.0, 5.0, 10.0)
+    assert notebooks_bench.phases(result["notebooks"][1]) == (0.0, 0.0, 45.5, pytest.approx(4.5))
     table = notebooks_bench.render(result).split("\n\n")[1].splitlines()
-    assert table[2] == "| 00 | 100 | 60 | 30 | 10 |" and table[3] == "| 01 | 50 | 0 | 46 | 4 |"
-    assert table[4] == "| all | 150 | 60 | 76 | 14 |"
+    assert table[2] == "| 00 | 100 | 60 | 25 | 5 | 10 |" and table[3] == "| 01 | 50 | 0 | 0 | 46 | 4 |"
+    assert table[4] == "| all | 150 | 60 | 25 | 50 | 14 |"
+    floor = notebooks_bench.render(result).split("\n\n")[2]
+    assert floor.startswith("Building and training, imports and kernel starts alone: 100 s, 33% of")
+    assert floor.endswith("(50 s).")
     assert "\n\n" not in notebooks_bench.render(synthetic([10.0]))  # results without cells: no table
 
 
@@ -73,17 +78,27 @@ def test_update_readme_rewrites_only_the_block(notebooks_bench, tmp_path, monkey
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{notebooks_bench.BEGIN}\nold figures\n{notebooks_bench.END}\nafter\n")
     monkeypatch.setattr(notebooks_bench, "README", readme)
-    monkeypatch.setattr(notebooks_bench, "load_pair", lambda: None)
+    monkeypatch.setattr(notebooks_bench, "load_pairs", lambda: None)
     notebooks_bench.update_readme(synthetic([10.0]))
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("\nafter\n")
     assert notebooks_bench.readme_block(text) == notebooks_bench.render(synthetic([10.0]))
 
 
-def test_the_paired_run_is_rendered_from_both_sides(notebooks_bench):
-    text = notebooks_bench.render(synthetic([10.0]), (synthetic([80.0, 20.0]), synthetic([100.0, 25.0])))
-    assert text.split("\n\n")[-1].endswith("100 s against 125 s, ratio 0.80; per notebook, after/before in s: "
-                                            "00 80/100, 01 20/25.")
+def test_the_paired_runs_are_rendered_pair_by_pair_with_their_median(notebooks_bench, tmp_path, monkeypatch):
+    monkeypatch.setattr(notebooks_bench, "PAIRS", tmp_path / "pairs.json")
+    files = []
+    for k, seconds in enumerate(([80.0, 20.0], [100.0, 25.0], [90.0, 30.0], [100.0, 20.0], [70.0, 20.0], [60.0, 40.0])):
+        files.append(tmp_path / f"{k}.json")
+        files[-1].write_text(json.dumps(synthetic(seconds)))
+    pairs = notebooks_bench.write_pairs(files, "abc", "def")
+    assert notebooks_bench.load_pairs() == pairs and len(pairs["pairs"]) == 3
+    text = notebooks_bench.render(synthetic([10.0]), pairs).split("\n\n")[-1]
+    assert "course (abc) against the one before it (def)" in text
+    assert "100 s against 125 s; 120 s against 120 s; 90 s against 100 s; ratios 0.800, 1.000, 0.900" in text
+    assert text.endswith("median 0.900; per notebook, median after/before in s: 00 80/100, 01 20/25.")
+    with pytest.raises(SystemExit, match="two by two"):
+        notebooks_bench.write_pairs(files[:3], "abc", "def")
 
 
 CI_LOG = """install: 130 s
