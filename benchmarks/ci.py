@@ -89,11 +89,7 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true", help="only rewrite the README block from the result file")
     args = parser.parse_args()
     if args.update_readme:
-        if not RESULT.is_file():
-            print(f"error: no result file {RESULT}: run `python benchmarks/ci.py` first", file=sys.stderr)
-            return 2
-        update_readme(json.loads(RESULT.read_text()))
-        return 0
+        return readme_blocks.update_from_result(RESULT, "ci.py", update_readme)
     if not (ROOT.parent / "shared" / "data" / "imdb").is_dir():
         print(f"error: {ROOT.parent / 'shared' / 'data' / 'imdb'} not found: .ci/run reads IMDB from ../shared",
               file=sys.stderr)

@@ -217,11 +217,7 @@ def main() -> int:
         print(f"error: --root {args.root} holds no notebooks/ and warp_utils/", file=sys.stderr)
         return 2
     if args.update_readme:
-        if not RESULT.is_file():
-            print(f"error: no result file {RESULT}: run `python benchmarks/notebooks.py` first", file=sys.stderr)
-            return 2
-        update_readme(json.loads(RESULT.read_text()))
-        return 0
+        return readme_blocks.update_from_result(RESULT, "notebooks.py", update_readme)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     result = measure(args.root.resolve())
