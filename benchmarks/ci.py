@@ -50,11 +50,11 @@ def measure() -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.strip()
     load = os.getloadavg()[0]
-    clone = Path(tempfile.mkdtemp(prefix="ci_clone_", dir=ROOT.parent))  # beside ../shared, as in CI
+    clone = Path(tempfile.mkdtemp(prefix="ci_clone_", dir=ROOT.parent))  # its ../shared is CI's ../shared
     try:
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone / "repo")], check=True)
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         started = time.perf_counter()
-        run = subprocess.run([str(clone / "repo" / ".ci" / "run")], cwd=clone / "repo", capture_output=True, text=True)
+        run = subprocess.run([str(clone / ".ci" / "run")], cwd=clone, capture_output=True, text=True)
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(clone, ignore_errors=True)
