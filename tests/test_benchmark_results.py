@@ -124,3 +124,9 @@ def test_the_ci_sentence_says_red_and_over_the_limit_from_the_figures(ci_bench):
     late = dict(result, returncode=1, total_seconds=901)
     assert "RED (exit 1)" in ci_bench.render(late) and "901 s in all" in ci_bench.render(late)
     assert "OVER the 15-minute limit" in ci_bench.render(late)
+
+
+def test_readme_ci_time_is_the_render_of_the_committed_result(ci_bench):
+    result = json.loads(ci_bench.RESULT.read_text())
+    assert ci_bench.readme_block((ROOT / "README.md").read_text()) == ci_bench.render(result)
+    assert result["outcome"].get("passed", 0) > 0
