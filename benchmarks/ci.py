@@ -35,8 +35,8 @@ SUMMARY = re.compile(r"=+ (?P<counts>.*?) in (?P<seconds>[\d.]+)s")
 
 def parse_log(text: str) -> dict:
     """install, pytest and total seconds and pytest's outcome counts from a `.ci/run` log."""
-    install = re.search(r"^install: (\d+) s$", text, flags=re.M)
-    total = re.search(r"^total: (\d+) s$", text, flags=re.M)
+    install = re.search(r"^install: (\d+) s$", text, flags=re.MULTILINE)
+    total = re.search(r"^total: (\d+) s$", text, flags=re.MULTILINE)
     summaries = [m for m in SUMMARY.finditer(text) if re.search(r"\d+ (passed|failed|error)", m["counts"])]
     if not (install and summaries):
         raise ValueError("the log holds no `install: N s` line or no pytest summary line")
@@ -54,7 +54,7 @@ def measure() -> dict:
     try:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         started = time.perf_counter()
-        run = subprocess.run([str(clone / ".ci" / "run")], cwd=clone, capture_output=True, text=True)
+        run = subprocess.run([str(clone / ".ci" / "run")], cwd=clone, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(clone, ignore_errors=True)
@@ -94,7 +94,14 @@ def main() -> int:
         print(f"error: {ROOT.parent / 'shared' / 'data' / 'imdb'} not found: .ci/run reads IMDB from ../shared",
               file=sys.stderr)
         return 2
-    result = measure()
+    try:
+        result = measure()
+    except subprocess.CalledProcessError as error:  # the clone itself failed: nothing was run
+        print(f"error: {' '.join(error.cmd)} failed (exit {error.returncode})", file=sys.stderr)
+        return 2
+    except ValueError as error:  # .ci/run stopped before pytest's summary: its log says why
+        print(f"error: {error}; see {LOG.relative_to(ROOT)}", file=sys.stderr)
+        return 2
     RESULT.write_text(json.dumps(result, indent=1) + "\n")
     update_readme(result)
     print(render(result))
