@@ -15,17 +15,42 @@ import pytest
 COURSE_SCOPE = "course"
 
 
+COURSE_ONLY = "WARP_PYTEST_COURSE_ONLY"  # set by the controller, inherited by the workers it starts
+
+
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        os.environ[COURSE_ONLY] = "1" if course_only(config.args, config.rootpath) else ""
+        return
     # Two workers share the cores: each process and what it starts (notebook kernels, CLI
     # subprocesses, training workers) keeps to one torch thread. Measured in CI: notebook 00's
     # SFT pre-training on 2 threads beside a busy worker took 358 s, ~4x its 1-thread time.
-    if hasattr(config, "workerinput"):
+    # Not when only the course runs (`pytest notebooks/`): its one scope keeps one worker busy and
+    # the other idle, so the kernels use every core, as in JupyterLab.
+    if not os.environ.get(COURSE_ONLY):
         os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _in_course(nodeid: str) -> bool:
     path = nodeid.split("::", 1)[0]
-    return path.endswith(".ipynb") or path.endswith("test_browser.py")
+    return path.endswith((".ipynb", "test_browser.py"))
+
+
+def course_only(args: list[str], rootpath) -> bool:
+    """Whether the command line selects course tests only: every path argument is a notebook,
+    the notebooks/ folder (or inside it) or the browser tests. No path argument means the
+    configured testpaths, i.e. everything."""
+    from pathlib import Path
+
+    notebooks = (Path(rootpath) / "notebooks").resolve()
+    paths = [arg.split("::", 1)[0] for arg in args if not arg.startswith("-")]
+    if not paths:
+        return False
+    for path in paths:
+        resolved = Path(path).resolve()
+        if not (_in_course(path) or resolved == notebooks or notebooks in resolved.parents):
+            return False
+    return True
 
 
 @pytest.hookimpl(optionalhook=True)  # known only when pytest-xdist is installed and enabled
