@@ -4,6 +4,7 @@
     python benchmarks/notebooks.py                  # ~6 min on 2 idle cores; writes results/notebooks.json
     python benchmarks/notebooks.py --update-readme  # then rewrites the README's block from that file
     python benchmarks/notebooks.py --root ../old --out /tmp/old.json   # another checkout's course
+    python benchmarks/notebooks.py --nbval          # `python -m pytest notebooks/` itself; results/notebooks_nbval.json
 
 `--root` times another checkout's notebooks with its own warp_utils (on the kernels' PYTHONPATH):
 with farm-bench --vs, two commits' courses alternate on the same machine; then
@@ -26,9 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -37,19 +41,81 @@ import readme_blocks  # benchmarks/: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
-PAIRS = ROOT / "benchmarks" / "results" / "notebooks_pairs.json"  # alternating runs: this round's course and the one before
+PAIRS = ROOT / "benchmarks" / "results" / "notebooks_pairs.json"
+NBVAL = ROOT / "benchmarks" / "results" / "notebooks_nbval.json"  # `pytest notebooks/`: nbval as a user runs it  # alternating runs: this round's course and the one before
 README = ROOT / "README.md"
 BEGIN, END = "<!-- notebook-times:begin -->", "<!-- notebook-times:end -->"
 TARGET_SECONDS = 300  # issue 10: nbval of all notebooks <= 5 min on an idle 2-core machine
 
 
-def cell_seconds(cell) -> float | None:
+def cell_interval(cell) -> tuple[float, float] | None:
+    """The cell's execute_input and execute_reply as Unix times (the kernel's stamps), if recorded."""
     timing = cell.metadata.get("execution", {})
     start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
     if not (start and end):
         return None
-    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
-    return (parse(end) - parse(start)).total_seconds()
+    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()  # noqa: E731
+    return parse(start), parse(end)
+
+
+class CpuSampler:
+    """The machine's busy CPU time (all processes, /proc/stat: user + nice + system + irq + softirq),
+    sampled every `step` seconds in a thread, so that each cell's core-seconds can be read off its
+    interval: wall time says how long a cell took, core-seconds say how much of the 2 cores it used,
+    and the course's core-seconds / cores bound from below what any schedule of the same work can
+    take. None on a system without /proc/stat."""
+
+    def __init__(self, step: float = 0.2):
+        self.step, self.samples, self.stop = step, [], threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def busy_jiffies() -> int | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in fields[:7])
+        return user + nice + system + irq + softirq
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            busy = self.busy_jiffies()
+            if busy is None:
+                return
+            self.samples.append((time.time(), busy))
+            self.stop.wait(self.step)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def wait_past(self, when: float) -> None:
+        """Return once a sample taken after Unix time `when` exists (the interval ends inside the record)."""
+        while self.thread.is_alive() and (not self.samples or self.samples[-1][0] < when):
+            time.sleep(self.step / 4)
+
+    def busy_at(self, when: float) -> float | None:
+        """Busy jiffies at Unix time `when`, linear between the two samples around it."""
+        samples = self.samples
+        if len(samples) < 2 or not samples[0][0] <= when <= samples[-1][0]:
+            return None
+        low, high = 0, len(samples) - 1
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if samples[middle][0] <= when else (low, middle)
+        (t0, b0), (t1, b1) = samples[low], samples[high]
+        return b0 + (b1 - b0) * ((when - t0) / (t1 - t0) if t1 > t0 else 0.0)
+
+    def core_seconds(self, start: float, end: float) -> float | None:
+        """CPU seconds the machine spent busy between two Unix times (2 cores: at most 2 x wall)."""
+        first, last = self.busy_at(start), self.busy_at(end)
+        return None if first is None or last is None else (last - first) / self.tick
 
 
 def what(source: str) -> str:
@@ -60,22 +126,34 @@ def what(source: str) -> str:
     return (named or lines or [""])[0][:90]
 
 
-def time_notebook(path: Path) -> dict:
+def time_notebook(path: Path, sampler: CpuSampler | None = None) -> dict:
     import nbformat
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from patient_client import PatientNotebookClient  # polls, so a kernel reply cannot be missed (nbclient issue 312)
 
     notebook = nbformat.read(path, as_version=4)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     PatientNotebookClient(notebook, kernel_name="python3", record_timing=True, timeout=600,  # a cell that never ends: fail
                           resources={"metadata": {"path": str(path.parent)}}).execute()
-    seconds = time.perf_counter() - started
-    timed = [(index, cell, cell_seconds(cell)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-    cells = [{"index": index, "seconds": round(seconds, 2), "what": what(cell.source)}
-             for index, cell, seconds in timed if seconds is not None]
-    return {"notebook": path.name, "seconds": round(seconds, 1),
-            "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3], "cells": cells}
+    seconds, ended_at = time.perf_counter() - started, time.time()
+    if sampler:
+        sampler.wait_past(ended_at)
+    core_seconds = (lambda start, end: sampler.core_seconds(start, end)) if sampler else (lambda start, end: None)
+    cells = []
+    for index, cell in enumerate(notebook.cells):
+        interval = cell_interval(cell) if cell.cell_type == "code" else None
+        if interval is not None:
+            cells.append({"index": index, "seconds": round(interval[1] - interval[0], 2), "what": what(cell.source)})
+            busy = core_seconds(*interval)
+            if busy is not None:
+                cells[-1]["core_seconds"] = round(busy, 2)
+    entry = {"notebook": path.name, "seconds": round(seconds, 1),
+             "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3], "cells": cells}
+    busy = core_seconds(started_at, ended_at)
+    if busy is not None:
+        entry["core_seconds"] = round(busy, 1)
+    return entry
 
 
 def measure(root: Path = ROOT) -> dict:
@@ -88,15 +166,53 @@ def measure(root: Path = ROOT) -> dict:
     with tempfile.TemporaryDirectory(prefix="warp_notebooks_") as data_root:
         os.environ["WARP_DATA_ROOT"] = data_root  # inherited by every kernel: nothing is cached
         results = []
-        for path in paths:
-            results.append(time_notebook(path))
-            print(f"{path.name}: {results[-1]['seconds']:.0f} s", flush=True)
+        with CpuSampler() as sampler:
+            for path in paths:
+                results.append(time_notebook(path, sampler))
+                print(f"{path.name}: {results[-1]['seconds']:.0f} s", flush=True)
     return {"date": datetime.now().strftime("%Y-%m-%d"), "cores": os.cpu_count(), "torch": torch.__version__,
             "load_average_at_start": round(load, 2), "total_seconds": round(sum(r["seconds"] for r in results), 1),
             "notebooks": results}
 
 
-def render(result: dict, pairs: dict | None = None) -> str:
+def measure_nbval(root: Path = ROOT) -> dict:
+    """`python -m pytest notebooks/` (nbval with the repository's pytest settings: xdist, its thread
+    rule) from an empty data root: its wall time and pytest's outcome counts."""
+    import torch
+
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="warp_nbval_") as data_root:
+        env = {**os.environ, "WARP_DATA_ROOT": data_root}
+        started = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "pytest", "notebooks/", "-q"], cwd=root, env=env,
+                             capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed|error).*?) in ([\d.]+)s", run.stdout, flags=re.MULTILINE)
+    counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary[-1][0])} if summary else {}
+    return {"date": datetime.now().strftime("%Y-%m-%d"), "cores": os.cpu_count(), "torch": torch.__version__,
+            "load_average_at_start": round(load, 2), "command": "python -m pytest notebooks/",
+            "returncode": run.returncode, "wall_seconds": round(seconds, 1), "outcome": counts,
+            "log_tail": run.stdout.splitlines()[-30:]}  # pytest's slowest durations and its summary
+
+
+def nbval_sentence(nbval: dict) -> str:
+    """The course through nbval as a user runs it, and issue 10's verdict on that command."""
+    seconds = nbval["wall_seconds"]
+    state = "green" if nbval["returncode"] == 0 else f"RED (exit {nbval['returncode']})"
+    outcome = ", ".join(f"{n} {word}" for word, n in nbval["outcome"].items()) or "no pytest summary"
+    verdict = "met" if seconds <= TARGET_SECONDS and nbval["returncode"] == 0 else (
+        f"NOT met, {seconds - TARGET_SECONDS:.0f} s over" if seconds > TARGET_SECONDS else "NOT met: the run failed")
+    return (f"The same notebooks through nbval as a user runs them (`{nbval['command']}` from an empty data root, "
+            f"{nbval['date']}, load average {nbval['load_average_at_start']} at the start; "
+            f"[results](benchmarks/results/notebooks_nbval.json)): {state}, {outcome}, {seconds:.0f} s = "
+            f"{seconds / 60:.1f} min; issue 10's target of 5 min for nbval of all notebooks: {verdict}.")
+
+
+def load_nbval() -> dict | None:
+    return json.loads(NBVAL.read_text()) if NBVAL.is_file() else None
+
+
+def render(result: dict, pairs: dict | None = None, nbval: dict | None = None) -> str:
     """The README's notebook-times paragraph, from a result of `measure` (and, given, the two sides
     of a paired run: this round's course and the one before it, alternating on one machine)."""
     parts = []
@@ -113,6 +229,8 @@ def render(result: dict, pairs: dict | None = None) -> str:
             + f". In all {total:.0f} s = {total / 60:.1f} min; issue 10's target of 5 min: {verdict}.")
     if all("cells" in entry for entry in result["notebooks"]):
         text += "\n\n" + phase_table(result)
+    if nbval is not None:
+        text += "\n\n" + nbval_sentence(nbval)
     if pairs is not None:
         text += "\n\n" + render_pairs(pairs)
     return text
@@ -130,7 +248,7 @@ def render_pairs(pairs: dict) -> str:
 
     per_notebook = ", ".join(f"{name} {median_seconds(0, k):.0f}/{median_seconds(1, k):.0f}" for k, name in enumerate(names))
     totals = "; ".join(f"{after['total_seconds']:.0f} s against {before['total_seconds']:.0f} s" for after, before in runs)
-    return (f"Paired runs, this round's course ({pairs['after']}) against the one before it ({pairs['before']}), "
+    return (f"Paired runs, the course at {pairs['after']} against the one before it ({pairs['before']}), "
             f"alternating on one machine ([pairs](benchmarks/results/notebooks_pairs.json), {runs[0][0]['date']}): "
             f"{totals}; ratios " + ", ".join(f"{r:.3f}" for r in ratios)
             + f", median {statistics.median(ratios):.3f}; per notebook, median after/before in s: {per_notebook}.")
@@ -144,7 +262,10 @@ def load_pairs() -> dict | None:
 def write_pairs(paths: list[Path], after: str, before: str) -> dict:
     """The pairs file from result files given as AFTER BEFORE [AFTER BEFORE ...] and the two commits."""
     if not paths or len(paths) % 2:
-        raise SystemExit("error: --pairs takes result files two by two: AFTER BEFORE [AFTER BEFORE ...]")
+        raise ValueError("--pairs takes result files two by two: AFTER BEFORE [AFTER BEFORE ...]")
+    missing = [str(path) for path in paths if not Path(path).is_file()]
+    if missing:
+        raise ValueError(f"--pairs: no result file {', '.join(missing)}")
     results = [json.loads(Path(path).read_text()) for path in paths]
     pairs = {"after": after, "before": before, "pairs": [results[k : k + 2] for k in range(0, len(results), 2)]}
     PAIRS.write_text(json.dumps(pairs, indent=1) + "\n")
@@ -161,18 +282,38 @@ def is_import(what_line: str) -> bool:
     return what_line.startswith(("import ", "from "))
 
 
-def phases(entry: dict) -> tuple[float, float, float, float]:
-    """A notebook's wall time in the four PHASES (they add up to it). The opening import cells are
-    the code cells before the first that opens with anything else (a later cell that imports a
-    helper and then evaluates counts as evaluation)."""
+def phases(entry: dict, key: str = "seconds") -> tuple[float, float, float, float]:
+    """A notebook's wall time (key "core_seconds": its busy CPU time) in the four PHASES (they add
+    up to it). The opening import cells are the code cells before the first that opens with
+    anything else (a later cell that imports a helper and then evaluates counts as evaluation)."""
     cells = entry["cells"]
     opening = 0
     while opening < len(cells) and is_import(cells[opening]["what"]):
         opening += 1
-    imports = sum(cell["seconds"] for cell in cells[:opening])
-    work = sum(cell["seconds"] for cell in cells[opening:] if "ensure_" in cell["what"])
-    other = sum(cell["seconds"] for cell in cells) - work - imports
-    return work, imports, other, entry["seconds"] - work - imports - other
+    imports = sum(cell[key] for cell in cells[:opening])
+    work = sum(cell[key] for cell in cells[opening:] if "ensure_" in cell["what"])
+    other = sum(cell[key] for cell in cells) - work - imports
+    return work, imports, other, entry[key] - work - imports - other
+
+
+def has_core_seconds(result: dict) -> bool:
+    return all("core_seconds" in entry and all("core_seconds" in cell for cell in entry["cells"])
+               for entry in result["notebooks"])
+
+
+def core_sentence(result: dict) -> str:
+    """How much of the cores each phase used (machine-wide CPU time over the phase's wall time),
+    and the bound that follows: the course's core-seconds spread over every core, perfectly."""
+    wall = [sum(values) for values in zip(*(phases(entry) for entry in result["notebooks"]))]
+    busy = [sum(values) for values in zip(*(phases(entry, "core_seconds") for entry in result["notebooks"]))]
+    total = sum(entry["core_seconds"] for entry in result["notebooks"])
+    names = ("`ensure_` cells", "opening imports", "other cells", "kernel starts")
+    per_phase = "; ".join(f"{name} {b:.0f} core-s over {w:.0f} s ({b / w:.2f} cores busy)"
+                          for name, b, w in zip(names, busy, wall) if w > 0)
+    bound = total / result["cores"]
+    return (f"CPU time, machine-wide (`/proc/stat`, sampled every 0.2 s): {per_phase}. In all {total:.0f} "
+            f"core-seconds: on {result['cores']} cores no schedule of the same work, notebooks side by side "
+            f"included, takes less than {bound:.0f} s ({bound / TARGET_SECONDS:.0%} of the target).")
 
 
 def phase_table(result: dict) -> str:
@@ -187,6 +328,8 @@ def phase_table(result: dict) -> str:
     lines += ["", f"Building and training, imports and kernel starts alone: {floor:.0f} s, "
               f"{floor / TARGET_SECONDS:.0%} of the 5-minute target, before any evaluation, plot or exercise "
               f"({totals[4]:.0f} s)."]
+    if has_core_seconds(result):
+        lines += ["", core_sentence(result)]
     return "\n".join(lines)
 
 
@@ -195,7 +338,7 @@ def readme_block(text: str) -> str | None:
 
 
 def update_readme(result: dict) -> None:
-    readme_blocks.replace_block(README, BEGIN, END, render(result, load_pairs()))
+    readme_blocks.replace_block(README, BEGIN, END, render(result, load_pairs(), load_nbval()))
 
 
 def main() -> int:
@@ -206,12 +349,18 @@ def main() -> int:
     parser.add_argument("--pairs", type=Path, nargs="+", metavar="RESULT",
                         help=f"write {PAIRS.relative_to(ROOT)} from paired runs' result files, AFTER BEFORE ...")
     parser.add_argument("--commits", nargs=2, metavar=("AFTER", "BEFORE"), help="the two commits of --pairs")
+    parser.add_argument("--nbval", action="store_true",
+                        help=f"time `python -m pytest notebooks/` instead; writes {NBVAL.relative_to(ROOT)}")
     args = parser.parse_args()
     if args.pairs:
         if not args.commits:
             print("error: --pairs needs --commits AFTER BEFORE", file=sys.stderr)
             return 2
-        print(render_pairs(write_pairs(args.pairs, *args.commits)))
+        try:
+            print(render_pairs(write_pairs(args.pairs, *args.commits)))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0
     if not (args.root / "notebooks").is_dir() or not (args.root / "warp_utils").is_dir():
         print(f"error: --root {args.root} holds no notebooks/ and warp_utils/", file=sys.stderr)
@@ -220,6 +369,11 @@ def main() -> int:
         return readme_blocks.update_from_result(RESULT, "notebooks.py", update_readme)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if args.nbval:
+        nbval = measure_nbval(args.root.resolve())
+        (NBVAL if args.out == RESULT else args.out).write_text(json.dumps(nbval, indent=1) + "\n")
+        print(nbval_sentence(nbval))
+        return 0 if nbval["returncode"] == 0 else 1
     result = measure(args.root.resolve())
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(render(result))

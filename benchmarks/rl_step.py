@@ -18,6 +18,9 @@ the same thread count: `% peak` per phase, and `not matmul` = the share of the s
 matmul unit at peak would not need (per-call overhead, softmaxes, sampling, Python).
 
     python benchmarks/rl_step.py [--size tiny gpt2-small] [--threads 1 2] [--reps 5]
+
+writes benchmarks/results/rl_step.json; `python benchmarks/measured_table.py` renders the README's
+rows from it.
 """
 
 from __future__ import annotations
@@ -25,9 +28,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import math
+import os
+import sys
 import time
 from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
 
 import torch
 from setups import SIZES, load_setup, project_components
@@ -36,6 +44,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from warp_utils import rl
 from warp_utils.device import fused_optimizer
 from warp_utils.runtime import thread_count
+
+RESULT = Path(__file__).resolve().parent / "results" / "rl_step.json"
 
 
 class PhaseTimer:
@@ -94,7 +104,8 @@ class Step:
         self.optimizer.load_state_dict(optimizer)
 
 
-def bench(size: str, threads: list[int], reps: int) -> None:
+def bench(size: str, threads: list[int], reps: int) -> dict:
+    """Time `reps` identical steps per thread count, print the table and return its figures."""
     step = Step(size)
     step.restore()
     with FlopCounterMode(display=False) as counter:
@@ -114,10 +125,12 @@ def bench(size: str, threads: list[int], reps: int) -> None:
             results[n]["totals"].append(total)
     peaks = {n: max(peaks[n], matmul_peak(n)) for n in threads}
 
-    params = sum(p.numel() for p in step.policy.parameters())
     setup = step.setup
-    print(f"\n== {size}: policy {params / 1e6:.1f}M parameters, batch {setup.batch_size}, "
-          f"{len(setup.prompts[0])} prompt + {setup.sampling.max_new_tokens} max new tokens, "
+    figures = {"parameters": sum(p.numel() for p in step.policy.parameters()), "batch": setup.batch_size,
+               "prompt_tokens": len(setup.prompts[0]), "max_new_tokens": setup.sampling.max_new_tokens,
+               "generated_tokens": int(generated), "reps": reps, "threads": {}}
+    print(f"\n== {size}: policy {figures['parameters'] / 1e6:.1f}M parameters, batch {setup.batch_size}, "
+          f"{figures['prompt_tokens']} prompt + {figures['max_new_tokens']} max new tokens, "
           f"{generated:.0f} tokens generated, KL to SFT measured, best of {reps}")
     for n in threads:
         timers = results[n]["phases"]
@@ -139,6 +152,13 @@ def bench(size: str, threads: list[int], reps: int) -> None:
         print(f"   {'RL step':18s} {total:8.3f} {'':8s} {'':6s} {flops / 1e9:7.2f} "
               f"{flops / total / 1e9:8.1f} {flops / total / peaks[n]:7.1%}   "
               f"{generated / total:.0f} generated tokens/s, not matmul {not_matmul:.0%}")
+        figures["threads"][str(n)] = {
+            "step_seconds": round(total, 4), "matmul_peak_gflops": round(peaks[n] / 1e9, 1),
+            "not_matmul": round(not_matmul, 3), "generated_tokens_per_second": round(generated / total, 1),
+            "phases": {p: {"wall": round(wall[p], 4), "cpu": round(cpu[p], 4),
+                           "gflop": round(counted.flops[p] / 1e9, 3)} for p in phases},
+            "between_phases": round(rest, 4)}
+    return figures
 
 
 def main():
@@ -147,8 +167,15 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="torch thread counts to alternate (default: the project's thread policy)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per setting")
+    parser.add_argument("--out", type=Path, default=RESULT,
+                        help="the result file (default: benchmarks/results/rl_step.json)")
     args = parser.parse_args()
+    if args.reps < 1 or (args.threads and min(args.threads) < 1):
+        print("error: --reps and --threads must be at least 1", file=sys.stderr)
+        return 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
+    result = {"date": datetime.now().strftime("%Y-%m-%d"), "torch": torch.__version__,
+              "load_average_at_start": round(os.getloadavg()[0], 2), "sizes": {}}
     for size in args.size:
         threads = args.threads
         if threads is None:  # the project's policy for this model size
@@ -157,8 +184,11 @@ def main():
 
             model, _ = load_policy(setup.policy_folder)
             threads = [thread_count(sum(p.numel() for p in model.parameters()))]
-        bench(size, threads, args.reps)
+        result["sizes"][size] = bench(size, threads, args.reps)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,6 +65,7 @@ def main() -> None:
         return worker(args.worker)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    load = round(os.getloadavg()[0], 2)
     print(f"tiny SFT pre-training, {os.cpu_count()} cores, {args.rounds} round(s), variants alternate")
     rows = []
     for round_ in range(1, args.rounds + 1):
@@ -77,7 +79,9 @@ def main() -> None:
     best = {v: min(r["seconds"] for r in rows if r["variant"] == v) for v in VARIANTS}
     loss = {v: [r["heldout_loss"] for r in rows if r["variant"] == v][0] for v in VARIANTS}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sft.json").write_text(json.dumps({"rows": rows, "best_seconds": best, "heldout_loss": loss}, indent=1))
+    (RESULTS / "sft.json").write_text(json.dumps({"date": datetime.now().strftime("%Y-%m-%d"),
+                                                  "load_average_at_start": load, "rows": rows,
+                                                  "best_seconds": best, "heldout_loss": loss}, indent=1))
     print(f"held-out loss now - before: {loss['now'] - loss['before']:+.4f} nats/token (target: within 0.03)")
     print(f"held-out loss fewer_tokens - now: {loss['fewer_tokens'] - loss['now']:+.4f} nats/token, "
           f"{best['fewer_tokens']:.1f} s")

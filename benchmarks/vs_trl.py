@@ -16,22 +16,30 @@ TRL gets a reward function that scores prompt + completion with the project's Re
 i.e. as the reward model was trained.
 
     python benchmarks/vs_trl.py [--size tiny] [--rounds 2] [--steps 5]
+
+writes benchmarks/results/vs_trl_<size>.json (TRL's whole config included); `python
+benchmarks/measured_table.py` renders the README's rows from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
+from pathlib import Path
 
 import torch
 from setups import SIZES, load_setup, project_components
 
 from warp_utils.device import fused_optimizer
 from warp_utils.runtime import Execution, thread_count
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def set_threads(model) -> int:
@@ -141,32 +149,51 @@ def main():
     parser.add_argument("--kl-every", type=int, default=Execution().kl_every,
                         help="the project measures the exact KL to SFT every k steps (default: "
                              "runtime.Execution's, what train_warp does)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the result file (default: benchmarks/results/vs_trl_<size>.json)")
     parser.add_argument("--worker", choices=["project", "trl"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for name in ("rounds", "steps", "kl_every"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
+            return 2
     if args.worker:
         return worker(args.worker, args.size, args.steps, args.kl_every)
     import trl
 
     setup = load_setup(args.size)
+    result = {"date": datetime.now().strftime("%Y-%m-%d"), "torch": torch.__version__, "trl": trl.__version__,
+              "load_average_at_start": round(os.getloadavg()[0], 2), "size": args.size,
+              "batch": setup.batch_size, "prompts": setup.batch_size // 2, "max_new_tokens": setup.sampling.max_new_tokens,
+              "steps": args.steps, "kl_every": args.kl_every, "rounds": []}
     print(f"torch {torch.__version__}, trl {trl.__version__}; {args.size}: batch {setup.batch_size} "
           f"({setup.batch_size // 2} prompts x 2), {setup.sampling.max_new_tokens} new tokens, "
           f"{args.steps} timed steps per process, {args.rounds} rounds alternating, project's KL to "
           f"SFT every {args.kl_every} step(s)")
-    rates = {"project": [], "trl": []}
     for round_ in range(1, args.rounds + 1):
+        sides = {}
         for side in ("project", "trl"):
-            result = spawn(side, args.size, args.steps, args.kl_every)
+            run = spawn(side, args.size, args.steps, args.kl_every)
             if side == "trl" and round_ == 1:
-                print("TRL config: " + json.dumps(result["config"], sort_keys=True, default=str))
-            rates[side].append(rate(result))
-            per_step = sum(result["seconds"]) / len(result["seconds"])
+                result["trl_config"] = run["config"]
+                print("TRL config: " + json.dumps(run["config"], sort_keys=True, default=str))
+            per_step = sum(run["seconds"]) / len(run["seconds"])
+            sides[side] = {"threads": run["threads"], "seconds": run["seconds"], "tokens": run["tokens"],
+                           "seconds_per_step": round(per_step, 4), "tokens_per_second": round(rate(run), 2)}
             print(f"round {round_} {side:7s}: {per_step:6.3f} s/step, "
-                  f"{sum(result['tokens']) / len(result['tokens']):6.0f} tokens/step, "
-                  f"{rates[side][-1]:7.1f} tokens/s ({result['threads']} thread(s))")
-    ratios = [p / t for p, t in zip(rates["project"], rates["trl"])]
-    print(f"ratio project / TRL in generated tokens per second, per round: "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}; overall {sum(rates['project']) / sum(rates['trl']):.2f}x")
+                  f"{sum(run['tokens']) / len(run['tokens']):6.0f} tokens/step, "
+                  f"{rate(run):7.1f} tokens/s ({run['threads']} thread(s))")
+        sides["ratio"] = round(sides["project"]["tokens_per_second"] / sides["trl"]["tokens_per_second"], 4)
+        result["rounds"].append(sides)
+    rounds = result["rounds"]
+    result["overall_ratio"] = round(sum(r["project"]["tokens_per_second"] for r in rounds)
+                                    / sum(r["trl"]["tokens_per_second"] for r in rounds), 4)
+    out = args.out or RESULTS / f"vs_trl_{args.size.replace('-', '_')}.json"
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print("ratio project / TRL in generated tokens per second, per round: "
+          + ", ".join(f"{r['ratio']:.2f}" for r in rounds) + f"; overall {result['overall_ratio']:.2f}x (wrote {out})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

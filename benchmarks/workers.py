@@ -107,7 +107,7 @@ def main() -> None:
               f"({row['transfer_s_per_iteration']:.2f} s)")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "workers.json").write_text(json.dumps(
-        {"config": vars(args), "cores": os.cpu_count(), "measured": measured, "best": best, "speedup": speedup,
+        {"date": time.strftime("%Y-%m-%d"), "config": vars(args), "cores": os.cpu_count(), "measured": measured, "best": best, "speedup": speedup,
          "full_profile": table}, indent=2))
 
 

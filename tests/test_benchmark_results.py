@@ -40,7 +40,8 @@ def synthetic(seconds):
 
 def test_readme_notebook_times_are_the_render_of_the_committed_result(notebooks_bench):
     result = json.loads(notebooks_bench.RESULT.read_text())
-    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(result, notebooks_bench.load_pairs())
+    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(
+        result, notebooks_bench.load_pairs(), notebooks_bench.load_nbval())
     assert [entry["notebook"] for entry in result["notebooks"]] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert result["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in result["notebooks"]), abs=0.2)
 
@@ -79,6 +80,7 @@ def test_update_readme_rewrites_only_the_block(notebooks_bench, tmp_path, monkey
     readme.write_text(f"before\n{notebooks_bench.BEGIN}\nold figures\n{notebooks_bench.END}\nafter\n")
     monkeypatch.setattr(notebooks_bench, "README", readme)
     monkeypatch.setattr(notebooks_bench, "load_pairs", lambda: None)
+    monkeypatch.setattr(notebooks_bench, "load_nbval", lambda: None)
     notebooks_bench.update_readme(synthetic([10.0]))
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("\nafter\n")
@@ -94,11 +96,13 @@ def test_the_paired_runs_are_rendered_pair_by_pair_with_their_median(notebooks_b
     pairs = notebooks_bench.write_pairs(files, "abc", "def")
     assert notebooks_bench.load_pairs() == pairs and len(pairs["pairs"]) == 3
     text = notebooks_bench.render(synthetic([10.0]), pairs).split("\n\n")[-1]
-    assert "course (abc) against the one before it (def)" in text
+    assert "the course at abc against the one before it (def)" in text
     assert "100 s against 125 s; 120 s against 120 s; 90 s against 100 s; ratios 0.800, 1.000, 0.900" in text
     assert text.endswith("median 0.900; per notebook, median after/before in s: 00 80/100, 01 20/25.")
-    with pytest.raises(SystemExit, match="two by two"):
+    with pytest.raises(ValueError, match="two by two"):
         notebooks_bench.write_pairs(files[:3], "abc", "def")
+    with pytest.raises(ValueError, match="no result file"):
+        notebooks_bench.write_pairs([*files[:1], tmp_path / "absent.json"], "abc", "def")
 
 
 CI_LOG = """install: 130 s
@@ -130,3 +134,95 @@ def test_readme_ci_time_is_the_render_of_the_committed_result(ci_bench):
     result = json.loads(ci_bench.RESULT.read_text())
     assert ci_bench.readme_block((ROOT / "README.md").read_text()) == ci_bench.render(result)
     assert result["outcome"].get("passed", 0) > 0
+
+
+@pytest.fixture(scope="module")
+def measured_table():
+    return load_benchmark("measured_table")
+
+
+def synthetic_step(seconds_1, seconds_2):
+    def threads(total, gen):
+        return {"step_seconds": total, "matmul_peak_gflops": 130.0, "not_matmul": 0.7, "generated_tokens_per_second": 1.0,
+                "between_phases": 0.0, "phases": {"generation": {"wall": gen, "cpu": gen, "gflop": 1.0},
+                                                  "backward": {"wall": total - gen, "cpu": total - gen, "gflop": 2.0},
+                                                  "EMA": {"wall": 0.001 * total, "cpu": 0.0, "gflop": 0.0}}}
+    return {"parameters": 10, "batch": 64, "prompt_tokens": 10, "max_new_tokens": 24, "generated_tokens": 1400,
+            "reps": 3, "threads": {"1": threads(seconds_1, 0.25 * seconds_1), "2": threads(seconds_2, 0.5 * seconds_2)}}
+
+
+def synthetic_trl(size, project_rates, trl_rates):
+    rounds = [{"project": {"threads": 1, "seconds_per_step": 1400 / p, "tokens_per_second": p},
+               "trl": {"threads": 1, "seconds_per_step": 1536 / t, "tokens_per_second": t}, "ratio": p / t}
+              for p, t in zip(project_rates, trl_rates)]
+    return {"date": "2026-01-01", "trl": "1.16.0", "size": size, "batch": 64, "prompts": 32, "max_new_tokens": 24,
+            "steps": 5, "kl_every": 5, "rounds": rounds, "overall_ratio": sum(project_rates) / sum(trl_rates)}
+
+
+def test_the_step_rows_are_computed_from_the_phases_and_rounds(measured_table):
+    rl_step = {"date": "2026-01-01", "sizes": {"tiny": synthetic_step(0.4, 0.3)}}
+    trl = {"vs_trl_tiny.json": synthetic_trl("tiny", [3000.0, 2000.0], [1000.0, 1000.0])}
+    text = measured_table.render(rl_step, trl)
+    tiny_step = next(line for line in text.splitlines() if line.startswith("| RL step, tiny"))
+    assert "backward 75%, generation 25%;" in tiny_step and "EMA" not in tiny_step  # under 2%: left out
+    assert "0.4 s on 1 thread, 0.3 s on 2 threads" in tiny_step
+    tiny_trl = next(line for line in text.splitlines() if line.startswith("| vs `trl"))
+    assert "**2.50x**" in tiny_trl and "(3.00, 2.00 in 2 alternating" in tiny_trl and "target 2.0x: met" in tiny_trl
+    assert "Not measured yet: `sft.py`, `rl_step.py --size gpt2-small`, `vs_trl.py --size gpt2-small`, `workers.py`." in text
+    slow = measured_table.render(None, {"vs_trl_gpt2_small.json": synthetic_trl("gpt2-small", [10.0], [9.0])})
+    assert "**1.11x**" in slow and "target 1.2x: NOT met" in slow
+
+
+def test_readme_measured_rows_are_the_render_of_the_committed_results(measured_table):
+    rl_step, trl, sft, workers = measured_table.load()
+    assert measured_table.readme_block((ROOT / "README.md").read_text()) == measured_table.render(rl_step, trl, sft, workers)
+    assert rl_step is not None and set(rl_step["sizes"]) == {"tiny", "gpt2-small"}
+    assert set(trl) == {"vs_trl_tiny.json", "vs_trl_gpt2_small.json"} and sft and workers
+    assert "Not measured yet" not in measured_table.readme_block((ROOT / "README.md").read_text())
+
+
+def test_the_sft_and_workers_rows_state_the_target_from_the_figures(measured_table):
+    rows = [{"variant": v, "round": 1, "threads": 2} for v in ("now", "before")]
+    sft = {"rows": rows, "best_seconds": {"now": 55.0, "before": 110.0}, "heldout_loss": {"now": 5.87, "before": 5.86}}
+    assert "target 60 s within 0.03 nats/token: met | 55.0 s (before: 110.0 s)" in measured_table.sft_row(sft)
+    worse = dict(sft, heldout_loss={"now": 5.90, "before": 5.86})
+    assert "NOT met" in measured_table.sft_row(worse)
+    assert "NOT met" in measured_table.sft_row(dict(sft, best_seconds={"now": 61.0, "before": 110.0}))
+    workers = {"config": {"rounds": 2, "I": 2, "M": 2, "T": 50},
+               "best": {"1": {"command_s": 90.0}, "2": {"command_s": 60.0}},
+               "speedup": {"command_s": 1.5, "warp_stage_s": 1.6, "compute_s": 1.8}}
+    row = measured_table.workers_row(workers)
+    assert "**1.50x**" in row and "**1.80x**" in row and "| 90.0 s vs 60.0 s |" in row
+
+
+def test_the_cpu_sampler_interpolates_busy_time_between_samples(notebooks_bench):
+    sampler = notebooks_bench.CpuSampler()
+    sampler.tick = 100
+    sampler.samples = [(10.0, 1000), (11.0, 1150), (12.0, 1350)]  # 1.5 then 2.0 cores busy
+    assert sampler.core_seconds(10.0, 12.0) == pytest.approx(3.5)
+    assert sampler.core_seconds(10.5, 11.5) == pytest.approx(0.75 + 1.0)
+    assert sampler.core_seconds(9.0, 11.0) is None  # before the first sample: unknown, not zero
+
+
+def test_the_core_sentence_bounds_any_schedule_by_core_seconds_over_cores(notebooks_bench):
+    result = synthetic([100.0, 50.0])
+    result["notebooks"][0].update(core_seconds=180.0, cells=[{"index": 1, "seconds": 90.0, "core_seconds": 175.0,
+                                                               "what": "x = ensure_sft_policy(p)"}])
+    result["notebooks"][1].update(core_seconds=60.0, cells=[{"index": 1, "seconds": 40.0, "core_seconds": 40.0,
+                                                              "what": "import torch"}])
+    sentence = notebooks_bench.render(result).split("\n\n")[-1]
+    assert "`ensure_` cells 175 core-s over 90 s (1.94 cores busy)" in sentence
+    assert "opening imports 40 core-s over 40 s (1.00 cores busy)" in sentence
+    assert "kernel starts 25 core-s over 20 s" in sentence
+    assert "In all 240 core-seconds" in sentence and "less than 120 s (40% of the target)" in sentence
+
+
+def test_the_nbval_sentence_gives_the_verdict_of_the_real_command(notebooks_bench):
+    nbval = {"date": "2026-01-01", "load_average_at_start": 0.1, "command": "python -m pytest notebooks/",
+             "returncode": 0, "wall_seconds": 290.4, "outcome": {"passed": 250}}
+    assert notebooks_bench.nbval_sentence(nbval).endswith("green, 250 passed, 290 s = 4.8 min; issue 10's target "
+                                                          "of 5 min for nbval of all notebooks: met.")
+    assert "NOT met, 20 s over" in notebooks_bench.nbval_sentence(dict(nbval, wall_seconds=320.0))
+    failed = notebooks_bench.nbval_sentence(dict(nbval, returncode=1, outcome={"failed": 1, "passed": 249}))
+    assert "RED (exit 1), 1 failed, 249 passed" in failed and "NOT met: the run failed" in failed
+    assert notebooks_bench.nbval_sentence(nbval) in notebooks_bench.render(synthetic([10.0]), None, nbval)
