@@ -248,7 +248,7 @@ def render_pairs(pairs: dict) -> str:
 
     per_notebook = ", ".join(f"{name} {median_seconds(0, k):.0f}/{median_seconds(1, k):.0f}" for k, name in enumerate(names))
     totals = "; ".join(f"{after['total_seconds']:.0f} s against {before['total_seconds']:.0f} s" for after, before in runs)
-    return (f"Paired runs, the course at {pairs['after']} against the one before it ({pairs['before']}), "
+    return (f"Paired runs, the course ({pairs['after']}) against the one before it ({pairs['before']}), "
             f"alternating on one machine ([pairs](benchmarks/results/notebooks_pairs.json), {runs[0][0]['date']}): "
             f"{totals}; ratios " + ", ".join(f"{r:.3f}" for r in ratios)
             + f", median {statistics.median(ratios):.3f}; per notebook, median after/before in s: {per_notebook}.")

@@ -96,7 +96,7 @@ def test_the_paired_runs_are_rendered_pair_by_pair_with_their_median(notebooks_b
     pairs = notebooks_bench.write_pairs(files, "abc", "def")
     assert notebooks_bench.load_pairs() == pairs and len(pairs["pairs"]) == 3
     text = notebooks_bench.render(synthetic([10.0]), pairs).split("\n\n")[-1]
-    assert "the course at abc against the one before it (def)" in text
+    assert "the course (abc) against the one before it (def)" in text
     assert "100 s against 125 s; 120 s against 120 s; 90 s against 100 s; ratios 0.800, 1.000, 0.900" in text
     assert text.endswith("median 0.900; per notebook, median after/before in s: 00 80/100, 01 20/25.")
     with pytest.raises(ValueError, match="two by two"):
