@@ -26,6 +26,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -148,9 +149,9 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
                       "theta_init": runstore.state_fingerprint(theta_init)}
             folder = run_dir / f"iter_{iteration}"
             theta_slerp = _merge(folder / "slerp", {**merged, "merge": "slerp"}, components,
-                                 lambda: slerp(theta_init, theta_runs))  # the trained theta_m, never the EMAs
+                                 partial(slerp, theta_init, theta_runs))  # the trained theta_m, never the EMAs
             theta_next = _merge(folder / "init", {**merged, "merge": "liti", "eta": config.eta}, components,
-                                lambda: liti(theta_init, theta_slerp, config.eta))
+                                partial(liti, theta_init, theta_slerp, config.eta))
             runstore.write_rows(run_dir / runstore.METRICS_FILE, all_rows)
         theta_init = world.broadcast_state(theta_next, theta_init, src=0)  # every rank starts i+1 from it
         result.theta_runs.append(theta_runs)
