@@ -30,19 +30,28 @@ RESULT, LOG = ROOT / "benchmarks" / "results" / "ci.json", ROOT / "benchmarks" /
 README = ROOT / "README.md"
 BEGIN, END = "<!-- ci-time:begin -->", "<!-- ci-time:end -->"
 LIMIT_SECONDS = 15 * 60  # the developers' guide: the whole CI run under 15 minutes
-SUMMARY = re.compile(r"=+ (?P<counts>.*?) in (?P<seconds>[\d.]+)s")
+SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ (?:passed|failed|error).*?) in (?P<seconds>[\d.]+)s", flags=re.MULTILINE)
+
+
+def pytest_summary(text: str) -> tuple[dict, float] | None:
+    """The outcome counts and seconds of pytest's last summary line in `text` (with or without the
+    `=` rule that -q leaves out), or None when it has none."""
+    summaries = list(SUMMARY.finditer(text))
+    if not summaries:
+        return None
+    counts = {word: int(number) for number, word in re.findall(r"(\d+) (\w+)", summaries[-1]["counts"])}
+    return counts, float(summaries[-1]["seconds"])
 
 
 def parse_log(text: str) -> dict:
     """install, pytest and total seconds and pytest's outcome counts from a `.ci/run` log."""
     install = re.search(r"^install: (\d+) s$", text, flags=re.MULTILINE)
     total = re.search(r"^total: (\d+) s$", text, flags=re.MULTILINE)
-    summaries = [m for m in SUMMARY.finditer(text) if re.search(r"\d+ (passed|failed|error)", m["counts"])]
-    if not (install and summaries):
+    summary = pytest_summary(text)
+    if not (install and summary):
         raise ValueError("the log holds no `install: N s` line or no pytest summary line")
-    summary = summaries[-1]
-    counts = {word: int(number) for number, word in re.findall(r"(\d+) (\w+)", summary["counts"])}
-    return {"install_seconds": int(install[1]), "pytest_seconds": float(summary["seconds"]),
+    counts, seconds = summary
+    return {"install_seconds": int(install[1]), "pytest_seconds": seconds,
             "total_seconds": int(total[1]) if total else None, "outcome": counts}
 
 

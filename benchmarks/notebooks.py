@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import readme_blocks  # benchmarks/: the script's own folder is on sys.path
+import ci  # benchmarks/: the script's own folder is on sys.path
+import readme_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
@@ -187,8 +187,8 @@ def measure_nbval(root: Path = ROOT) -> dict:
         run = subprocess.run([sys.executable, "-m", "pytest", "notebooks/", "-q"], cwd=root, env=env,
                              capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
-    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed|error).*?) in ([\d.]+)s", run.stdout, flags=re.MULTILINE)
-    counts = {word: int(n) for n, word in re.findall(r"(\d+) (\w+)", summary[-1][0])} if summary else {}
+    summary = ci.pytest_summary(run.stdout)  # the same reading of pytest's last line as the CI benchmark's
+    counts = summary[0] if summary else {}
     return {"date": datetime.now().strftime("%Y-%m-%d"), "cores": os.cpu_count(), "torch": torch.__version__,
             "load_average_at_start": round(load, 2), "command": "python -m pytest notebooks/",
             "returncode": run.returncode, "wall_seconds": round(seconds, 1), "outcome": counts,

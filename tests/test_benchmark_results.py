@@ -119,6 +119,9 @@ def test_the_ci_log_is_parsed_into_the_figures_the_readme_states(ci_bench):
                       "outcome": {"failed": 3, "passed": 575, "skipped": 2}}
     with pytest.raises(ValueError, match="summary"):
         ci_bench.parse_log("install: 130 s\n")
+    quiet = "x.py ....\n137 passed, 2 warnings in 314.88s (0:05:14)\n"  # -q: no `=` rule
+    assert ci_bench.pytest_summary(quiet) == ({"passed": 137, "warnings": 2}, 314.88)
+    assert ci_bench.pytest_summary("collected 3 items in 0.5s\n") is None
 
 
 def test_the_ci_sentence_says_red_and_over_the_limit_from_the_figures(ci_bench):
