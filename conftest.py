@@ -9,6 +9,7 @@ those tests build their artifacts under tmp folders.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -40,8 +41,6 @@ def course_only(args: list[str], rootpath) -> bool:
     """Whether the command line selects course tests only: every path argument is a notebook,
     the notebooks/ folder (or inside it) or the browser tests. No path argument means the
     configured testpaths, i.e. everything."""
-    from pathlib import Path
-
     notebooks = (Path(rootpath) / "notebooks").resolve()
     paths = [arg.split("::", 1)[0] for arg in args if not arg.startswith("-")]
     if not paths:

@@ -41,11 +41,12 @@ import readme_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "notebooks.json"
-PAIRS = ROOT / "benchmarks" / "results" / "notebooks_pairs.json"
-NBVAL = ROOT / "benchmarks" / "results" / "notebooks_nbval.json"  # `pytest notebooks/`: nbval as a user runs it  # alternating runs: this round's course and the one before
+PAIRS = ROOT / "benchmarks" / "results" / "notebooks_pairs.json"  # alternating runs: the course and the one before
+NBVAL = ROOT / "benchmarks" / "results" / "notebooks_nbval.json"  # `pytest notebooks/`: nbval as a user runs it
 README = ROOT / "README.md"
 BEGIN, END = "<!-- notebook-times:begin -->", "<!-- notebook-times:end -->"
 TARGET_SECONDS = 300  # issue 10: nbval of all notebooks <= 5 min on an idle 2-core machine
+SAMPLE_SECONDS = 0.2  # how often CpuSampler reads /proc/stat
 
 
 def cell_interval(cell) -> tuple[float, float] | None:
@@ -65,7 +66,7 @@ class CpuSampler:
     and the course's core-seconds / cores bound from below what any schedule of the same work can
     take. None on a system without /proc/stat."""
 
-    def __init__(self, step: float = 0.2):
+    def __init__(self, step: float = SAMPLE_SECONDS):
         self.step, self.samples, self.stop = step, [], threading.Event()
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -139,18 +140,17 @@ def time_notebook(path: Path, sampler: CpuSampler | None = None) -> dict:
     seconds, ended_at = time.perf_counter() - started, time.time()
     if sampler:
         sampler.wait_past(ended_at)
-    core_seconds = (lambda start, end: sampler.core_seconds(start, end)) if sampler else (lambda start, end: None)
     cells = []
     for index, cell in enumerate(notebook.cells):
         interval = cell_interval(cell) if cell.cell_type == "code" else None
         if interval is not None:
             cells.append({"index": index, "seconds": round(interval[1] - interval[0], 2), "what": what(cell.source)})
-            busy = core_seconds(*interval)
+            busy = sampler.core_seconds(*interval) if sampler else None
             if busy is not None:
                 cells[-1]["core_seconds"] = round(busy, 2)
     entry = {"notebook": path.name, "seconds": round(seconds, 1),
              "slowest_cells": sorted(cells, key=lambda cell: -cell["seconds"])[:3], "cells": cells}
-    busy = core_seconds(started_at, ended_at)
+    busy = sampler.core_seconds(started_at, ended_at) if sampler else None
     if busy is not None:
         entry["core_seconds"] = round(busy, 1)
     return entry
@@ -311,7 +311,7 @@ def core_sentence(result: dict) -> str:
     per_phase = "; ".join(f"{name} {b:.0f} core-s over {w:.0f} s ({b / w:.2f} cores busy)"
                           for name, b, w in zip(names, busy, wall) if w > 0)
     bound = total / result["cores"]
-    return (f"CPU time, machine-wide (`/proc/stat`, sampled every 0.2 s): {per_phase}. In all {total:.0f} "
+    return (f"CPU time, machine-wide (`/proc/stat`, sampled every {SAMPLE_SECONDS:g} s): {per_phase}. In all {total:.0f} "
             f"core-seconds: on {result['cores']} cores no schedule of the same work, notebooks side by side "
             f"included, takes less than {bound:.0f} s ({bound / TARGET_SECONDS:.0%} of the target).")
 

@@ -173,6 +173,9 @@ def main():
     if args.reps < 1 or (args.threads and min(args.threads) < 1):
         print("error: --reps and --threads must be at least 1", file=sys.stderr)
         return 2
+    if not args.out.parent.is_dir():  # before minutes of timing, not after
+        print(f"error: --out {args.out}: no folder {args.out.parent}", file=sys.stderr)
+        return 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
     result = {"date": datetime.now().strftime("%Y-%m-%d"), "torch": torch.__version__,
               "load_average_at_start": round(os.getloadavg()[0], 2), "sizes": {}}

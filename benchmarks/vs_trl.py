@@ -157,6 +157,9 @@ def main():
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 2
+    if args.out is not None and not args.out.parent.is_dir():  # before minutes of timing, not after
+        print(f"error: --out {args.out}: no folder {args.out.parent}", file=sys.stderr)
+        return 2
     if args.worker:
         return worker(args.worker, args.size, args.steps, args.kl_every)
     import trl
