@@ -1,6 +1,10 @@
 """The one artifact lifecycle: fresh = stamp matches AND files verify; everything else rebuilt."""
 
 import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +103,69 @@ def test_fresh_rebuilds_even_a_fresh_artifact(tmp_path):
     build_once(folder, CONFIG, writer(calls))
     build_once(folder, CONFIG, writer(calls), fresh=True)
     assert len(calls) == 2
+
+
+# ----------------------------------------------------------------- one process at a time per folder
+# Two notebooks open at once (or the course's notebooks side by side under nbval, or two CLI runs)
+# may ask for the same artifact: one builds it, the other waits and finds it fresh.
+
+def _slow_build(folder, builds, start, log_file=None):
+    start.wait()
+
+    def build(out):
+        with open(builds, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(0.5)  # long enough for the other process to arrive mid-build
+        (out / "model.bin").write_bytes(b"weights")
+
+    log = None if log_file is None else (lambda line: Path(log_file).write_text(line))
+    build_once(folder, CONFIG, build, log=log)
+
+
+def _in_processes(*targets, timeout=60):
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    processes = [context.Process(target=target, args=(*args, start)) for target, args in targets]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+    return [process.exitcode for process in processes]
+
+
+def test_two_processes_asking_for_one_folder_build_it_once(tmp_path):
+    folder, builds = tmp_path / "sft_policy", tmp_path / "builds.txt"
+    assert _in_processes((_slow_build, (folder, builds)), (_slow_build, (folder, builds))) == [0, 0]
+    assert len(builds.read_text().split()) == 1  # without the lock: 2 (the second resumes the "partial" folder)
+    assert status(folder, CONFIG) == ("fresh", "up to date")
+
+
+def test_a_process_waits_for_the_lock_holder_and_says_so(tmp_path):
+    folder, builds, said = tmp_path / "prompts", tmp_path / "builds.txt", tmp_path / "said.txt"
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    with artifacts.folder_lock(folder, log=None):  # this process is "building" it
+        child = context.Process(target=_slow_build, args=(folder, builds, start, said))
+        child.start()
+        start.set()
+        deadline = time.monotonic() + 30
+        while not said.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "waiting for another process building prompts" in said.read_text()
+        assert not builds.exists() and child.is_alive()  # blocked, not building beside us
+    child.join(60)
+    assert child.exitcode == 0 and len(builds.read_text().split()) == 1
+
+
+def _nested_locks(folder, start):
+    start.wait()
+    with artifacts.folder_lock(folder), artifacts.folder_lock(folder):  # flock twice would block for ever
+        pass
+
+
+def test_the_lock_is_reentrant_within_a_process_and_not_beside_the_folder(tmp_path):
+    assert _in_processes((_nested_locks, (tmp_path / "run_1",)), timeout=30) == [0]
+    assert tmp_path not in artifacts.lock_path(tmp_path / "run_1").parents  # a failed build leaves nothing here

@@ -14,16 +14,25 @@ and sha256. Anything else is rebuilt, with one line saying why:
 
 A failed build never leaves a folder that looks done: the stamp is written only after `build`
 returned, and a folder holding nothing but its building marker is removed (no empty folders).
+One process at a time checks and builds a folder (`folder_lock`): a second process asking for it
+(two notebooks open at once, two CLI runs) waits, then finds it fresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no inter-process lock (folder_lock does nothing)
+    fcntl = None
 
 from .config import config_hash
 
@@ -106,6 +115,53 @@ def write_stamp(folder: Path, config, version: int = 0, **extra) -> None:
     os.replace(temporary, folder / STAMP)  # atomic: a stamp is whole or absent
 
 
+_held: dict[str, int] = {}  # this process's folder locks (re-entrant) -> depth
+if hasattr(os, "register_at_fork"):  # a forked child holds none of them: it waits like any other process
+    os.register_at_fork(after_in_child=_held.clear)
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of `folder`: in the temp dir, named by a hash of the folder's absolute path.
+    Not beside the folder, so that a failed build leaves nothing behind; never deleted (deleting a
+    lock file another process waits on would let a third lock a new file of the same name)."""
+    key = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:32]
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"warp_utils_locks_{user}" / f"{key}.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, log: Callable[[str], None] | None = print):
+    """Hold the exclusive lock of `folder` among this machine's processes (fcntl.flock); re-entrant
+    within a process; released by the OS if the process dies. `log` gets one line when another
+    process holds it. Only the main rank builds under torchrun (cli._stage) and each run folder
+    has one owner rank, so no build waits here for a rank that waits for it in a collective."""
+    key = str(Path(folder).resolve())
+    if fcntl is None or key in _held:
+        _held[key] = _held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
+        return
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log is not None:
+                log(f"waiting for another process building {Path(folder).name} ({folder})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _only_marker_left(folder: Path) -> bool:
     return all(path.name in (BUILDING, STAMP + ".tmp") for path in folder.rglob("*") if path.is_file())
 
@@ -118,9 +174,15 @@ def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh
     of its stage (bump it when the stage's numerics change). `build` writes into `folder`, which
     is empty, or holds an interrupted build of the same config (its `checkpoint.pt`, to resume
     from); it may return extra facts (metrics, timings) stored in the stamp. `log` gets one line
-    when an existing folder is rebuilt, saying why.
+    when an existing folder is rebuilt, saying why, and when it waits for another process that
+    holds the folder's lock (that process's build is then found fresh here, not built twice).
     """
     folder = Path(folder)
+    with folder_lock(folder, log):
+        return _build_locked(folder, config, build, fresh, version, log)
+
+
+def _build_locked(folder: Path, config, build, fresh: bool, version: int, log) -> Path:
     state, reason = status(folder, config, version)
     if state == "fresh" and not fresh:
         return folder

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from . import distributed, runstore
-from .artifacts import build_once, is_fresh
+from .artifacts import build_once, folder_lock, is_fresh
 from .config import WarpConfig
 from .device import choose_precision, fused_optimizer
 from .progress import progress
@@ -204,12 +204,13 @@ class RunsOfAnIteration:
         """done | train for each run; a run finished in another run directory is linked here."""
         plan = []
         for folder, run_cfg in zip(folders, configs):
-            if not is_fresh(folder, run_cfg, runstore.STEP_VERSION):
-                relative = folder.relative_to(self.run_dir).as_posix()
-                source = runstore.find_run(self.reuse, relative, run_cfg, runstore.STEP_VERSION)
-                if source is not None:
-                    runstore.link_run(source, folder)  # the same run, already trained elsewhere
-            plan.append("done" if is_fresh(folder, run_cfg, runstore.STEP_VERSION) else "train")
+            with folder_lock(folder):  # never link over a folder another process is building
+                if not is_fresh(folder, run_cfg, runstore.STEP_VERSION):
+                    relative = folder.relative_to(self.run_dir).as_posix()
+                    source = runstore.find_run(self.reuse, relative, run_cfg, runstore.STEP_VERSION)
+                    if source is not None:
+                        runstore.link_run(source, folder)  # the same run, already trained elsewhere
+                plan.append("done" if is_fresh(folder, run_cfg, runstore.STEP_VERSION) else "train")
         return plan
 
     def _build(self, iteration: int, run: int, theta_init: StateDict, folder: Path, run_cfg: dict, world) -> None:
