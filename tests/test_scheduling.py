@@ -60,3 +60,41 @@ def run_probe(tmp_path, *where):
 def test_workers_keep_one_thread_unless_only_the_course_runs(tmp_path):
     assert run_probe(tmp_path / "a", "tests", "test_probe.py") == "1"
     assert run_probe(tmp_path / "b", "notebooks", "test_browser.py") == "unset"
+
+
+def test_course_mode_puts_notebooks_in_two_lanes_only_when_both_are_selected(monkeypatch):
+    conftest = root_conftest()
+    monkeypatch.chdir(ROOT)
+    assert conftest.course_mode(["notebooks/"], ROOT) == "lanes"
+    assert conftest.course_mode(["notebooks/00_setup.ipynb", "notebooks/05_evaluation.ipynb"], ROOT) == "lanes"
+    assert conftest.course_mode(["notebooks/04_warp_training.ipynb"], ROOT) == "lane"
+    assert conftest.course_mode(["notebooks/01_reward_model.ipynb", "notebooks/05_evaluation.ipynb"], ROOT) == "lane"
+    assert conftest.course_mode(["tests", "notebooks"], ROOT) == ""
+    assert {conftest.lane(f"notebooks/{name}::Cell 0") for name in ("00_setup.ipynb", "03b_appendix_lemmas.ipynb")} \
+        == {"course-a", "course-b"}
+
+
+def notebook(cells: list[str]) -> str:
+    import nbformat
+
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]))
+
+
+def test_the_two_lanes_run_side_by_side_on_one_thread_each(tmp_path):
+    """Real xdist workers and nbval kernels: a lane-a and a lane-b notebook, each waiting (up to
+    60 s) for the other's first cell to have run, so they pass only when they run at the same time."""
+    (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text())
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for mine, other in (("00_a", "01_b"), ("01_b", "00_a")):
+        (folder / f"{mine}.ipynb").write_text(notebook([
+            f"import os, pathlib, time\npathlib.Path('{mine}.started').write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))",
+            f"deadline = time.monotonic() + 60\nwhile not pathlib.Path('{other}.started').exists() and time.monotonic() < deadline:\n"
+            f"    time.sleep(0.1)\nassert pathlib.Path('{other}.started').exists()",
+        ]))
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "WARP_PYTEST_COURSE_ONLY")}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                          "--nbval-current-env", "notebooks/"], check=False, cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [(folder / f"{name}.started").read_text() for name in ("00_a", "01_b")] == ["1", "1"]
