@@ -23,7 +23,7 @@ COURSE_SCOPE = "course"
 COURSE_ONLY = "WARP_PYTEST_COURSE_ONLY"  # set by the controller, inherited by the workers it starts
 # The second lane: the notebooks that need nothing from 00's chain first (01, 03, 03b), then 05,
 # which waits for 00's SFT policy and trains or loads 04's run. Lane a: 00 -> 02 -> 04 -> 06 and
-# the browser tests. Measured: benchmarks/results/notebook_lanes.json.
+# the browser tests. Measured: benchmarks/results/notebooks_nbval.json.
 LANE_B = ("01_", "03_", "03b_", "05_")
 
 
@@ -33,8 +33,8 @@ def pytest_configure(config):
         return
     # Two workers share the cores: each process and what it starts (notebook kernels, CLI
     # subprocesses, training workers) keeps to one torch thread. Measured in CI: notebook 00's
-    # SFT pre-training on 2 threads beside a busy worker took 358 s, ~4x its 1-thread time; two
-    # lanes of kernels on 2 threads each: the course in 490 s, on one thread each 293 s.
+    # SFT pre-training on 2 threads beside a busy worker took 358 s, ~4x its 1-thread time; the
+    # two lanes with kernels on 2 threads: benchmarks/results/nbval_lanes_two_threads.json.
     # Only a lone lane (`pytest notebooks/04_warp_training.ipynb`) uses every core, as in JupyterLab.
     if os.environ.get(COURSE_ONLY) != "lane":
         os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -46,10 +46,12 @@ def test_readme_notebook_times_are_the_render_of_the_committed_result(notebooks_
     assert result["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in result["notebooks"]), abs=0.2)
 
 
-def test_render_states_the_target_verdict_from_the_total(notebooks_bench):
-    assert notebooks_bench.render(synthetic([100.0, 150.0])).endswith("In all 250 s = 4.2 min; issue 10's target of 5 min: met.")
+def test_render_sums_the_notebooks_one_after_another_without_a_verdict(notebooks_bench):
+    # issue 10's target is on nbval, which runs the notebooks in two lanes: its verdict is the nbval sentence's
+    assert notebooks_bench.render(synthetic([100.0, 150.0])).endswith(
+        "In all 250 s = 4.2 min one after another (nbval runs them in two lanes side by side: below).")
     over = notebooks_bench.render(synthetic([200.0, 160.0]))
-    assert "00 200 s (slowest cell 199 s: `cell 0`)" in over and over.endswith("NOT met, 60 s over.")
+    assert "00 200 s (slowest cell 199 s: `cell 0`)" in over and "In all 360 s = 6.0 min" in over and "met" not in over
 
 
 def test_the_phase_table_splits_each_notebook_into_phases_that_add_up(notebooks_bench):
@@ -229,3 +231,12 @@ def test_the_nbval_sentence_gives_the_verdict_of_the_real_command(notebooks_benc
     failed = notebooks_bench.nbval_sentence(dict(nbval, returncode=1, outcome={"failed": 1, "passed": 249}))
     assert "RED (exit 1), 1 failed, 249 passed" in failed and "NOT met: the run failed" in failed
     assert notebooks_bench.nbval_sentence(nbval) in notebooks_bench.render(synthetic([10.0]), None, nbval)
+
+
+def test_the_nbval_sentence_adds_the_two_thread_run_and_its_ratio(notebooks_bench):
+    nbval = {"date": "2026-01-01", "load_average_at_start": 0.1, "command": "python -m pytest notebooks/",
+             "returncode": 0, "wall_seconds": 250.0, "outcome": {"passed": 250}}
+    sentence = notebooks_bench.nbval_sentence(nbval, dict(nbval, wall_seconds=450.0, date="2026-01-02"))
+    assert sentence.startswith(notebooks_bench.nbval_sentence(nbval))
+    assert sentence.endswith("(both lanes' kernels on two threads, 2026-01-02, load average 0.1 at the start; "
+                             "[results](benchmarks/results/nbval_lanes_two_threads.json)): 450 s (1.80x).")

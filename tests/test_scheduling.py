@@ -89,8 +89,8 @@ def test_the_two_lanes_run_side_by_side_on_one_thread_each(tmp_path):
     for mine, other in (("00_a", "01_b"), ("01_b", "00_a")):
         (folder / f"{mine}.ipynb").write_text(notebook([
             f"import os, pathlib, time\npathlib.Path('{mine}.started').write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))",
-            f"deadline = time.monotonic() + 60\nwhile not pathlib.Path('{other}.started').exists() and time.monotonic() < deadline:\n"
-            f"    time.sleep(0.1)\nassert pathlib.Path('{other}.started').exists()",
+            (f"deadline = time.monotonic() + 60\nwhile not pathlib.Path('{other}.started').exists() and time.monotonic() < deadline:\n"
+             f"    time.sleep(0.1)\nassert pathlib.Path('{other}.started').exists()"),
         ]))
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "WARP_PYTEST_COURSE_ONLY")}
     out = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider", "--nbval-lax",
