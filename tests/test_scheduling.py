@@ -1,5 +1,6 @@
-"""The root conftest.py's pytest-xdist rules: which tests form the course's scope, and when the
-workers keep to one torch thread (another scope may share the cores) or not (only the course runs)."""
+"""The root conftest.py's pytest-xdist rules: which tests form the course's scope or its two lanes,
+and when the workers keep to one torch thread (another scope or lane shares the cores) or not (one
+lane of the course runs alone)."""
 
 import importlib.util
 import os
@@ -57,7 +58,7 @@ def run_probe(tmp_path, *where):
     return probe.with_suffix(".omp").read_text()
 
 
-def test_workers_keep_one_thread_unless_only_the_course_runs(tmp_path):
+def test_workers_keep_one_thread_unless_one_lane_of_the_course_runs_alone(tmp_path):
     assert run_probe(tmp_path / "a", "tests", "test_probe.py") == "1"
     assert run_probe(tmp_path / "b", "notebooks", "test_browser.py") == "unset"
 
