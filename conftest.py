@@ -45,12 +45,17 @@ def _in_course(nodeid: str) -> bool:
     return path.endswith((".ipynb", "test_browser.py"))
 
 
+def path_args(args: list[str]) -> list[str]:
+    """The command line's test paths, without options or ::node suffixes."""
+    return [arg.split("::", 1)[0] for arg in args if not arg.startswith("-")]
+
+
 def course_only(args: list[str], rootpath) -> bool:
     """Whether the command line selects course tests only: every path argument is a notebook,
     the notebooks/ folder (or inside it) or the browser tests. No path argument means the
     configured testpaths, i.e. everything."""
     notebooks = (Path(rootpath) / "notebooks").resolve()
-    paths = [arg.split("::", 1)[0] for arg in args if not arg.startswith("-")]
+    paths = path_args(args)
     if not paths:
         return False
     for path in paths:
@@ -71,10 +76,8 @@ def course_mode(args: list[str], rootpath) -> str:
     if not course_only(args, rootpath):
         return ""
     notebooks = []
-    for arg in args:
-        path = Path(arg.split("::", 1)[0])
-        if not arg.startswith("-"):
-            notebooks += [path] if path.suffix == ".ipynb" else sorted(path.resolve().glob("**/*.ipynb"))
+    for path in map(Path, path_args(args)):
+        notebooks += [path] if path.suffix == ".ipynb" else sorted(path.resolve().glob("**/*.ipynb"))
     return "lanes" if len({lane(str(path)) for path in notebooks}) > 1 else "lane"
 
 

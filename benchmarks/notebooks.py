@@ -158,13 +158,18 @@ def time_notebook(path: Path, sampler: CpuSampler | None = None) -> dict:
     return entry
 
 
+def kernel_pythonpath(root: Path) -> str:
+    """PYTHONPATH that puts `root`'s warp_utils before the installed one (for --root)."""
+    return os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+
+
 def measure(root: Path = ROOT) -> dict:
     import torch
 
     load = os.getloadavg()[0]  # an idle machine reads ~0 here
     paths = sorted((root / "notebooks").glob("*.ipynb"))
     if root != ROOT:  # the kernels (and the workers they start) import that checkout's warp_utils
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+        os.environ["PYTHONPATH"] = kernel_pythonpath(root)
     with tempfile.TemporaryDirectory(prefix="warp_notebooks_") as data_root:
         os.environ["WARP_DATA_ROOT"] = data_root  # inherited by every kernel: nothing is cached
         results = []
@@ -186,7 +191,7 @@ def measure_nbval(root: Path = ROOT) -> dict:
     with tempfile.TemporaryDirectory(prefix="warp_nbval_") as data_root:
         env = {**os.environ, "WARP_DATA_ROOT": data_root}
         if root != ROOT:  # the kernels import that checkout's warp_utils, as in `measure`
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+            env["PYTHONPATH"] = kernel_pythonpath(root)
         started = time.perf_counter()
         run = subprocess.run([sys.executable, "-m", "pytest", "notebooks/", "-q"], cwd=root, env=env,
                              capture_output=True, text=True, check=False)
