@@ -1,5 +1,6 @@
 """Algorithm 1 on a tiny GPT-2 with a character-level reward: behaviour, order, resumption."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -128,6 +129,26 @@ def test_artifacts_and_metrics_layout(setup, tmp_path):
     assert result.metrics.loc[result.metrics.step == 1, "kl_to_sft"].abs().max() < 1e-6  # theta_1 = theta_sft
 
 
+def test_the_batches_of_the_kl_measuring_steps_are_kept_with_their_reward_and_kl(setup, tmp_path):
+    cfg = config(I=2, M=2, T=3, batch_size=4)
+    result = run(setup, tmp_path, cfg)  # kl_every = 5: the KL is measured at steps 1 and T = 3
+    samples = result.samples
+    assert sorted(set(zip(samples.iteration, samples.run, samples.step))) == [
+        (i, m, t) for i in (1, 2) for m in (1, 2) for t in (1, 3)]
+    assert (samples.groupby(["iteration", "run", "step"]).size() == cfg.batch_size).all()
+    # each sample's reward is the reward model's on its text, the completion ends its text, and
+    # the batch's mean KL is the metric row's kl_to_sft
+    assert samples["reward"].tolist() == pytest.approx(vowel_reward(list(samples["text"])).tolist(), abs=1e-6)
+    assert all(text.endswith(completion) for text, completion in zip(samples["text"], samples["completion"]))
+    means = samples.groupby(["iteration", "run", "step"])["kl"].mean()
+    measured = result.metrics.dropna(subset=["kl_to_sft"]).set_index(["iteration", "run", "step"])["kl_to_sft"]
+    assert means.to_numpy() == pytest.approx(measured.loc[means.index].to_numpy(), abs=1e-6)
+    # stored in each run's folder, read back by a second call that trains nothing
+    again = run(setup, tmp_path, cfg)
+    pd.testing.assert_frame_equal(again.samples, samples)
+    assert len(runstore.read_samples(tmp_path / "iter_1" / "run_2" / runstore.SAMPLES_FILE)) == 2 * cfg.batch_size
+
+
 def sampled_reward(policy, tokenizer, prompts, seed=0, repeats=16):
     torch.manual_seed(seed)
     ids, mask = left_pad(prompts * repeats, tokenizer.pad_token_id)
@@ -166,6 +187,7 @@ def test_interrupted_run_resumes_bitwise_identical(setup, tmp_path):
     for name, value in reference.theta_ema_runs[1][0].items():
         assert torch.equal(value, resumed.theta_ema_runs[1][0][name]), name
     assert reference.metrics["reward_mean"].tolist() == pytest.approx(resumed.metrics["reward_mean"].tolist())
+    pd.testing.assert_frame_equal(reference.samples, resumed.samples)  # the judged batches survive too
 
 
 def test_every_run_keeps_its_own_checkpoint_across_interrupts(setup, tmp_path):

@@ -30,7 +30,7 @@ import torch
 
 from .config import SamplingConfig
 from .progress import progress
-from .rl import decode_texts, generate, left_pad, score_rollout
+from .rl import completion_texts, decode_texts, generate, left_pad, score_rollout
 from .runtime import all_cores
 from .text_metrics import distinct_n, vader_scores  # noqa: F401 (part of this module's interface)
 from .weights import liti
@@ -72,14 +72,6 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _completion_texts(tokenizer, rollout) -> list[str]:
-    """The completion alone (up to and including the first EOS, special tokens skipped)."""
-    return [
-        tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True)
-        for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
-    ]
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -167,7 +159,7 @@ def _evaluate(policy, tokenizer, reference, reward_scorer, prompts, sampling, se
                 kls_sampled.append(log_ratio.double().cpu())
                 lengths.append(rollout.response_lengths.double().cpu())
                 texts.extend(batch_texts)
-                completions.extend(_completion_texts(tokenizer, rollout))
+                completions.extend(completion_texts(tokenizer, rollout))
     finally:
         for model, was_training in modes:
             model.train(was_training)

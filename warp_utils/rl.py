@@ -21,6 +21,7 @@ from .config import BASELINES, WarpConfig
 from .sampling import (  # noqa: F401  (re-exported)
     Rollout,
     check_sampling,
+    completion_texts,
     decode_texts,
     draw_inverse_cdf,
     draw_multinomial,
@@ -139,7 +140,8 @@ def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, 
     (a metric only: the update is the same). `timer(name)`, a context manager factory, times each
     phase (benchmarks/rl_step.py). `precision` (device.Precision): every forward, sampling and
     scoring included, runs under its autocast, and `scaler` (its GradScaler) steps the optimiser;
-    None: plain fp32. Returns the step's metrics."""
+    None: plain fp32. Returns the step's metrics (floats; at a KL-measuring step also
+    `samples`, the batch's texts with their reward and KL to SFT)."""
     phase = timer or _untimed
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
     tokenizer, sampling = components.tokenizer, components.sampling
@@ -150,7 +152,8 @@ def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, 
         rollout = generate(policy, ids.to(device), mask.to(device), sampling,
                            tokenizer.eos_token_id, tokenizer.pad_token_id)
     with phase("reward"), autocast():
-        rewards = components.reward_scorer(decode_texts(tokenizer, rollout)).to(device, torch.float32)
+        texts = decode_texts(tokenizer, rollout)
+        rewards = components.reward_scorer(texts).to(device, torch.float32)
 
     # One forward per model; the policy's log-softmax (with grad) serves the loss and the KL to SFT.
     reference = components.policy if measure_kl_to_sft else None
@@ -180,4 +183,10 @@ def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, 
     if measure_kl_to_sft:
         metrics.update(kl_to_sft=scores.kl.mean().item(),
                        kl_to_sft_sampled=(scores.logprobs.detach() - scores.ref_logprobs).mean().item())
+        # The batch itself at the KL-measuring steps, for judges the policy never sees (the
+        # overoptimization curves of report.py): one record per sample, never read by training.
+        metrics["samples"] = [{"text": text, "completion": completion, "reward": reward, "kl": kl}
+                              for text, completion, reward, kl in zip(
+                                  texts, completion_texts(tokenizer, rollout), rewards.tolist(),
+                                  scores.kl.tolist())]
     return metrics

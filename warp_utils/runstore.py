@@ -17,7 +17,9 @@ run directory of the profile is hard-linked instead of trained again.
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -33,14 +35,16 @@ from .weights import StateDict, clone_state
 
 # Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
 # run trained by older code is then stale, never reused.
-STEP_VERSION = 4  # 3: the lean KV-cache sampler (inverse-CDF draw) replaced HF generate; 4: log-probs
-# with the temperature on the hidden states (lm_head(h / T)) and, without a reference, by logsumexp
+STEP_VERSION = 5  # 3: the lean KV-cache sampler (inverse-CDF draw) replaced HF generate; 4: log-probs
+# with the temperature on the hidden states (lm_head(h / T)) and, without a reference, by logsumexp;
+# 5: a run folder also keeps the batches of its KL-measuring steps (SAMPLES_FILE; weights unchanged)
 # The WarpConfig fields one run (i, m) depends on; I, M and eta only shape what happens around it.
 RUN_FIELDS = ("T", "mu", "beta", "lr", "batch_size", "baseline", "seed", "max_grad_norm")
 METRIC_COLUMNS = ["iteration", "run", "step", "reward_mean", "reward_std", "kl_to_anchor",
                   "kl_to_sft", "kl_to_sft_sampled", "response_len", "loss"]
 EMA_FILE = "ema.safetensors"
 METRICS_FILE = "metrics.csv"
+SAMPLES_FILE = "samples.jsonl.gz"  # the sampled batch of every KL-measuring step, for the judges
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -176,3 +180,20 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     return pd.read_csv(path).to_dict("records") if Path(path).is_file() else []
+
+
+def write_samples(path: Path, rows: list[dict]) -> None:
+    """The `samples` of metric rows (KL-measuring steps), one JSON line per sample, gzipped."""
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        for row in rows:
+            for sample in row.get("samples") or ():
+                keys = {"iteration": row["iteration"], "run": row["run"], "step": row["step"]}
+                out.write(json.dumps({**keys, **sample}) + "\n")
+
+
+def read_samples(path: Path) -> list[dict]:
+    """write_samples' records; none for a folder without the file."""
+    if not Path(path).is_file():
+        return []
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]

@@ -274,3 +274,12 @@ def decode_texts(tokenizer, rollout: Rollout) -> list[str]:
         tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True)
         for ids, mask in zip(rollout.input_ids, rollout.attention_mask)
     ]
+
+
+def completion_texts(tokenizer, rollout: Rollout) -> list[str]:
+    """The completion alone of each row (up to and including the first EOS, special tokens
+    skipped): what the policy wrote, for judges that must not see the prompt."""
+    return [
+        tokenizer.decode(ids[mask.bool()].tolist(), skip_special_tokens=True)
+        for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
+    ]

@@ -51,6 +51,7 @@ class WarpResult:
     theta_runs: list[list[StateDict]] = field(default_factory=list)  # [i-1][m-1]: final weights of run m
     theta_ema_runs: list[list[StateDict]] = field(default_factory=list)  # the EMA anchor of each run at its end
     metrics: pd.DataFrame | None = None  # one row per RL step, columns runstore.METRIC_COLUMNS
+    samples: pd.DataFrame | None = None  # the batches of the KL-measuring steps (runstore.write_samples)
 
     @property
     def final(self) -> StateDict:
@@ -137,12 +138,13 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
     loop = RunLoop(components, config, prompts, step_callback)
     runs = RunsOfAnIteration(loop, run_dir, runstore.shared_inputs(components, prompts),
                              [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()])
-    result, all_rows = WarpResult(), []
+    result, all_rows, all_samples = WarpResult(), [], []
     theta_init = clone_state(components.policy.eval())  # theta_init <- theta_sft
 
     for iteration in progress(range(1, config.I + 1), "WARP iterations", enabled=components.execution.progress_bars):
-        theta_runs, theta_emas, rows = runs.train(iteration, theta_init, world)
+        theta_runs, theta_emas, rows, samples = runs.train(iteration, theta_init, world)
         all_rows += rows
+        all_samples += samples
         theta_slerp = theta_next = None
         if world.is_main:
             merged = {"runs": [runstore.state_fingerprint(t) for t in theta_runs],
@@ -160,6 +162,7 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
         result.theta_init.append(theta_init)
 
     result.metrics = pd.DataFrame(all_rows, columns=runstore.METRIC_COLUMNS)
+    result.samples = pd.DataFrame(all_samples)
     if world.is_main:
         _merge(run_dir / "final", {"theta_slerp": runstore.state_fingerprint(result.final)}, components,
                lambda: result.final)
@@ -189,7 +192,7 @@ class RunsOfAnIteration:
             if plan[m - 1] == "train" and world.owner(m) == world.rank:
                 world.status(f"training iter_{iteration}/run_{m}")
                 self._build(iteration, m, theta_init, folder, run_cfg, world)
-        theta_runs, theta_emas, rows = [], [], []
+        theta_runs, theta_emas, rows, samples = [], [], [], []
         for m, folder in enumerate(folders, start=1):
             src = world.owner(m) if plan[m - 1] == "train" else 0
             mine = world.rank == src
@@ -198,7 +201,8 @@ class RunsOfAnIteration:
                                                     theta_init, src))
             theta_emas.append(world.broadcast_state(runstore.load_ema(folder) if mine else None, theta_init, src))
             rows += world.broadcast_object(runstore.read_rows(folder / runstore.METRICS_FILE) if mine else None, src)
-        return theta_runs, theta_emas, rows
+            samples += world.broadcast_object(runstore.read_samples(folder / runstore.SAMPLES_FILE) if mine else None, src)
+        return theta_runs, theta_emas, rows, samples
 
     def _plan(self, folders, configs) -> list[str]:
         """done | train for each run; a run finished in another run directory is linked here."""
@@ -223,6 +227,7 @@ class RunsOfAnIteration:
             runstore.save_weights(components.policy, theta_m, components.tokenizer, out)
             runstore.save_ema(theta_ema, out)
             runstore.write_rows(out / runstore.METRICS_FILE, rows)
+            runstore.write_samples(out / runstore.SAMPLES_FILE, rows)
             return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size,
                     "pid": os.getpid(), "seconds": seconds}  # pid: which process trained it (a pool's worker)
 
