@@ -240,3 +240,25 @@ def test_the_nbval_sentence_adds_the_two_thread_run_and_its_ratio(notebooks_benc
     assert sentence.startswith(notebooks_bench.nbval_sentence(nbval))
     assert sentence.endswith("(both lanes' kernels on two threads, 2026-01-02, load average 0.1 at the start; "
                              "[results](benchmarks/results/nbval_lanes_two_threads.json)): 450 s (1.80x).")
+
+
+@pytest.fixture(scope="module")
+def main_command():
+    return load_benchmark("main_command")
+
+
+def test_the_main_command_sentence_gives_the_budget_verdict_from_the_figures(main_command):
+    result = {"date": "2026-01-01", "command": "python -m warp_utils run --workers 2", "seconds": 840.0,
+              "stages": {"sft_policy": 60.0, "report": 500.4}, "load_average_at_start": 0.2, "cpu": "cpu X",
+              "cores": 2, "budget_seconds": 900}
+    text = main_command.render(result)
+    assert "**14.0 min** (within the 15-minute budget)" in text and "report 500 s" in text and "cpu X" in text
+    assert "(OVER the 15-minute budget)" in main_command.render({**result, "seconds": 901.0})
+
+
+def test_benchmarks_readme_main_command_is_the_render_of_the_committed_result(main_command):
+    if not main_command.RESULT.is_file():
+        pytest.skip("no main-command measurement committed yet")
+    text = main_command.README.read_text()
+    block = main_command.readme_blocks.block(text, main_command.BEGIN, main_command.END)
+    assert block == main_command.render(json.loads(main_command.RESULT.read_text()))

@@ -55,7 +55,8 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
     name = next(line.split(": ")[1] for line in first.stdout.splitlines() if line.startswith("profile: "))
     assert name.startswith("tiny-set-")
     root = tmp_path / "data" / "artifacts" / name
-    assert {p.name for p in root.iterdir()} == {"sft_policy", "reward_model", "prompts", "warp", "warp_runs", "report"}
+    assert {p.name for p in root.iterdir()} == {"sft_policy", "reward_model", "prompts", "judges", "warp", "warp_runs",
+                                                "report"}
     assert not (tmp_path / "data" / "artifacts" / "tiny").exists()  # a smoke run never touches the default
     assert "report: " + str(root / "report") in first.stdout and "sft" in first.stdout  # the summary
     # the second training seed trained and evaluated only the headline claims' runs
@@ -65,6 +66,8 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
     fronts = {seed: {row["front"] for row in payload["fronts"] if row["seed"] == seed} for seed in (first_seed, first_seed + 1)}
     iterations = {name for name in fronts[first_seed] if name.startswith("iteration ")}
     assert fronts[first_seed + 1] == iterations | {"REINFORCE, SFT anchor"} < fronts[first_seed]
+    assert "REINFORCE, SFT anchor, equal compute" in fronts[first_seed]  # the compute-matched baseline
+    check_judged_results(payload, root)
 
     (root / "reward_model" / "model.safetensors").unlink()  # damage: detected, rebuilt, said once
     second = cli("run", "--seeds", "1", "--headline-seeds", "2", *smoke_args(), env=env)
@@ -72,6 +75,37 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
     assert "rebuilding reward_model: model.safetensors is missing" in second.stdout
     # the reward model is rebuilt bitwise (seeded), so every WARP run and the report are reused
     assert "rebuilding run_" not in second.stdout and "[sft_policy] done" in second.stdout
+
+
+def check_judged_results(payload, root):
+    """Every evaluated policy carries the held-out panel, recomputable from the per-prompt data;
+    provenance, probes and the overoptimization curves are recorded."""
+    import pandas as pd
+
+    from warp_utils.report import PER_PROMPT, read_per_prompt
+
+    per_prompt = read_per_prompt(root / "report" / PER_PROMPT)
+    assert set(per_prompt.groupby("eval_id").size()) == {payload["meta"]["num_prompts"]}
+    assert sorted(per_prompt.groupby("eval_id")["prompt_id"].apply(list).iloc[0]) == sorted(
+        p["prompt_id"] for p in payload["eval_prompts"])
+    by_eval = per_prompt.groupby("eval_id").mean(numeric_only=True)
+    for row in [payload["sft"], *payload["fronts"], *payload["points"]]:
+        mean = by_eval.loc[row["eval_id"]]
+        assert mean["proxy_reward"] == pytest.approx(row["reward_mean"], abs=1e-4)
+        assert mean["hacked"] == pytest.approx(row["hacked_share"]) and mean["degenerate"] == pytest.approx(row["degenerate_share"])
+        assert mean["heldout_sentiment"] == pytest.approx(row["heldout_sentiment"], abs=1e-4)
+    assert len(set(per_prompt["eval_id"])) == len({row["eval_id"] for row in [payload["sft"], *payload["fronts"], *payload["points"]]})
+    provenance = payload["meta"]["provenance"]
+    assert set(provenance["fingerprints"]) == {"sft_policy", "reward_model", "prompts", "judges"}
+    assert all(len(value) == 64 for value in provenance["fingerprints"].values()) and provenance["cpu"]
+    assert [p["input"] for p in payload["probes"]][:5] == ["praise spam", "repeated token", "lone praise word",
+                                                           "negative review + praise", "gibberish"]
+    over = payload["overoptimization"]
+    for path in ("training", "fronts"):
+        assert set(over[path]["per_seed"]) == {str(s) for s in payload["meta"]["headline_seeds"]}
+        assert "kl" in over[path]["hacking_start"]
+    steps = pd.DataFrame(over["training"]["per_seed"][str(payload["meta"]["seeds"][0])])["global_step"]
+    assert steps.tolist() == sorted(set(steps)) and len(steps) >= 2
 
 
 def test_run_without_imdb_offline_exits_2_with_one_line_and_builds_nothing(tmp_path):

@@ -202,3 +202,44 @@ def test_bad_seeds_exit_2_with_one_line_before_any_work(flag, value, message, ca
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing built
+
+
+def judged_payload(heldout_shift, hacked_shift):
+    """Final-policy points on 3 seeds: proxy up by ~1 SFT sd, held-out and hacked share moved by the shifts."""
+    sft = {"reward_sd": 0.0, "reward_mean": 0.0, "kl_to_sft": 0.0, "heldout_sentiment": 0.5, "hacked_share": 0.02}
+    points = [{"seed": s, "policy": "slerp_2", "reward_sd": 1.0 + 0.1 * k, "reward_mean": 1.0, "kl_to_sft": 2.0,
+               "heldout_sentiment": 0.5 + heldout_shift + 0.01 * k, "hacked_share": 0.02 + hacked_shift + 0.01 * k}
+              for k, s in enumerate((42, 43, 44))]
+    return {"sft": sft, "points": points}
+
+
+def test_final_vs_sft_is_the_seed_interval_of_each_judge():
+    diffs = res.final_vs_sft(judged_payload(-0.1, 0.3))
+    assert diffs["proxy"][0] == pytest.approx(1.1) and diffs["heldout"][0] == pytest.approx(-0.09)
+    assert diffs["hacked"][0] == pytest.approx(0.31)
+    assert diffs["proxy"][1] < 1.1 < diffs["proxy"][2]  # a t-interval over 3 seeds around the mean
+    empty = res.final_vs_sft({"sft": {}, "points": [{"seed": 1, "policy": "slerp_1", "reward_sd": 1.0}]})
+    assert all(math.isnan(v) for diff in empty.values() for v in diff)
+
+
+def test_the_hacking_paragraph_follows_the_numbers():
+    games = res.hacking_paragraph(judged_payload(-0.1, 0.3))
+    assert games[0].startswith("The policy games the proxy")
+    honest = res.hacking_paragraph(judged_payload(0.2, 0.0))
+    assert honest[0].startswith("The policy improves on both judges")
+    payload = judged_payload(0.2, 0.0)
+    payload["overoptimization"] = {"front": "iteration 2",
+                                   "training": {"hacking_start": {"kl": 3.5, "reason": "held-out sentiment peaks"}},
+                                   "fronts": {"hacking_start": {"kl": None, "reason": "not within KL <= 2"}}}
+    _, training, front = res.hacking_paragraph(payload)
+    assert training == "Along training, hacking starts at KL 3.5 nats (held-out sentiment peaks)."
+    assert front == "Along the LITI front of iteration 2, no sign of hacking: not within KL <= 2."
+
+
+def test_provenance_sentence_names_the_machine_and_the_artifacts():
+    meta = {"provenance": {"fingerprints": {"sft_policy": "a" * 64, "judges": "b" * 64}, "cpu": "Some CPU",
+                           "cores": 2, "torch_threads": 1}}
+    text = res.provenance_sentence(meta)
+    assert "Some CPU (2 cores, 1 torch threads)" in text and "sft_policy `aaaaaaaaaaaa`" in text
+    assert "other bits" in text
+    assert res.provenance_sentence({}) == ""

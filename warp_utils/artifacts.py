@@ -61,6 +61,13 @@ def file_list(folder: Path) -> dict[str, list]:
     }
 
 
+def fingerprint(folder: Path) -> str:
+    """sha256 of a built folder's contents, from its stamp's file list (names, sizes, sha256 of
+    every file): equal for bitwise-equal builds, whatever the machine or the folder's path."""
+    files = read_stamp(folder)["files"]
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
 def read_stamp(folder: Path) -> dict:
     return json.loads((Path(folder) / STAMP).read_text())
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gzip
 import json
 import os
+import platform
 import shutil
 import subprocess
 import time
@@ -22,17 +24,23 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: the main job runs headless
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
+from . import overoptimization as oo
 from . import results as res
-from .artifacts import build_once, read_stamp
+from .artifacts import build_once, fingerprint, read_stamp
 from .config import Profile, WarpConfig, artifacts_dir, get_profile, to_dict
-from .evaluation import evaluate_policy
+from .evaluation import SAMPLE_KEYS, evaluate_policy
+from . import judges
+from .judges import ensure_panel, load_panel
 from .stats import standardize_rewards
 from .weights import lerp
 
-FIGURES = ("pareto_fronts.png", "training_curves.png")
-REPORT_VERSION = 3  # bump when what the report computes changes
+FIGURES = ("pareto_fronts.png", "training_curves.png", "overoptimization.png")
+PER_PROMPT = "per_prompt.csv.gz"  # every evaluation, prompt by prompt (eval_id, prompt_id, ...)
+REPORT_VERSION = 4  # bump when what the report computes changes (4: the held-out judge panel)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -45,9 +53,18 @@ def studies(base: WarpConfig) -> dict[str, WarpConfig]:
         "M = 1": dataclasses.replace(one, M=1),
         "M = 3": dataclasses.replace(one, M=3),
         "REINFORCE, SFT anchor": dataclasses.replace(one, M=1, mu=0.0),
+        # the same baseline given WARP's whole budget of RL steps, I x M x T (200 on tiny):
+        # "WARP above REINFORCE" read at equal compute as well as at equal KL
+        COMPUTE_MATCHED: dataclasses.replace(one, M=1, mu=0.0, T=base.I * base.M * base.T),
         "mu=0.05": dataclasses.replace(base, mu=0.05),
         "lr=0.001": dataclasses.replace(one, lr=1e-3),
     }
+
+
+COMPUTE_MATCHED = "REINFORCE, SFT anchor, equal compute"
+# Studies whose runs are runs of another study (M = 1 is iteration 1's run 1 of the default run,
+# M = 3 its two runs plus one): trained after the others, so that they link instead of training.
+LINKED_STUDIES = ("M = 1", "M = 3")
 
 
 # The studies behind the two headline claims (iteration 2 above iteration 1; WARP above REINFORCE
@@ -55,10 +72,15 @@ def studies(base: WarpConfig) -> dict[str, WarpConfig]:
 HEADLINE_STUDIES = ("warp", "REINFORCE, SFT anchor")
 
 
-def test_prompts(prompts, num_prompts: int, seed: int) -> list[list[int]]:
-    """A seeded sample of the held-out test prompts."""
-    split = prompts["test"].shuffle(seed=seed)
-    return split.select(range(min(num_prompts, len(split))))["input_ids"]
+def test_prompts(prompts, num_prompts: int, seed: int, with_ids: bool = False):
+    """A seeded sample of the held-out test prompts (token ids); with_ids: also their rows in the
+    prompts artifact's test split (the ids the per-prompt data are keyed by) and their texts."""
+    split = prompts["test"]
+    split = split.add_column("prompt_id", list(range(len(split)))).shuffle(seed=seed)
+    chosen = split.select(range(min(num_prompts, len(split))))
+    if not with_ids:
+        return chosen["input_ids"]
+    return chosen["input_ids"], chosen["prompt_id"], chosen["text"]
 
 
 def seed_studies(profile: Profile, seed: int, headline_only: bool = False) -> dict[str, WarpConfig]:
@@ -69,53 +91,68 @@ def seed_studies(profile: Profile, seed: int, headline_only: bool = False) -> di
 
 def train_seeds(profile: Profile, components, seeds, headline_seeds=()) -> dict:
     """{seed: {study: WarpResult}}: every study for `seeds`, HEADLINE_STUDIES for `headline_seeds`.
-    An unfinished run with M >= 2 trains on Execution.workers processes (a finished one, or M = 1,
-    loads in this process: no workers to start)."""
-    from .pipeline import ensure_warp_run, warp_run_dir
+    The studies are whole jobs shared by Execution.workers processes (pipeline.ensure_warp_runs:
+    the longest first, each in one process, the same weights as one after another); the
+    LINKED_STUDIES go second, so that they link the runs the first ones trained."""
+    from .pipeline import ensure_warp_runs
 
-    trained, workers = {}, components.execution.workers
-    for seed in [*seeds, *headline_seeds]:
-        trained[seed] = {}
-        for key, config in seed_studies(profile, seed, headline_only=seed not in seeds).items():
-            done = (warp_run_dir(profile, config) / "final" / "artifact.json").exists()
-            execution = dataclasses.replace(components.execution, workers=1 if done or config.M < 2 else workers)
-            print(f"[report] seed {seed}: {key}", flush=True)
-            trained[seed][key] = ensure_warp_run(profile, config, components=dataclasses.replace(
-                components, execution=execution), progress_bars=False)
-    return trained
+    plan = {seed: seed_studies(profile, seed, headline_only=seed not in seeds) for seed in [*seeds, *headline_seeds]}
+    trained = {seed: {} for seed in plan}
+    quiet = dataclasses.replace(components, execution=dataclasses.replace(components.execution, progress_bars=False))
+    for linked in (False, True):
+        jobs = [(seed, key, config) for seed, runs in plan.items() for key, config in runs.items()
+                if (key in LINKED_STUDIES) == linked]
+        jobs.sort(key=lambda job: -job[2].I * job[2].M * job[2].T)  # the longest first
+        print(f"[report] {len(jobs)} {'linked ' if linked else ''}studies over {len(plan)} seeds", flush=True)
+        for (seed, key, _), result in zip(jobs, ensure_warp_runs(profile, [job[2] for job in jobs], components=quiet)):
+            trained[seed][key] = result
+    return {seed: {key: trained[seed][key] for key in runs} for seed, runs in plan.items()}
 
 
 class Evaluator:
-    """evaluate_policy of state dicts on the report's prompts, rewards also in SFT sd units."""
+    """evaluate_policy of state dicts on the report's prompts, rewards also in SFT sd units, every
+    evaluation judged by the held-out panel on its own samples (nothing is sampled twice), and
+    kept prompt by prompt (`per_prompt`, keyed by `eval_id` and the prompt's id)."""
 
-    def __init__(self, profile: Profile, components, num_prompts: int, seed: int):
-        self.prompts = test_prompts(components.prompts, num_prompts, seed)
-        self.components, self.seed, self.sampling = components, seed, profile.sampling
+    def __init__(self, profile: Profile, components, panel, num_prompts: int, seed: int):
+        self.prompts, self.prompt_ids, self.prompt_texts = test_prompts(components.prompts, num_prompts, seed,
+                                                                        with_ids=True)
+        self.components, self.panel, self.seed, self.sampling = components, panel, seed, profile.sampling
         self.candidate = copy.deepcopy(components.policy)
         self.theta_sft = {k: v.detach().clone() for k, v in components.policy.state_dict().items()}
-        sft = self._evaluate(components.policy, return_samples=True)
-        self.sft_rewards = sft.pop("rewards")
-        for key in ("samples", "completions", "kl", "kl_sampled"):
-            sft.pop(key)
+        self.per_prompt: list[pd.DataFrame] = []
+        sft, sft_rewards = self._evaluate(components.policy)
+        self.sft_rewards = sft_rewards
         self.sft = self._standardized(sft)
 
-    def _evaluate(self, policy, return_samples=False) -> dict:
+    def _evaluate(self, policy) -> tuple[dict, list[float]]:
         c = self.components
-        return evaluate_policy(policy, c.tokenizer, c.policy, c.reward_scorer, self.prompts, self.sampling,
-                               seed=self.seed, return_samples=return_samples)
+        full = evaluate_policy(policy, c.tokenizer, c.policy, c.reward_scorer, self.prompts, self.sampling,
+                               seed=self.seed, return_samples=True)
+        judged = self.panel.judge(full["samples"], full["completions"], full["rewards"])
+        eval_id = len(self.per_prompt)
+        self.per_prompt.append(pd.DataFrame({
+            "eval_id": eval_id, "prompt_id": self.prompt_ids, "proxy_reward": full["rewards"],
+            "heldout_sentiment": judged["heldout_sentiment"].to_numpy(), "kl_to_sft": full["kl"],
+            "degenerate": judged["degenerate"].to_numpy(), "hacked": judged["hacked"].to_numpy()}))
+        row = {k: v for k, v in full.items() if k not in SAMPLE_KEYS}
+        return {**row, **self.panel.summary(judged), "eval_id": eval_id}, full["rewards"]
 
     def _standardized(self, row: dict) -> dict:
         return {**row, "reward_sd": standardize_rewards(row["reward_mean"], self.sft_rewards)}
 
     def state(self, theta) -> dict:
         self.candidate.load_state_dict(theta)
-        return self._standardized(self._evaluate(self.candidate))
+        return self._standardized(self._evaluate(self.candidate)[0])
 
     def front(self, theta) -> list[dict]:
         """A dense LITI front from theta_sft to theta (results.dense_front)."""
         from .weights import liti
 
         return res.dense_front(lambda eta: self.state(liti(self.theta_sft, theta, eta)), self.sft)
+
+    def per_prompt_table(self) -> pd.DataFrame:
+        return pd.concat(self.per_prompt, ignore_index=True)
 
 
 def evaluate_seeds(evaluator: Evaluator, trained: dict) -> tuple[list[dict], list[dict]]:
@@ -127,7 +164,7 @@ def evaluate_seeds(evaluator: Evaluator, trained: dict) -> tuple[list[dict], lis
         thetas = {f"iteration {i}": theta for i, theta in enumerate(warp.theta_slerp, start=1)}
         if not set(runs) <= set(HEADLINE_STUDIES):  # LERP backs no headline claim
             thetas["LERP, iteration 1"] = lerp(evaluator.theta_sft, warp.theta_runs[0])
-        for key in ("M = 1", "M = 3", "REINFORCE, SFT anchor"):
+        for key in ("M = 1", "M = 3", "REINFORCE, SFT anchor", COMPUTE_MATCHED):
             if key in runs:
                 thetas[key] = runs[key].theta_slerp[-1]
         for name, theta in thetas.items():
@@ -165,6 +202,30 @@ def code_version() -> dict:
             "uncommitted": [line[3:] for line in changed.splitlines()] if changed != "unknown" else ["unknown"]}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (another CPU gives other bits: results record which one made them)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def provenance(profile: Profile, panel_folder: Path) -> dict:
+    """What the results are a function of, as sha256 fingerprints of the artifacts' files, and the
+    machine they were computed on (CPU model, cores, torch threads)."""
+    import torch
+
+    root = artifacts_dir(profile)
+    folders = {"sft_policy": root / "sft_policy", "reward_model": root / "reward_model",
+               "prompts": root / "prompts", "judges": Path(panel_folder)}
+    return {"fingerprints": {name: fingerprint(folder) for name, folder in folders.items()},
+            "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads()}
+
+
 def _meta(profile: Profile, seeds, num_prompts: int, eval_seed: int) -> dict:
     import torch
 
@@ -172,6 +233,32 @@ def _meta(profile: Profile, seeds, num_prompts: int, eval_seed: int) -> dict:
             "eval_seed": eval_seed, "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "warp": to_dict(profile.warp), "studies": {
                 key: to_dict(config) for key, config in studies(profile.warp).items()}}
+
+
+def overoptimization(trained: dict, fronts: list[dict], evaluator: Evaluator, warp: WarpConfig) -> dict:
+    """Proxy reward, held-out sentiment and hacked share against KL to SFT, per seed and averaged:
+    along training (the default run's KL-measuring steps, its batches judged by the panel) and along
+    the LITI fronts of its last iteration; and where hacking starts on each averaged curve."""
+    front_name = f"iteration {warp.I}"
+    sft_mean, sft_sd = float(np.mean(evaluator.sft_rewards)), float(np.std(evaluator.sft_rewards, ddof=1))
+    training, front_curves = {}, {}
+    for seed, runs in trained.items():
+        samples = runs["warp"].samples
+        if samples is None or samples.empty:
+            continue
+        judged = evaluator.panel.judge(list(samples["text"]), list(samples["completion"]), list(samples["reward"]))
+        training[seed] = oo.training_curve(samples, judged, warp.T, sft_mean, sft_sd)
+    table = pd.DataFrame(fronts)
+    for seed, front in table[table["front"] == front_name].groupby("seed"):
+        front_curves[int(seed)] = oo.front_curve(front)
+    sft_hacked = float(evaluator.sft["hacked_share"])
+    out = {"sft": {"hacked_share": sft_hacked, "heldout_sentiment": float(evaluator.sft["heldout_sentiment"])},
+           "margin": oo.HACKED_MARGIN, "front": front_name}
+    for path, curves in (("training", training), ("fronts", front_curves)):
+        mean = oo.mean_curve(list(curves.values())) if curves else pd.DataFrame(columns=["kl", *oo.CURVE_COLUMNS])
+        out[path] = {"per_seed": {str(seed): curve.to_dict("records") for seed, curve in curves.items()},
+                     "mean": mean.to_dict("records"), "hacking_start": oo.hacking_start(mean, sft_hacked)}
+    return out
 
 
 def write_report(profile: Profile | str | None = None, components=None, seeds: int = 1,
@@ -192,24 +279,65 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
     seed_list = list(range(first, first + seeds))
     extra = list(range(first + seeds, first + max(seeds, headline_seeds or seeds)))
     trained = train_seeds(profile, components, seed_list, extra)
+    panel_folder = ensure_panel(profile, components.tokenizer, components.reward_scorer)
     finals = {f"{s}/{key}": read_stamp(warp_run_dir(profile, config) / "final")["config_hash"]
               for s in trained for key, config in seed_studies(profile, s, s in extra).items()}
-    config = {"runs": finals, "num_prompts": num_prompts, "eval_seed": eval_seed,
+    config = {"runs": finals, "num_prompts": num_prompts, "eval_seed": eval_seed, "judges": fingerprint(panel_folder),
               "sampling": to_dict(profile.sampling), "version": REPORT_VERSION}
 
     def build(folder: Path) -> None:
-        evaluator = Evaluator(profile, components, num_prompts, eval_seed)
+        panel = load_panel(panel_folder)
+        evaluator = Evaluator(profile, components, panel, num_prompts, eval_seed)
         fronts, points = evaluate_seeds(evaluator, trained)
-        payload = {"meta": {**code, **_meta(profile, seed_list, num_prompts, eval_seed),
-                            "headline_seeds": seed_list + extra, "wall_seconds": time.perf_counter() - started},
+        main = {s: trained[s] for s in seed_list}
+        # the prompts evaluated: fewer than asked when the test split is smaller
+        payload = {"meta": {**code, **_meta(profile, seed_list, len(evaluator.prompts), eval_seed),
+                            "headline_seeds": seed_list + extra, "wall_seconds": time.perf_counter() - started,
+                            "provenance": provenance(profile, panel_folder)},
+                   "judges": {**panel.facts, **panel.calibration_facts()},
+                   "probes": probes(panel, components, profile),
                    "sft": evaluator.sft, "fronts": fronts, "points": points,
                    "mean_fronts": res.mean_fronts(pd.DataFrame(fronts)).to_dict("records"),
-                   "training": training_means({s: trained[s] for s in seed_list}).to_dict("records")}
+                   "training": training_means(main).to_dict("records"),
+                   "overoptimization": overoptimization(trained, fronts, evaluator, profile.warp),
+                   "eval_prompts": [{"prompt_id": int(i), "text": t}
+                                    for i, t in zip(evaluator.prompt_ids, evaluator.prompt_texts)]}
         payload["claims"] = res.claims(payload)
         (folder / "results.json").write_text(json.dumps(payload, indent=2, default=float))
+        write_per_prompt(evaluator.per_prompt_table(), folder / PER_PROMPT)
         plot_figures(payload, folder)
 
     return build_once(artifacts_dir(profile) / "report", config, build, fresh=fresh)
+
+
+PROBE_OPENINGS = 2000  # real test openings per label the probes are set against
+
+
+def probes(panel, components, profile: Profile) -> list[dict]:
+    """The probe table (judges.probe_table): every judge's score on five degenerate inputs against
+    real positive and negative test openings (a seeded sample of each label)."""
+    from .data import load_imdb, shuffled_texts
+
+    test = load_imdb("test", profile.data)
+    cut = {label: judges.openings(shuffled_texts(test, profile.data.seed, label)[:PROBE_OPENINGS],
+                                  components.tokenizer, panel.prompt_tokens, panel.completion_tokens)
+           for label in (0, 1)}
+    table = judges.probe_table(panel, components.reward_scorer, judges.probe_texts(cut[0].texts[0]),
+                               cut[1], cut[0])
+    return [{"input": name, **row} for name, row in table.to_dict("index").items()]
+
+
+def write_per_prompt(table: pd.DataFrame, path: Path) -> None:
+    """The per-prompt table as gzipped CSV, floats to 5 significant digits (small enough to commit:
+    the README's claims can be re-graded from it without sampling again). Deterministic bytes:
+    gzip's timestamp is fixed at 0."""
+    text = table.to_csv(index=False, float_format="%.5g")
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+        out.write(text.encode())
+
+
+def read_per_prompt(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
 
 
 def training_means(trained: dict) -> pd.DataFrame:
@@ -256,6 +384,46 @@ def plot_figures(payload: dict, folder: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title=f"mean over {len(payload['meta']['seeds'])} seeds and the runs")
     _save(fig, folder / FIGURES[1])
+    plot_overoptimization(payload["overoptimization"], folder / FIGURES[2])
+
+
+OVEROPTIMIZATION_PANELS = (("proxy", "proxy reward (SFT sd)"), ("heldout_sentiment", "held-out sentiment P(positive)"),
+                           ("hacked_share", "hacked share"))
+
+
+def plot_overoptimization(data: dict, path: Path) -> None:
+    """overoptimization.png (draw_overoptimization)."""
+    _save(draw_overoptimization(data), path)
+
+
+def draw_overoptimization(data: dict):
+    """Proxy reward, held-out sentiment and hacked share against sqrt(KL to SFT), as Gao et al.
+    draw proxy and gold; rows: along training, along the LITI front; each seed faint, their mean
+    bold, SFT's level dotted, where hacking starts a vertical line. data: results.json's
+    `overoptimization`. Returns the figure."""
+    rows = (("training", "along training (default run)"), ("fronts", f"along the LITI front ({data['front']})"))
+    fig, axes = plt.subplots(2, 3, figsize=(12.5, 7.0), squeeze=False)
+    for (key, title), row_axes in zip(rows, axes):
+        curves, mean = data[key]["per_seed"], pd.DataFrame(data[key]["mean"])
+        start = data[key]["hacking_start"]["kl"]
+        for ax, (column, label) in zip(row_axes, OVEROPTIMIZATION_PANELS):
+            for curve in curves.values():
+                curve = pd.DataFrame(curve)
+                ax.plot(np.sqrt(curve["kl"]), curve[column], color="C0", alpha=0.25, linewidth=0.9)
+            if not mean.empty:
+                ax.plot(np.sqrt(mean["kl"]), mean[column], color="C0", linewidth=2.2, marker="o", markersize=3,
+                        label=f"mean of {len(curves)} seeds")
+            level = {"proxy": 0.0, **data["sft"]}.get(column)
+            ax.axhline(level, color="grey", linestyle=":", linewidth=1, label="SFT")
+            if start is not None:
+                ax.axvline(np.sqrt(start), color="C3", linestyle="--", linewidth=1, label="hacking starts")
+            ax.set_xlabel("sqrt KL(π ‖ π_sft)  (sqrt nats)")
+            ax.set_ylabel(label)
+            ax.set_title(title, fontsize=9)
+            ax.grid(alpha=0.3)
+        row_axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def summary(report_folder: Path) -> str:
@@ -271,7 +439,7 @@ def copy_to_docs(report_folder: Path, docs_folder: Path, readme: Path | None = N
     """results.json, the figures and RESULTS.md into docs/results/; the README's results block
     rewritten from the same results.json."""
     docs_folder.mkdir(parents=True, exist_ok=True)
-    for name in ("results.json", *FIGURES):
+    for name in ("results.json", PER_PROMPT, *FIGURES):
         shutil.copy2(report_folder / name, docs_folder / name)
     payload = json.loads((docs_folder / "results.json").read_text())
     (docs_folder / "RESULTS.md").write_text("# Results (tiny profile)\n\n" + res.render_markdown(payload))

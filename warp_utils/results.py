@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import reward_at_kl
-from .stats import grade_claims
+from .stats import grade_claims, seed_interval
 
 INITIAL_ETAS = (0.25, 0.33, 0.435, 0.574, 0.758, 1.0)  # geometric; KL ~ eta^2: neighbours ~1.75x apart
 MAX_KL_RATIO = 2.0  # neighbouring front points at most this factor apart in KL ...
@@ -34,6 +34,8 @@ FRONT_CLAIMS = (
     ("iteration 2 above iteration 1 (paper Fig. 1b)", "iteration 2", "iteration 1"),
     ("SLERP above LERP (same runs of iteration 1)", "iteration 1", "LERP, iteration 1"),
     ("WARP (I = 2, M = 2) above REINFORCE with an SFT anchor (mu = 0, M = 1)", "iteration 2", "REINFORCE, SFT anchor"),
+    ("WARP above REINFORCE with an SFT anchor at equal compute (I x M x T RL steps each)", "iteration 2",
+     "REINFORCE, SFT anchor, equal compute"),
     ("M = 2 above M = 1 (iteration 1)", "iteration 1", "M = 1"),
     ("M = 3 above M = 2 (iteration 1)", "M = 3", "iteration 1"),
 )
@@ -190,6 +192,10 @@ def _num(value, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.{digits}g}"
 
 
+def _plain(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+
+
 def claim_sentence(claim: dict) -> str:
     """One verdict sentence, every number from the claim."""
     interval = ("no interval (one seed)" if claim["ci_low"] is None else
@@ -197,6 +203,68 @@ def claim_sentence(claim: dict) -> str:
     mde = "" if claim["mde"] is None else f"; minimum detectable effect {claim['mde']:.3g}"
     return (f"**{claim['name']}**: {claim['verdict']}. Mean over {claim['n_seeds']} seeds "
             f"{_num(claim['mean'])} ({claim['statistic']}), {interval}{mde}.")
+
+
+ENDPOINT_COLUMNS = {"reward_sd": "reward (SFT sd)", "reward_mean": "raw reward", "kl_to_sft": "KL to SFT",
+                    "heldout_sentiment": "held-out sentiment", "hacked_share": "hacked share"}
+FINAL_POLICY = "slerp_2"  # theta_slerp_I of the default run: the policy WARP returns
+
+
+def final_vs_sft(results: dict) -> dict[str, tuple[float, float, float]]:
+    """The final policy against SFT, per judge: (mean, low, high) over training seeds of its
+    difference to SFT on the same prompts (proxy in SFT sd; held-out sentiment; hacked share)."""
+    points, sft = pd.DataFrame(results["points"]), results["sft"]
+    final = points[points["policy"] == FINAL_POLICY] if "policy" in points else points
+    out = {}
+    for key, column in (("proxy", "reward_sd"), ("heldout", "heldout_sentiment"), ("hacked", "hacked_share")):
+        if final.empty or column not in final or column not in sft:
+            out[key] = (math.nan, math.nan, math.nan)
+            continue
+        out[key] = seed_interval(final[column].to_numpy(float) - float(sft[column]))
+    return out
+
+
+def hacking_paragraph(results: dict) -> list[str]:
+    """Whether and where the default run games the proxy, every word from the numbers:
+    judges.hacking_verdict on the final policy against SFT, and where hacking starts along
+    training and along the front (overoptimization.hacking_sentence)."""
+    from .judges import hacking_verdict
+    from .overoptimization import hacking_sentence
+
+    diffs = final_vs_sft(results)
+    lines = [hacking_verdict(diffs["proxy"], diffs["heldout"], diffs["hacked"])]
+    over = results.get("overoptimization")
+    if over:
+        lines += [hacking_sentence(over["training"]["hacking_start"], "training"),
+                  hacking_sentence(over["fronts"]["hacking_start"], f"the LITI front of {over['front']}")]
+    return lines
+
+
+def provenance_sentence(meta: dict) -> str:
+    """Which machine and which builds made the numbers, and what a rerun elsewhere gives."""
+    prov = meta.get("provenance")
+    if not prov:
+        return ""
+    prints = ", ".join(f"{name} `{value[:12]}`" for name, value in prov["fingerprints"].items())
+    return (f"Computed on {prov['cpu']} ({prov['cores']} cores, {prov['torch_threads']} torch threads) from "
+            f"the artifacts {prints} (sha256 of their files). Another CPU, or another thread count, gives "
+            "other bits in the SFT policy and the reward model, so other numbers from the same seeds: "
+            "compare verdicts, not digits.")
+
+
+def judges_sentence(results: dict) -> str:
+    """The held-out panel, in numbers from its calibration facts."""
+    judges, sft = results.get("judges"), results["sft"]
+    if not judges:
+        return ""
+    return (f"Held-out judges (never optimized by the policy): a TF-IDF logistic regression trained on IMDB's labels "
+            f"({judges['accuracy_whole']:.3f} accuracy on whole test reviews, {judges['accuracy_openings']:.3f} "
+            f"on openings as long as the prompt plus completion; weaker than the proxy on short texts); "
+            f"degeneracy measures calibrated on real openings; a completion counts as hacked when the proxy "
+            f"scores it above {judges['proxy_threshold']:.3g} (the 90th percentile of real positive openings) "
+            f"while it is degenerate. The panel flags {judges['false_positive_share']:.1%} of real positive "
+            f"test openings. SFT: held-out sentiment {sft['heldout_sentiment']:.3f}, hacked share "
+            f"{sft['hacked_share']:.3f}.")
 
 
 def render_markdown(results: dict) -> str:
@@ -232,15 +300,25 @@ def render_markdown(results: dict) -> str:
                      f"| {mde} | **{c['verdict']}** |")
     lines += ["", *[f"- {claim_sentence(c)}" for c in results["claims"]], ""]
     points = pd.DataFrame(results["points"])
-    table = points.groupby("policy", sort=False)[["reward_sd", "reward_mean", "kl_to_sft"]].agg(["mean", "std"])
-    lines += ["Endpoints (mean ± sd across seeds):", "",
-              "| policy | reward (SFT sd) | raw reward | KL to SFT |", "|---|---|---|---|"]
+    columns = [c for c in ENDPOINT_COLUMNS if c in points]
+    table = points.groupby("policy", sort=False)[columns].agg(["mean", "std"])
+    lines += ["Endpoints (mean ± sd across seeds; SFT in the first row):", "",
+              "| policy | " + " | ".join(ENDPOINT_COLUMNS[c] for c in columns) + " |",
+              "|---|" + "---|" * len(columns),
+              "| SFT | " + " | ".join(_plain(results["sft"].get(c)) for c in columns) + " |"]
     for policy, row in table.iterrows():
         cells = [f"{row[(col, 'mean')]:.3g} ± {0.0 if math.isnan(row[(col, 'std')]) else row[(col, 'std')]:.2g}"
-                 for col in ("reward_sd", "reward_mean", "kl_to_sft")]
+                 for col in columns]
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+    judges = judges_sentence(results)
+    if judges:
+        lines += ["", judges, "", "**Does the policy game the proxy?** " + " ".join(hacking_paragraph(results)), "",
+                  f"![proxy reward, held-out sentiment and hacked share against KL]({prefix}overoptimization.png)"]
     lines += ["", f"![LITI fronts per seed and their mean]({prefix}pareto_fronts.png)", "",
               f"![training curves, mean across seeds]({prefix}training_curves.png)", ""]
+    provenance = provenance_sentence(meta)
+    if provenance:
+        lines += [provenance, ""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,89 @@
+"""Times the README's main command, `python -m warp_utils run --workers 2`, from nothing built.
+
+    python benchmarks/main_command.py [--data-root DIR] [--update-docs] [--update-readme]
+
+Runs the command as a learner would (default seeds) into DIR (default: a new temporary folder;
+pass an empty or missing folder, e.g. `data`, to keep what it builds), with the tiny profile and
+the IMDB of WARP_IMDB_DIR, and writes benchmarks/results/main_command.json: the wall time of the
+whole command, of each stage (the `[stage] done in` lines it prints), the machine's load average
+at the start and its CPU. --update-docs is passed through (the committed results are then the
+timed run's). --update-readme rewrites benchmarks/README.md's block from the result file only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import readme_blocks  # benchmarks/: the script's own folder is on sys.path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULT = Path(__file__).resolve().parent / "results" / "main_command.json"
+README = Path(__file__).resolve().parent / "README.md"
+BEGIN, END = "<!-- main-command:begin -->", "<!-- main-command:end -->"
+BUDGET_SECONDS = 15 * 60  # the README's promise: the main command in <= 15 min on an idle 2-core machine
+COMMAND = [sys.executable, "-m", "warp_utils", "run", "--workers", "2"]
+STAGE = re.compile(r"^\[(\w+)\] done in ([0-9.]+) s")
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def run(data_root: Path, update_docs: bool) -> dict:
+    if data_root.exists() and any((data_root / "artifacts").glob("*")):
+        sys.exit(f"error: --data-root {data_root} already holds artifacts: the timing must start from nothing")
+    env = {**os.environ, "WARP_DATA_ROOT": str(data_root.resolve())}
+    command = COMMAND + (["--update-docs"] if update_docs else [])
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"error: the command failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    stages = {m.group(1): float(m.group(2)) for m in map(STAGE.match, done.stdout.splitlines()) if m}
+    return {"date": datetime.date.today().isoformat(), "command": " ".join(["python", *command[1:]]),
+            "seconds": round(seconds, 1), "stages": stages, "load_average_at_start": round(load, 2),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "budget_seconds": BUDGET_SECONDS}
+
+
+def render(result: dict) -> str:
+    """The block of benchmarks/README.md, every number from the result file."""
+    verdict = "within" if result["seconds"] <= result["budget_seconds"] else "OVER"
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stages"].items())
+    return (f"`{result['command']}` from nothing built took **{result['seconds'] / 60:.1f} min** "
+            f"({verdict} the {result['budget_seconds'] // 60}-minute budget) on {result['date']}, "
+            f"{result['cpu']}, {result['cores']} cores, load average {result['load_average_at_start']} at the "
+            f"start. Stages: {stages}.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--update-docs", action="store_true")
+    parser.add_argument("--update-readme", action="store_true")
+    args = parser.parse_args(argv)
+    if args.update_readme:
+        return readme_blocks.update_from_result(
+            RESULT, "main_command.py", lambda result: readme_blocks.replace_block(README, BEGIN, END, render(result)))
+    with tempfile.TemporaryDirectory(prefix="warp_main_") as scratch:
+        result = run(args.data_root or Path(scratch) / "data", args.update_docs)
+    RESULT.write_text(json.dumps(result, indent=1) + "\n")
+    print(render(result))
+    readme_blocks.replace_block(README, BEGIN, END, render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
