@@ -228,29 +228,46 @@ print("reward model ready:", reward_dir)
 # ## Reward hacking: what does this judge over-reward?
 # RL will maximise $r$, not "positivity". Any input the reward model scores higher than a
 # genuinely positive review is a target: if the policy can produce it, it will drift there. We probe
-# the model with a few hand-made inputs: repeated praise words, praise glued onto a negative review,
-# praise in broken grammar, and compare them with the held-out positive reviews. (The KL term of
-# notebook 03 is the defence: far-fetched texts are improbable under $\pi_{\text{sft}}$.)
+# $r$ with five hand-made degenerate inputs (praise spam, one word repeated, a lone praise word, a
+# negative review with praise glued on, gibberish) and set them against real review openings as
+# long as what the policy will write (a 10-token prompt plus its completion).
+#
+# Beside $r$ stand **judges the policy never optimises** (notebook 05 grades every policy with
+# them). Each catches something the others miss:
+#
+# - **held-out sentiment**: a different kind of classifier (word and word-pair counts, TF-IDF
+#   weighted, then logistic regression) trained on IMDB's labels rather than on $r$'s pairs; it
+#   gives $P(	ext{positive})$. On short texts it is weaker than $r$, so we call it held-out, not
+#   gold;
+# - **VADER**: a list of sentiment words with weights. It counts praise words, so praise spam fools it;
+# - **degeneracy**: repeated word pairs, the share of distinct words, how well the text compresses,
+#   its length in words and its share of words IMDB never uses. Each is compared with the same
+#   measure on real openings: a completion is *degenerate* when it is more repetitive, less
+#   diverse, shorter or stranger than nearly all real ones (the band is set so that about 5% of
+#   real openings are flagged);
+# - **hacked**: $r$ scores the text above the 90th percentile of real positive openings *while* it
+#   is degenerate: the reward is high for the wrong reason.
 
 # %%
-negative = eval_pairs["rejected"][0][:300]
-probes = {
-    "praise word x 30": " ".join(["great"] * 30),
-    "praise list": "great wonderful excellent superb brilliant amazing perfect best loved beautiful",
-    "negative review + praise": negative + " great great great great great",
-    "broken grammar praise": "film the great was great it of best the and",
-    "one word": "excellent",
-}
-probe_rewards = reward_scorer(list(probes.values()))
-median_positive = chosen_rewards.median().item()
-rows = [("a held-out positive review (median reward)", median_positive)]
-rows += list(zip(probes, probe_rewards.tolist()))
-for name, value in rows:
-    beats = (chosen_rewards < value).float().mean().item()
-    print(f"r = {value:+6.2f}  above {beats:5.0%} of positive reviews | {name}")
-hacks = [name for name, value in rows[1:] if value > median_positive]
-print(f"\n{len(hacks)} of {len(rows) - 1} degenerate inputs out-score the median positive review"
-      + (f": {', '.join(hacks)}." if hacks else "."))
+from warp_utils import judges
+from warp_utils.models import ensure_sft_policy, load_policy
+
+_, policy_tokenizer = load_policy(ensure_sft_policy(profile))  # the openings are cut in the policy's tokens
+panel = judges.load_panel(judges.ensure_panel(profile, policy_tokenizer, reward_scorer))
+probe_table = judges.profile_probe_table(profile, panel, policy_tokenizer, reward_scorer)
+probe_table.round(2)
+
+# %%
+probe_rows = probe_table.iloc[:5]
+positives = probe_table.loc["real positive openings"]
+fooled = probe_rows.index[probe_rows["proxy_percentile"] > 90].tolist()
+caught = probe_rows.index[(probe_rows["degenerate"] > 0) | (probe_rows["hacked"] > 0)].tolist()
+print(f"r scores {len(fooled)} of 5 probes above 90% of real positive openings: {', '.join(fooled) or 'none'}.")
+print(f"VADER rates {', '.join(probe_rows.index[probe_rows['vader'] > positives['vader']])} above the median "
+      f"real positive opening ({positives['vader']:+.2f}): a word list is fooled by praise words.")
+print(f"The panel flags {len(caught)} of 5 probes as degenerate or hacked ({', '.join(caught)}), "
+      f"and {positives['degenerate']:.1%} of {int(positives['n'])} real positive openings.")
+assert len(caught) >= 4 and positives["degenerate"] <= 0.05
 
 # %% [markdown]
 # ## Summary
@@ -260,8 +277,10 @@ print(f"\n{len(hacks)} of {len(rows) - 1} degenerate inputs out-score the median
 # - Held-out pair accuracy measures it; ties must count as errors (a constant model is at 0%).
 # - The judge is imperfect: the probe above lists the degenerate inputs it over-rewards. RL against
 #   it is **reward hacking** waiting to happen, which is why RLHF adds a KL penalty to
-#   $\pi_{\text{sft}}$ (notebook 03) and why notebook 05 also scores texts with VADER, a judge we
-#   never optimise.
+#   $\pi_{\text{sft}}$ (notebook 03) and why notebook 05 grades every policy with the held-out
+#   panel: a sentiment classifier of another kind, VADER, and degeneracy measures calibrated on
+#   real openings. No single judge suffices: VADER and the held-out classifier are fooled by praise
+#   words too; the degeneracy measures are what catch the spam.
 #
 # ## Questions
 #
@@ -285,4 +304,5 @@ print(f"\n{len(hacks)} of {len(rows) - 1} degenerate inputs out-score the median
 #
 # - Add your own probes: sarcasm ("great, another two hours I will never get back"), negation
 #   ("not bad at all"), a positive review in the past tense vs the present.
-# - Score `probes` with `vader_scores` from `warp_utils.evaluation`: does VADER fall for the same ones?
+# - Add a probe of your own to `judges.probe_texts(...)`'s dictionary and pass it to
+#   `judges.probe_table`: can you write a text that $r$ over-rewards and the panel does not flag?

@@ -46,8 +46,9 @@
 #
 # **Symbols**: $N$ the number of test prompts; **distinct-$n$** the share of unique $n$-grams
 # (runs of $n$ words) among all $n$-grams of the completions, a diversity measure that falls when
-# a policy repeats itself; **VADER** a lexicon-based sentiment score in $[-1, 1]$, a second judge
-# the policy was never trained against (if $r$ rises and VADER does not, suspect reward hacking).
+# a policy repeats itself; **VADER** a lexicon-based sentiment score in $[-1, 1]$ (a word list:
+# praise words fool it); the **held-out panel** of notebook 01, judges the policy never optimises
+# (section 9 asks with them whether the policy games $r$).
 
 # %%
 from warp_utils.environment import check_environment
@@ -539,6 +540,53 @@ for name, row in committed.iterrows():
           f"interval [{row.ci_low:+.3f}, {row.ci_high:+.3f}], minimum detectable effect {row.mde:.3f})")
 
 # %% [markdown]
+# ## 9. Does the policy game the proxy?
+# The reward model $r$ is the judge the policy optimises: the *proxy*. Notebook 01 built judges it
+# never sees: a held-out sentiment classifier, degeneracy measures calibrated on real openings, and
+# the *hacked* flag (high $r$ on degenerate text). If $r$ rises while the held-out sentiment does
+# not, or while the hacked share grows, the policy has learned to please $r$ rather than to write
+# positive reviews: **reward hacking**, or overoptimization (Gao et al. 2022). First this run: SFT
+# against the final policy on the same 64 prompts, each difference paired prompt by prompt.
+
+# %%
+from warp_utils import judges
+from warp_utils.evaluation import paired_difference
+
+panel = judges.panel_for(parts, profile)
+final_name = f"slerp {config.I}"
+judged = {name: panel.judge(evaluations[name]["samples"], evaluations[name]["completions"],
+                            evaluations[name]["rewards"]) for name in ("SFT", final_name)}
+
+
+def paired(column):
+    """(mean, low, high) of final - SFT on the same prompts: a 95% interval over prompts."""
+    mean, half = paired_difference(judged[final_name][column].astype(float).tolist(),
+                                   judged["SFT"][column].astype(float).tolist())
+    return mean, mean - half, mean + half
+
+
+display(pd.DataFrame({name: panel.summary(frame) for name, frame in judged.items()}).T.round(3))
+print(judges.hacking_verdict(paired("proxy_reward"), paired("heldout_sentiment"), paired("hacked"),
+                             subject=f"This run's final policy ({final_name})"))
+
+# %% [markdown]
+# One run on 64 prompts is a small sample. The committed results follow all three judges across
+# training seeds and 256 prompts, as the policy moves away from SFT: along training (the batches of
+# the steps where the KL is measured) and along the LITI front of the last iteration. As Gao et al.
+# do, the horizontal axis is $\sqrt{\mathrm{KL}}$. Where the proxy keeps rising while the held-out
+# sentiment turns down, or the hacked share climbs above SFT's, optimisation has turned into
+# hacking; the sentences under the figure are computed from the same numbers.
+
+# %%
+from warp_utils.report import draw_overoptimization
+from warp_utils.results import committed_results, hacking_paragraph
+
+committed_payload = committed_results()
+draw_overoptimization(committed_payload["overoptimization"])
+plt.show()
+print("\n".join(hacking_paragraph(committed_payload)))
+
+# %% [markdown]
 # ## Checks
 # Only what holds by construction:
 # - $\eta = 0$ is $\theta_{\text{sft}}$ exactly: on every front its KL to SFT is 0 and its reward is
@@ -567,13 +615,16 @@ print(f"notebook ran in {time.perf_counter() - notebook_start:.1f} s")
 #   with their margins rather than asserted.
 # - What RL changed in the text: the before/after table, the most-shifted words and the coloured
 #   tokens show where the reward came from, which is where reward hacking would show first.
+# - Judges the policy never optimised (held-out sentiment, degeneracy, the hacked share) tell
+#   whether a higher $r$ means more positive reviews or a policy that games $r$; the committed
+#   results draw all three against $\sqrt{\mathrm{KL}}$ and say where hacking starts.
 #
 # ## Questions
 #
 # 1. Why is the $\eta = 0$ point of every front exactly the SFT row of the table?
 # 2. Why compare fronts at equal KL rather than at $\eta = 1$?
 # 3. Why is the exact per-token KL preferred to the sampled estimate $\log\pi_\theta(y) - \log\pi_{\text{sft}}(y)$?
-# 4. If the reward rises and VADER does not, what would you look at next?
+# 4. If the reward rises and the held-out sentiment does not, what would you look at next?
 #
 # <details><summary>Answers</summary>
 #
@@ -582,8 +633,8 @@ print(f"notebook ran in {time.perf_counter() - notebook_start:.1f} s")
 #    efficiency, which is the paper's claim.
 # 3. Both are unbiased for the KL, but the exact one sums a full KL at each position instead of one
 #    sampled log-ratio, so its variance is much lower (it can never be negative either).
-# 4. The most-shifted words and the samples themselves: a few words repeated, or text the reward
-#    model over-rewards (notebook 01's probe), is reward hacking.
+# 4. The hacked share and the samples themselves: a few words repeated, or text the reward model
+#    over-rewards (notebook 01's probe), is reward hacking; section 9 makes that reading a number.
 # </details>
 #
 # ## Try it

@@ -73,6 +73,7 @@ from warp_utils.evaluation import (
     pareto_front,
     reward_at_kl,
 )
+from warp_utils import judges
 from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, load_components, run_name
 from warp_utils.plots import plot_front, plot_study_curves
 from warp_utils.results import FRONT_CLAIMS, POINT_CLAIMS, committed_claims, one_seed_verdict
@@ -170,6 +171,13 @@ for cfg, result in results.items():
     per_prompt[cfg] = samples[cfg]["rewards"]
 center = studies["M"][config.M]  # the default config with I = 1
 
+# the held-out panel of notebook 01 judges every run's samples (and SFT's, on the same prompts)
+panel = judges.panel_for(parts, profile)
+sft_samples = evaluate_policy(policy, tokenizer, policy, reward_scorer, test_prompts, sampling, seed=EVAL_SEED,
+                              return_samples=True, cache=evaluated)
+judged = {cfg: panel.judge(run["samples"], run["completions"], run["rewards"]) for cfg, run in samples.items()}
+judged_sft = panel.judge(sft_samples["samples"], sft_samples["completions"], sft_samples["rewards"])
+
 
 def delta(cfg_a, cfg_b):
     """Paired mean reward difference a - b on the test prompts at eta = 1, and its 95% half-width."""
@@ -186,10 +194,12 @@ for study, grid in studies.items():
                      "Δ vs default": delta(cfg, center)[0], "Δ ±95%": delta(cfg, center)[1],
                      "test KL": end.kl_to_sft, "KL sampled": end.kl_to_sft_sampled,
                      "distinct-2": end.distinct_2, "VADER": end.vader_compound,
+                     "held-out": judged[cfg]["heldout_sentiment"].mean(), "hacked": judged[cfg]["hacked"].mean(),
                      "train reward (last 10)": last.reward_mean.mean(), "train KL (last 10)": last.kl_to_sft.mean()})
 table = pd.DataFrame(rows)
 print(f"SFT on the same prompts: reward {sft_row['reward_mean']:+.3f} ± {sft_row['reward_ci95']:.3f}, "
-      f"distinct-2 {sft_row['distinct_2']:.3f}, VADER {sft_row['vader_compound']:+.3f}")
+      f"distinct-2 {sft_row['distinct_2']:.3f}, VADER {sft_row['vader_compound']:+.3f}, "
+      f"held-out {judged_sft['heldout_sentiment'].mean():.3f}, hacked {judged_sft['hacked'].mean():.3f}")
 table.assign(value=table.value.map("{:g}".format)).round(3)  # lr values need more than 3 decimals
 
 # %%
@@ -205,10 +215,11 @@ plt.show()
 # ## 3b. A reward-hacking exhibit: the larger learning rate
 # Numbers alone do not say *how* a run got its reward. Below, the same test prompts completed by the
 # default run and by the run with ten times its learning rate, each with its reward $r$ and the
-# verdict of VADER, the judge nobody optimised. When $r$ stays high while VADER falls, the words
-# repeat or the completions shrink to a few tokens, the policy is exploiting the reward model
-# rather than writing better reviews: compare with the inputs notebook 01's probe found
-# over-rewarded (short texts, repeated words).
+# judges nobody optimised: VADER (a word list), the held-out sentiment and the *hacked* flag of
+# notebook 01 (high $r$ on degenerate text). Praise spam can raise VADER and even the held-out
+# sentiment, since both count praise words; repeated words and shrunken completions are what the
+# degeneracy measures catch. The verdict under the table compares each run with SFT on the same
+# prompts, judge by judge.
 
 # %%
 from warp_utils.evaluation import vader_scores
@@ -219,6 +230,8 @@ exhibit = pd.DataFrame({
     **{f"{label} completion": samples[studies["lr"][lr]]["completions"][:8] for label, lr in (("lr", low), ("10x lr", high))},
     **{f"r ({label})": per_prompt[studies["lr"][lr]][:8] for label, lr in (("lr", low), ("10x lr", high))},
     **{f"VADER ({label})": vader_scores(samples[studies["lr"][lr]]["samples"][:8]) for label, lr in (("lr", low), ("10x lr", high))},
+    **{f"held-out ({label})": judged[studies["lr"][lr]]["heldout_sentiment"][:8].to_numpy() for label, lr in (("lr", low), ("10x lr", high))},
+    **{f"hacked ({label})": judged[studies["lr"][lr]]["hacked"][:8].to_numpy() for label, lr in (("lr", low), ("10x lr", high))},
 })
 with pd.option_context("display.max_colwidth", 70):
     display(exhibit.round(2))
@@ -228,6 +241,18 @@ for label, lr in (("lr", low), ("10x lr", high)):
           f"VADER {stats['vader_compound']:+.2f} (SFT {sft_row['vader_compound']:+.2f}), "
           f"distinct-2 {stats['distinct_2']:.2f} (SFT {sft_row['distinct_2']:.2f}), "
           f"tokens per completion {stats['response_len']:.1f} (SFT {sft_row['response_len']:.1f})")
+
+
+def versus_sft(frame, column):
+    """(mean, low, high) of run - SFT on the same prompts (a 95% interval over prompts)."""
+    mean, half = paired_difference(frame[column].astype(float).tolist(), judged_sft[column].astype(float).tolist())
+    return mean, mean - half, mean + half
+
+
+for label, lr in (("lr", low), ("10x lr", high)):
+    frame = judged[studies["lr"][lr]]
+    print(judges.hacking_verdict(versus_sft(frame, "proxy_reward"), versus_sft(frame, "heldout_sentiment"),
+                                 versus_sft(frame, "hacked"), subject=f"The {label} run ({lr:g})"))
 
 # %% [markdown]
 # ## 4. Explore: sliders for $\mu$ and $\eta$

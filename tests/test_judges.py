@@ -188,6 +188,9 @@ def test_hacking_verdict_for_each_branch():
     assert "games the proxy" in gamed and "so does its hacked share" in gamed and "+0.25 [+0.18, +0.31]" in gamed
     both = hacking_verdict(proxy_up, up, small_rise)
     assert "improves on both judges" in both and "+0.80 [+0.60, +1.00]" in both
+    assert "hacked share rises too, by less than the 0.10" in both  # a clear rise is said, even a small one
+    clean = hacking_verdict(proxy_up, up, (0.01, -0.01, 0.03))
+    assert "improves on both judges" in clean and "rises too" not in clean
     assert "inconclusive" in hacking_verdict((0.1, -0.1, 0.3), up, small_rise)
     assert "cannot be judged here" in hacking_verdict(proxy_up, (math.nan,) * 3, small_rise)
 

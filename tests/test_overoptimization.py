@@ -42,6 +42,13 @@ def test_mean_curve_interpolates_every_seed_on_the_shared_range():
     assert set(out["n_seeds"]) == {2}
 
 
+def test_mean_curve_reads_a_training_path_that_doubles_back_in_kl_order():
+    # iteration 2 starts nearer SFT than iteration 1 ended: rows in step order are not in KL order
+    path = curve([0.0, 2.0, 4.0, 1.0, 3.0], [0.5, 0.7, 0.9, 0.6, 0.8], [0, 0, 0, 0, 0])
+    out = oo.mean_curve([path], points=4)
+    assert out["heldout_sentiment"].to_numpy() == pytest.approx(0.5 + out["kl"].to_numpy() / 10)
+
+
 def test_mean_curve_without_a_shared_range_is_empty():
     out = oo.mean_curve([curve([0, 1], [0.5, 0.6], [0, 0]), curve([0, 2, 3], [0.5, 0.5, 0.5], [0, 0, 0])])
     # first non-zero KLs 1 and 2, largest KLs 1 and 3: no KL is measured by both beyond 0

@@ -104,6 +104,9 @@ def check_judged_results(payload, root):
     for path in ("training", "fronts"):
         assert set(over[path]["per_seed"]) == {str(s) for s in payload["meta"]["headline_seeds"]}
         assert "kl" in over[path]["hacking_start"]
+    from warp_utils.report import rederive
+
+    assert json.loads(json.dumps(rederive(payload), default=float)) == payload  # derived fields: pure functions
     steps = pd.DataFrame(over["training"]["per_seed"][str(payload["meta"]["seeds"][0])])["global_step"]
     assert steps.tolist() == sorted(set(steps)) and len(steps) >= 2
 

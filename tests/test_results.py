@@ -224,9 +224,13 @@ def test_final_vs_sft_is_the_seed_interval_of_each_judge():
 
 def test_the_hacking_paragraph_follows_the_numbers():
     games = res.hacking_paragraph(judged_payload(-0.1, 0.3))
-    assert games[0].startswith("The policy games the proxy")
+    assert games[0].startswith("The default WARP policy games the proxy") and len(games) == 1  # no lr point
     honest = res.hacking_paragraph(judged_payload(0.2, 0.0))
-    assert honest[0].startswith("The policy improves on both judges")
+    assert honest[0].startswith("The default WARP policy improves on both judges")
+    with_lr = judged_payload(0.2, 0.0)
+    with_lr["points"] += [{**row, "policy": "lr=0.001 slerp_1", "hacked_share": 0.7 + row["hacked_share"]}
+                          for row in with_lr["points"]]
+    assert res.hacking_paragraph(with_lr)[1].startswith("The lr = 1e-3 study's policy games the proxy")
     payload = judged_payload(0.2, 0.0)
     payload["overoptimization"] = {"front": "iteration 2",
                                    "training": {"hacking_start": {"kl": 3.5, "reason": "held-out sentiment peaks"}},

@@ -51,6 +51,8 @@ def mean_curve(curves: list[pd.DataFrame], points: int = CURVE_POINTS) -> pd.Dat
     linearly interpolated in KL; plus kl = 0 when every curve starts there (SFT)."""
     if not curves:
         raise ValueError("curves must hold at least 1 curve")
+    # by KL: along training the KL is not monotone in the step (iteration 2 starts nearer SFT)
+    curves = [c.sort_values("kl", kind="stable") for c in curves]
     low = max(float(c.loc[c["kl"] > 0, "kl"].min()) for c in curves)
     high = min(float(c["kl"].max()) for c in curves)
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
@@ -62,6 +64,13 @@ def mean_curve(curves: list[pd.DataFrame], points: int = CURVE_POINTS) -> pd.Dat
     for column in CURVE_COLUMNS:
         rows[column] = np.mean([np.interp(grid, c["kl"], c[column]) for c in curves], axis=0)
     return pd.DataFrame({**rows, "n_seeds": len(curves)})
+
+
+def summarize(curves: dict, sft_hacked_share: float) -> dict:
+    """The per-seed curves ({seed: curve}), their mean and where hacking starts on the mean."""
+    mean = mean_curve(list(curves.values())) if curves else pd.DataFrame(columns=["kl", *CURVE_COLUMNS])
+    return {"per_seed": {str(seed): curve.to_dict("records") for seed, curve in curves.items()},
+            "mean": mean.to_dict("records"), "hacking_start": hacking_start(mean, sft_hacked_share)}
 
 
 def hacking_start(curve: pd.DataFrame, sft_hacked_share: float, margin: float = HACKED_MARGIN) -> dict:

@@ -39,7 +39,8 @@ from .weights import lerp
 
 FIGURES = ("pareto_fronts.png", "training_curves.png", "overoptimization.png")
 PER_PROMPT = "per_prompt.csv.gz"  # every evaluation, prompt by prompt (eval_id, prompt_id, ...)
-REPORT_VERSION = 4  # bump when what the report computes changes (4: the held-out judge panel)
+REPORT_VERSION = 5  # bump when what the report computes changes (4: the held-out judge panel; 5: curves
+# averaged by KL order)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -255,10 +256,23 @@ def overoptimization(trained: dict, fronts: list[dict], evaluator: Evaluator, wa
     out = {"sft": {"hacked_share": sft_hacked, "heldout_sentiment": float(evaluator.sft["heldout_sentiment"])},
            "margin": oo.HACKED_MARGIN, "front": front_name}
     for path, curves in (("training", training), ("fronts", front_curves)):
-        mean = oo.mean_curve(list(curves.values())) if curves else pd.DataFrame(columns=["kl", *oo.CURVE_COLUMNS])
-        out[path] = {"per_seed": {str(seed): curve.to_dict("records") for seed, curve in curves.items()},
-                     "mean": mean.to_dict("records"), "hacking_start": oo.hacking_start(mean, sft_hacked)}
+        out[path] = oo.summarize(curves, sft_hacked)
     return out
+
+
+def rederive(payload: dict) -> dict:
+    """`payload` with everything the report derives from its per-seed numbers computed again by
+    this code (the claims, the mean fronts, the overoptimization means and where hacking starts):
+    what a rebuild would write from the same evaluations, without evaluating anything again."""
+    payload = copy.deepcopy(payload)
+    payload["mean_fronts"] = res.mean_fronts(pd.DataFrame(payload["fronts"])).to_dict("records")
+    over = payload.get("overoptimization")
+    if over:
+        for path in ("training", "fronts"):
+            curves = {seed: pd.DataFrame(curve) for seed, curve in over[path]["per_seed"].items()}
+            over[path] = oo.summarize(curves, over["sft"]["hacked_share"])
+    payload["claims"] = res.claims(payload)
+    return payload
 
 
 def write_report(profile: Profile | str | None = None, components=None, seeds: int = 1,
@@ -310,20 +324,9 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
     return build_once(artifacts_dir(profile) / "report", config, build, fresh=fresh)
 
 
-PROBE_OPENINGS = 2000  # real test openings per label the probes are set against
-
-
 def probes(panel, components, profile: Profile) -> list[dict]:
-    """The probe table (judges.probe_table): every judge's score on five degenerate inputs against
-    real positive and negative test openings (a seeded sample of each label)."""
-    from .data import load_imdb, shuffled_texts
-
-    test = load_imdb("test", profile.data)
-    cut = {label: judges.openings(shuffled_texts(test, profile.data.seed, label)[:PROBE_OPENINGS],
-                                  components.tokenizer, panel.prompt_tokens, panel.completion_tokens)
-           for label in (0, 1)}
-    table = judges.probe_table(panel, components.reward_scorer, judges.probe_texts(cut[0].texts[0]),
-                               cut[1], cut[0])
+    """The probe table (judges.profile_probe_table), one record per row."""
+    table = judges.profile_probe_table(profile, panel, components.tokenizer, components.reward_scorer)
     return [{"input": name, **row} for name, row in table.to_dict("index").items()]
 
 
@@ -408,7 +411,7 @@ def draw_overoptimization(data: dict):
         start = data[key]["hacking_start"]["kl"]
         for ax, (column, label) in zip(row_axes, OVEROPTIMIZATION_PANELS):
             for curve in curves.values():
-                curve = pd.DataFrame(curve)
+                curve = pd.DataFrame(curve).sort_values("kl", kind="stable")  # a training path doubles back
                 ax.plot(np.sqrt(curve["kl"]), curve[column], color="C0", alpha=0.25, linewidth=0.9)
             if not mean.empty:
                 ax.plot(np.sqrt(mean["kl"]), mean[column], color="C0", linewidth=2.2, marker="o", markersize=3,

@@ -205,16 +205,22 @@ def claim_sentence(claim: dict) -> str:
             f"{_num(claim['mean'])} ({claim['statistic']}), {interval}{mde}.")
 
 
+FINAL_POLICY = "slerp_2"  # theta_slerp_I of the default run: the policy WARP returns
 ENDPOINT_COLUMNS = {"reward_sd": "reward (SFT sd)", "reward_mean": "raw reward", "kl_to_sft": "KL to SFT",
                     "heldout_sentiment": "held-out sentiment", "hacked_share": "hacked share"}
-FINAL_POLICY = "slerp_2"  # theta_slerp_I of the default run: the policy WARP returns
 
 
-def final_vs_sft(results: dict) -> dict[str, tuple[float, float, float]]:
-    """The final policy against SFT, per judge: (mean, low, high) over training seeds of its
-    difference to SFT on the same prompts (proxy in SFT sd; held-out sentiment; hacked share)."""
+# the endpoints whose hacking verdict the results state: WARP's policy, and the study whose larger
+# learning rate moves furthest from SFT (notebook 06's exhibit)
+HACKING_SUBJECTS = ((FINAL_POLICY, "The default WARP policy"), ("lr=0.001 slerp_1", "The lr = 1e-3 study's policy"))
+
+
+def final_vs_sft(results: dict, policy: str = FINAL_POLICY) -> dict[str, tuple[float, float, float]]:
+    """An endpoint (the final policy by default) against SFT, per judge: (mean, low, high) over
+    training seeds of its difference to SFT on the same prompts (proxy in SFT sd; held-out
+    sentiment; hacked share)."""
     points, sft = pd.DataFrame(results["points"]), results["sft"]
-    final = points[points["policy"] == FINAL_POLICY] if "policy" in points else points
+    final = points[points["policy"] == policy] if "policy" in points else points
     out = {}
     for key, column in (("proxy", "reward_sd"), ("heldout", "heldout_sentiment"), ("hacked", "hacked_share")):
         if final.empty or column not in final or column not in sft:
@@ -231,13 +237,31 @@ def hacking_paragraph(results: dict) -> list[str]:
     from .judges import hacking_verdict
     from .overoptimization import hacking_sentence
 
-    diffs = final_vs_sft(results)
-    lines = [hacking_verdict(diffs["proxy"], diffs["heldout"], diffs["hacked"])]
+    lines = []
+    for policy, subject in HACKING_SUBJECTS:
+        diffs = final_vs_sft(results, policy)
+        if policy == FINAL_POLICY or not math.isnan(diffs["proxy"][0]):
+            lines.append(hacking_verdict(diffs["proxy"], diffs["heldout"], diffs["hacked"], subject=subject))
     over = results.get("overoptimization")
     if over:
         lines += [hacking_sentence(over["training"]["hacking_start"], "training"),
                   hacking_sentence(over["fronts"]["hacking_start"], f"the LITI front of {over['front']}")]
     return lines
+
+
+def probe_markdown(results: dict) -> list[str]:
+    """The probe table: every judge on five degenerate inputs against real openings."""
+    rows = results.get("probes")
+    if not rows:
+        return []
+    lines = ["Every judge on degenerate inputs against real test openings (medians; flags as shares):", "",
+             "| input | proxy reward | percentile among real positive openings | held-out sentiment | VADER "
+             "| degenerate | hacked |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['input']} | {row['proxy_reward']:+.2f} | {row['proxy_percentile']:.0f} "
+                     f"| {row['heldout_sentiment']:.2f} | {row['vader']:+.2f} | {row['degenerate']:.2f} "
+                     f"| {row['hacked']:.2f} |")
+    return [*lines, ""]
 
 
 def provenance_sentence(meta: dict) -> str:
@@ -312,7 +336,8 @@ def render_markdown(results: dict) -> str:
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
     judges = judges_sentence(results)
     if judges:
-        lines += ["", judges, "", "**Does the policy game the proxy?** " + " ".join(hacking_paragraph(results)), "",
+        lines += ["", judges, "", *probe_markdown(results),
+                  "**Does the policy game the proxy?** " + " ".join(hacking_paragraph(results)), "",
                   f"![proxy reward, held-out sentiment and hacked share against KL]({prefix}overoptimization.png)"]
     lines += ["", f"![LITI fronts per seed and their mean]({prefix}pareto_fronts.png)", "",
               f"![training curves, mean across seeds]({prefix}training_curves.png)", ""]
@@ -345,16 +370,21 @@ def current_readme_block(readme: str) -> str:
 # ----------------------------------------------------------------------------- for the notebooks
 
 
-def committed_claims(path=None) -> pd.DataFrame:
-    """The claims of the committed docs/results/results.json (several training seeds), one row
-    each, with the verdict recomputed by stats.verdict from the stored interval."""
+def committed_results(path=None) -> dict:
+    """The committed docs/results/results.json (or the results.json at `path`)."""
     import json
     from pathlib import Path
 
+    path = Path(path) if path else Path(__file__).resolve().parent.parent / "docs" / "results" / "results.json"
+    return json.loads(path.read_text())
+
+
+def committed_claims(path=None) -> pd.DataFrame:
+    """The claims of the committed docs/results/results.json (several training seeds), one row
+    each, with the verdict recomputed by stats.verdict from the stored interval."""
     from .stats import verdict
 
-    path = Path(path) if path else Path(__file__).resolve().parent.parent / "docs" / "results" / "results.json"
-    payload = json.loads(path.read_text())
+    payload = committed_results(path)
     rows = [{"claim": c["name"], "statistic": c["statistic"], "mean": c["mean"],
              "ci_low": math.nan if c["ci_low"] is None else c["ci_low"],
              "ci_high": math.nan if c["ci_high"] is None else c["ci_high"],
