@@ -1,8 +1,8 @@
 """CI's wall time: `.ci/run` on a fresh clone of this repository's HEAD, placed beside ../shared as
-CI places it, and the README's "Measured" sentence about it.
+CI places it, and benchmarks/README.md's "Measured" sentence about it.
 
-    python benchmarks/ci.py                  # ~11 min on 2 idle cores; writes results/ci.json, updates the README
-    python benchmarks/ci.py --update-readme  # only rewrites the README's block from results/ci.json
+    python benchmarks/ci.py                  # ~11 min on 2 idle cores; writes results/ci.json, updates benchmarks/README.md
+    python benchmarks/ci.py --update-readme  # only rewrites benchmarks/README.md's block from results/ci.json
 
 The clone is made in a new folder next to this checkout (so that ../shared resolves as in CI) and
 removed afterwards; its full log is kept in results/ci.log. The figures come from the lines
@@ -27,7 +27,7 @@ import readme_blocks  # benchmarks/: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT, LOG = ROOT / "benchmarks" / "results" / "ci.json", ROOT / "benchmarks" / "results" / "ci.log"
-README = ROOT / "README.md"
+README = ROOT / "benchmarks" / "README.md"  # links in its block are relative to benchmarks/
 BEGIN, END = "<!-- ci-time:begin -->", "<!-- ci-time:end -->"
 LIMIT_SECONDS = 15 * 60  # the developers' guide: the whole CI run under 15 minutes
 SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ (?:passed|failed|error).*?) in (?P<seconds>[\d.]+)s", flags=re.MULTILINE)
@@ -74,14 +74,14 @@ def measure() -> dict:
 
 
 def render(result: dict) -> str:
-    """The README's sentence about the CI run, from a result of `measure`."""
+    """benchmarks/README.md's sentence about the CI run, from a result of `measure`."""
     outcome = ", ".join(f"{count} {word}" for word, count in result["outcome"].items())
     total = result["total_seconds"] if result["total_seconds"] is not None else result["wall_seconds"]
     verdict = "green" if result["returncode"] == 0 else f"RED (exit {result['returncode']})"
     limit = "within" if total <= LIMIT_SECONDS else "OVER"
     return (f"Measured: `.ci/run` on a fresh clone of {result['commit']} (`python benchmarks/ci.py`, "
             f"{result['date']}, {result['cores']} cores, load average {result['load_average_at_start']} at the start; "
-            f"[results](benchmarks/results/ci.json)): {verdict}, {outcome} in {result['pytest_seconds']:.0f} s, "
+            f"[results](results/ci.json)): {verdict}, {outcome} in {result['pytest_seconds']:.0f} s, "
             f"{total:.0f} s in all (install {result['install_seconds']} s), {limit} the 15-minute limit.")
 
 
@@ -95,7 +95,7 @@ def update_readme(result: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--update-readme", action="store_true", help="only rewrite the README block from the result file")
+    parser.add_argument("--update-readme", action="store_true", help="only rewrite benchmarks/README.md's block from the result file")
     args = parser.parse_args()
     if args.update_readme:
         return readme_blocks.update_from_result(RESULT, "ci.py", update_readme)

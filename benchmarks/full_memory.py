@@ -23,7 +23,7 @@ estimates, not measurements.
     HF_HUB_OFFLINE=1 WARP_IMDB_DIR=... python benchmarks/full_memory.py --batch 16 --batch 4
     python benchmarks/full_memory.py --batch 64            # the full shape: minutes on a CPU
 
-Results go to benchmarks/results/full_memory.json (the README quotes them).
+Results go to benchmarks/results/full_memory.json (benchmarks/README.md quotes them).
 """
 
 from __future__ import annotations

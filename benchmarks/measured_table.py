@@ -1,6 +1,6 @@
-"""The README's table of measured speed, rendered from the benchmarks' result files.
+"""benchmarks/README.md's table of measured speed, rendered from the benchmarks' result files.
 
-    python benchmarks/measured_table.py     # rewrites the README's measured block
+    python benchmarks/measured_table.py     # rewrites benchmarks/README.md's measured block
 
 Reads benchmarks/results/sft.json (sft.py), rl_step.json (rl_step.py), vs_trl_{tiny,gpt2_small}.json
 (vs_trl.py) and workers.json (workers.py); a row whose file is missing is left out of the table
@@ -16,7 +16,7 @@ from pathlib import Path
 import readme_blocks  # benchmarks/: the script's own folder is on sys.path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parent / "README.md"  # benchmarks/README.md: links relative to benchmarks/
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 SFT_SECONDS, SFT_LOSS_TOLERANCE = 60, 0.03  # issue 10: SFT <= 60 s within 0.03 nats/token of the settings before
 TARGETS = {"tiny": 2.0, "gpt2-small": 1.2}  # issue 10: the project's step against TRL's RLOOTrainer
@@ -36,7 +36,7 @@ def step_row(size: str, figures: dict, date: str) -> str:
     first = figures["threads"][counts[0]]
     times = ", ".join(f"{figures['threads'][n]['step_seconds']:.3g} s on {n} thread{'s' if n != '1' else ''}" for n in counts)
     return (f"| RL step, {SIZE_NAMES[size]}: batch {figures['batch']}, {figures['max_new_tokens']} new tokens at most "
-            f"([`benchmarks/rl_step.py`](benchmarks/rl_step.py), [results](benchmarks/results/rl_step.json)) "
+            f"([`benchmarks/rl_step.py`](rl_step.py), [results](results/rl_step.json)) "
             f"| the step `train_warp` calls, phase by phase at {counts[0]} thread{'s' if counts[0] != '1' else ''}: "
             f"{phase_shares(first)}; {first['not_matmul']:.0%} of the step is not matmul work at the matmul peak "
             f"measured in the same run ({first['matmul_peak_gflops']:.0f} GFLOP/s); "
@@ -52,7 +52,7 @@ def trl_row(result: dict, file: str) -> str:
     threads = rounds[0]["project"]["threads"]
     return (f"| vs `trl.RLOOTrainer` {result['trl']}, {SIZE_NAMES[size]}, batch {result['batch']} "
             f"({result['prompts']} prompts x 2), {result['max_new_tokens']} new tokens "
-            f"([`benchmarks/vs_trl.py`](benchmarks/vs_trl.py), [results](benchmarks/results/{file})) "
+            f"([`benchmarks/vs_trl.py`](vs_trl.py), [results](results/{file})) "
             f"| **{ratio:.2f}x** TRL's generated tokens per second ("
             + ", ".join(f"{r['ratio']:.2f}" for r in rounds)
             + f" in {len(rounds)} alternating rounds of fresh processes, {result['steps']} timed steps each; "
@@ -68,8 +68,8 @@ def sft_row(result: dict) -> str:
     met = best["now"] <= SFT_SECONDS and loss["now"] <= loss["before"] + SFT_LOSS_TOLERANCE
     fewer = (f"; on 20% fewer tokens: {best['fewer_tokens']:.1f} s, held-out loss {loss['fewer_tokens']:.3f}"
              if "fewer_tokens" in best else "")
-    return (f"| SFT pre-training of the tiny policy ([`benchmarks/sft.py`](benchmarks/sft.py), "
-            f"[results](benchmarks/results/sft.json)) | held-out loss {loss['now']:.3f} nats/token on 256 fixed "
+    return (f"| SFT pre-training of the tiny policy ([`benchmarks/sft.py`](sft.py), "
+            f"[results](results/sft.json)) | held-out loss {loss['now']:.3f} nats/token on 256 fixed "
             f"test blocks; the settings before issue 10 (1M tokens, dropout 0.1, 8-op GELU): {loss['before']:.3f}"
             f"{fewer}; target {SFT_SECONDS} s within {SFT_LOSS_TOLERANCE} nats/token: {'met' if met else 'NOT met'} "
             f"| {best['now']:.1f} s (before: {best['before']:.1f} s), best of {rounds} alternating "
@@ -81,7 +81,7 @@ def workers_row(result: dict) -> str:
     k = str(config.get("workers", 2))
     date = f" ({result['date']})" if "date" in result else ""
     return (f"| `train --workers {k}` vs `--workers 1` (I={config['I']}, M={config['M']}, T={config['T']}, 1 thread "
-            f"per process; [`benchmarks/workers.py`](benchmarks/workers.py), [results](benchmarks/results/workers.json)) "
+            f"per process; [`benchmarks/workers.py`](workers.py), [results](results/workers.json)) "
             f"| whole command **{speedup['command_s']:.2f}x**, WARP stage {speedup['warp_stage_s']:.2f}x, WARP compute "
             f"(slowest rank's training) **{speedup['compute_s']:.2f}x**, best of {config['rounds']} alternating rounds; "
             f"the gap between compute and command is the workers' start (importing torch, loading the models) "

@@ -2,7 +2,7 @@
 (a fresh clone), cell by cell.
 
     python benchmarks/notebooks.py                  # ~6 min on 2 idle cores; writes results/notebooks.json
-    python benchmarks/notebooks.py --update-readme  # then rewrites the README's block from that file
+    python benchmarks/notebooks.py --update-readme  # then rewrites benchmarks/README.md's block from that file
     python benchmarks/notebooks.py --root ../old --out /tmp/old.json   # another checkout's course
     python benchmarks/notebooks.py --nbval          # `python -m pytest notebooks/` itself; results/notebooks_nbval.json
 
@@ -11,13 +11,13 @@ with farm-bench --vs, two commits' courses alternate on the same machine; then
 
     python benchmarks/notebooks.py --pairs A1.json B1.json A2.json B2.json --commits AFTER BEFORE
 
-writes results/notebooks_pairs.json, which the README block reports pair by pair.
+writes results/notebooks_pairs.json, which benchmarks/README.md's block reports pair by pair.
 
 Runs the notebooks/*.ipynb the repository holds, in order, with nbclient (the engine nbval drives:
 one kernel per notebook, working directory notebooks/), with WARP_DATA_ROOT set to a new temporary
 folder so that every artifact (SFT policy, reward model, prompts, WARP runs) is built as on a fresh
 clone. Per cell: the kernel's wall time from execute_input to execute_reply. Per notebook: the
-wall time from kernel start to shutdown. The README's "Measured here" notebook line is rendered
+wall time from kernel start to shutdown. benchmarks/README.md's notebook-times block is rendered
 from the result file (`render`), and tests/test_benchmark_results.py checks that it is.
 Needs IMDB (WARP_IMDB_DIR) and no hub (HF_HUB_OFFLINE=1).
 """
@@ -45,7 +45,7 @@ PAIRS = ROOT / "benchmarks" / "results" / "notebooks_pairs.json"  # alternating 
 NBVAL = ROOT / "benchmarks" / "results" / "notebooks_nbval.json"  # `pytest notebooks/`: nbval as a user runs it
 # The same command with OMP_NUM_THREADS=2 exported: both lanes' kernels on two threads (conftest's rule overridden)
 NBVAL_TWO_THREADS = ROOT / "benchmarks" / "results" / "nbval_lanes_two_threads.json"
-README = ROOT / "README.md"
+README = ROOT / "benchmarks" / "README.md"  # links in its blocks are relative to benchmarks/
 BEGIN, END = "<!-- notebook-times:begin -->", "<!-- notebook-times:end -->"
 TARGET_SECONDS = 300  # issue 10: nbval of all notebooks <= 5 min on an idle 2-core machine
 SAMPLE_SECONDS = 0.2  # how often CpuSampler reads /proc/stat
@@ -215,12 +215,12 @@ def nbval_sentence(nbval: dict, two_threads: dict | None = None) -> str:
         f"NOT met, {seconds - TARGET_SECONDS:.0f} s over" if seconds > TARGET_SECONDS else "NOT met: the run failed")
     return (f"The same notebooks through nbval as a user runs them (`{nbval['command']}` from an empty data root, "
             f"{nbval['date']}, load average {nbval['load_average_at_start']} at the start; "
-            f"[results](benchmarks/results/notebooks_nbval.json)): {state}, {outcome}, {seconds:.0f} s = "
+            f"[results](results/notebooks_nbval.json)): {state}, {outcome}, {seconds:.0f} s = "
             f"{seconds / 60:.1f} min; issue 10's target of 5 min for nbval of all notebooks: {verdict}."
             + ("" if two_threads is None else
                f" The same command with `OMP_NUM_THREADS=2` exported (both lanes' kernels on two threads, "
                f"{two_threads['date']}, load average {two_threads['load_average_at_start']} at the start; "
-               f"[results](benchmarks/results/{NBVAL_TWO_THREADS.name})): {two_threads['wall_seconds']:.0f} s "
+               f"[results](results/{NBVAL_TWO_THREADS.name})): {two_threads['wall_seconds']:.0f} s "
                f"({two_threads['wall_seconds'] / seconds:.2f}x)."))
 
 
@@ -229,7 +229,7 @@ def load_nbval(path: Path = NBVAL) -> dict | None:
 
 
 def render(result: dict, pairs: dict | None = None, nbval: dict | None = None) -> str:
-    """The README's notebook-times paragraph, from a result of `measure` (and, given, the two sides
+    """benchmarks/README.md's notebook-times paragraph, from a result of `measure` (and, given, the two sides
     of a paired run: this round's course and the one before it, alternating on one machine)."""
     parts = []
     for entry in result["notebooks"]:
@@ -240,7 +240,7 @@ def render(result: dict, pairs: dict | None = None, nbval: dict | None = None) -
     text = (f"Wall time of each notebook from an empty data root, as on a fresh clone, one notebook after "
             f"another (`python benchmarks/notebooks.py`, {result['date']}, {result['cores']} cores, load average "
             f"{result['load_average_at_start']} at the start, torch {result['torch']}; "
-            f"[results](benchmarks/results/notebooks.json)): " + "; ".join(parts)
+            f"[results](results/notebooks.json)): " + "; ".join(parts)
             + f". In all {total:.0f} s = {total / 60:.1f} min one after another (nbval runs them in two lanes "
             f"side by side: below).")
     if all("cells" in entry for entry in result["notebooks"]):
@@ -265,7 +265,7 @@ def render_pairs(pairs: dict) -> str:
     per_notebook = ", ".join(f"{name} {median_seconds(0, k):.0f}/{median_seconds(1, k):.0f}" for k, name in enumerate(names))
     totals = "; ".join(f"{after['total_seconds']:.0f} s against {before['total_seconds']:.0f} s" for after, before in runs)
     return (f"Paired runs, the course ({pairs['after']}) against the one before it ({pairs['before']}), "
-            f"alternating on one machine ([pairs](benchmarks/results/notebooks_pairs.json), {runs[0][0]['date']}): "
+            f"alternating on one machine ([pairs](results/notebooks_pairs.json), {runs[0][0]['date']}): "
             f"{totals}; ratios " + ", ".join(f"{r:.3f}" for r in ratios)
             + f", median {statistics.median(ratios):.3f}; per notebook, median after/before in s: {per_notebook}.")
 
@@ -359,7 +359,7 @@ def update_readme(result: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--update-readme", action="store_true", help="only rewrite the README block from the result file")
+    parser.add_argument("--update-readme", action="store_true", help="only rewrite benchmarks/README.md's block from the result file")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose notebooks to time (default: this one)")
     parser.add_argument("--out", type=Path, default=RESULT, help=f"the result file (default: {RESULT.relative_to(ROOT)})")
     parser.add_argument("--pairs", type=Path, nargs="+", metavar="RESULT",

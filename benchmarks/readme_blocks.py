@@ -1,4 +1,4 @@
-"""The README's generated blocks: text between `<!-- name:begin -->` and `<!-- name:end -->` lines,
+"""benchmarks/README.md's generated blocks: text between `<!-- name:begin -->` and `<!-- name:end -->` lines,
 rewritten by the benchmark scripts from their result files (never typed by hand)."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ matmul unit at peak would not need (per-call overhead, softmaxes, sampling, Pyth
 
     python benchmarks/rl_step.py [--size tiny gpt2-small] [--threads 1 2] [--reps 5]
 
-writes benchmarks/results/rl_step.json; `python benchmarks/measured_table.py` renders the README's
+writes benchmarks/results/rl_step.json; `python benchmarks/measured_table.py` renders benchmarks/README.md's
 rows from it.
 """
 

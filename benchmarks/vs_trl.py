@@ -18,7 +18,7 @@ i.e. as the reward model was trained.
     python benchmarks/vs_trl.py [--size tiny] [--rounds 2] [--steps 5]
 
 writes benchmarks/results/vs_trl_<size>.json (TRL's whole config included); `python
-benchmarks/measured_table.py` renders the README's rows from it.
+benchmarks/measured_table.py` renders benchmarks/README.md's rows from it.
 """
 
 from __future__ import annotations

@@ -108,6 +108,7 @@ assert round_trip >= 190
 # %%
 import torch
 
+from warp_utils.judges import describe_comparison
 from warp_utils.reward import ensure_reward_model, load_reward_scorer
 from warp_utils.rl import decode_texts, generate, left_pad
 
@@ -127,17 +128,21 @@ for name, (texts, rewards) in by_label.items():
         print(f"   r = {r:+.2f} | {text}")
 gap = (by_label["positive"][1].mean() - by_label["negative"][1].mean()).item()
 noise = 1.96 * (sum(r.var() / len(r) for _, r in by_label.values()) ** 0.5).item()
-print(f"\nreward gap, positive minus negative openings: {gap:+.2f} ± {noise:.2f} (95%): "
-      + ("the SFT policy follows the opening's mood; RL has to learn to turn a negative opening around."
-         if gap > noise else "within the noise of 32 samples per group on this run."))
+print(describe_comparison("The positive openings", "mean reward", gap, gap - noise, gap + noise,
+                          reference="the negative openings"))
+print("so the SFT policy " + ("follows the opening's mood: RL has to learn to turn a negative opening around."
+                              if gap - noise > 0 else "does not measurably follow the opening's mood on 32 samples "
+                              "per group: more samples would tell."))
 
 # %% [markdown]
 # ## Summary
 #
 # - A prompt is the first 10 policy tokens of a review, exactly; train prompts feed RL, test
 #   prompts are held out.
-# - Half of the prompts open negative reviews, and $\pi_{\text{sft}}$ tends to continue them in kind
-#   (the gap above, with its 95% interval): this is what RL against $r$ has to change.
+# - Half of the prompts open negative reviews. Whether $\pi_{\text{sft}}$ continues them in kind is
+#   measured above, as the reward gap between positive and negative openings with its 95% interval,
+#   and the sentence under it says what this run shows. Either way RL against $r$ has to make the
+#   completions positive whatever the opening.
 #
 # ## Questions
 #

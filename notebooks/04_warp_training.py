@@ -61,7 +61,7 @@ import copy
 import matplotlib.pyplot as plt
 import torch
 
-from warp_utils.config import get_profile
+from warp_utils.config import get_profile, shown_path
 from warp_utils.pipeline import ensure_warp_run, load_components, warp_run_dir
 from warp_utils.runtime import Execution, local_workers
 
@@ -323,7 +323,7 @@ def progress(row, every=25):
 
 result = ensure_warp_run(profile, components=parts, step_callback=progress)
 metrics = result.metrics
-print("run directory:", warp_run_dir(profile, config))
+print("run directory:", shown_path(warp_run_dir(profile, config)))  # relative to the data folder
 metrics.groupby(["iteration", "run"])[["reward_mean", "kl_to_anchor", "kl_to_sft", "response_len"]].agg(["first", "last"]).round(3)
 
 # %% [markdown]

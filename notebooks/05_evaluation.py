@@ -68,7 +68,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from warp_utils.config import get_profile
+from warp_utils.config import get_profile, shown_path
 from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
 from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, load_components, warp_run_dir
 from warp_utils.plots import plot_bars, plot_front
@@ -110,7 +110,7 @@ def progress(name, T, every=25):
 # Trains only if the run is missing (notebook 04 normally trained it). No tqdm bars here: hundreds
 # of redraws per run can overflow a headless kernel's output channel; `progress` prints a line.
 result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T))
-print("run directory:", warp_run_dir(profile, config))
+print("run directory:", shown_path(warp_run_dir(profile, config)))  # relative to the data folder
 work = copy.deepcopy(policy)  # one working copy: every state is loaded into it in turn
 evaluated = {}  # evaluate_policy's cache: a front's eta = 0 (SFT) and eta = 1 are rows of the table
 
@@ -329,27 +329,34 @@ plt.show()
 
 # %% [markdown]
 # ### Linear mode connectivity on GPT-2
-# Averaging weights only makes sense if the models in between are good models too. Notebook 03
-# showed it on the toy; here, reward and KL to SFT along the straight line
-# $(1-t)\,\theta^1 + t\,\theta^2$ between the two runs of iteration 1 (32 test prompts, same
-# seed). A "barrier" (a dip of the reward in the middle, a jump of the KL) would mean the two runs
-# sit in different basins and their average is worse than either.
+# Averaging weights only makes sense if the models in between are good models too. Notebook 03a
+# showed it on the toy; here, the reward along the straight line $(1-t)\,\theta^1 + t\,\theta^2$
+# between the two runs of iteration 1, on the 64 test prompts with the same seed. The **barrier**
+# is the worst dip of the reward below the chord between the two ends,
+# $\min_t \big[r(t) - ((1-t)\,r(0) + t\,r(1))\big]$: negative means the runs sit in different basins
+# and their average is worse than the line between them. We declare a tolerance $\delta$ (a
+# quarter of the SFT reward's standard deviation) and check that the barrier's lower 95% bound,
+# simultaneous over the interior points, is above $-\delta$.
 
 # %%
-ts = [0.0, 0.25, 0.5, 0.75, 1.0]
-path = pd.DataFrame([{"t": t, **{k: v for k, v in evaluate_state(
-    liti(result.theta_runs[0][0], result.theta_runs[0][1], t), prompts=test_prompts[:32]).items()
-    if k in ("reward_mean", "reward_ci95", "kl_to_sft")}} for t in ts])
+from warp_utils.evaluation import lmc_barrier
+
+ts = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+path = [evaluate_state(liti(result.theta_runs[0][0], result.theta_runs[0][1], t), return_samples=True) for t in ts]
+lmc = lmc_barrier(ts, [point["rewards"] for point in path])
+delta = 0.25 * evaluations["SFT"]["reward_std"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].errorbar(path.t, path.reward_mean, yerr=path.reward_ci95, marker="o", capsize=3)
-axes[1].plot(path.t, path.kl_to_sft, marker="o")
-axes[0].set(xlabel="t (0: run 1, 1: run 2)", ylabel="test reward (32 prompts)", title="reward between the runs")
+axes[0].plot(ts, [p["reward_mean"] for p in path], marker="o", label="reward")
+axes[0].plot([0, 1], [path[0]["reward_mean"], path[-1]["reward_mean"]], "k--", lw=0.8, label="chord")
+axes[1].plot(ts, [p["kl_to_sft"] for p in path], marker="o")
+axes[0].set(xlabel="t (0: run 1, 1: run 2)", ylabel="test reward", title="reward between the runs")
 axes[1].set(xlabel="t (0: run 1, 1: run 2)", ylabel="KL to SFT", title="KL between the runs")
+axes[0].legend()
 plt.tight_layout()
 plt.show()
-dip = min(path.reward_mean.iloc[0], path.reward_mean.iloc[-1]) - path.reward_mean.min()
-print(f"largest reward dip below the worse end point: {max(dip, 0.0):.3f} "
-      f"(95% half-width of one point: about {path.reward_ci95.mean():.2f})")
+print(f"barrier {lmc['barrier']:+.3f} at t = {lmc['t']}, lower 95% bound {lmc['lower']:+.3f}; "
+      f"tolerance -{delta:.3f}")
+assert lmc["lower"] > -delta, "a reward barrier between the two runs"
 
 # %% [markdown]
 # ## 5. All fronts together
@@ -458,6 +465,7 @@ for claim, margin in claims.items():  # the verdict function of warp_utils.stats
 # %%
 from IPython.display import HTML
 
+from warp_utils import judges
 from warp_utils.textdiff import (
     before_after_table,
     colour_tokens_html,
@@ -477,9 +485,10 @@ print(f"reward rose on {(pairs['reward change'] > 0).mean():.0%} of the {len(pai
 # %% [markdown]
 # **The most-shifted words.** For each word seen at least 4 times in the two sets of completions,
 # $\log(\text{freq}_{\text{WARP}} / \text{freq}_{\text{SFT}})$ (add-one smoothed): right, what RL made
-# more frequent; left, what it suppressed. Praise words climbing and a few words repeated far more
-# often than before is what optimising a sentiment reward looks like, and where reward hacking
-# starts (notebook 01's probe found the words our reward model over-rewards).
+# more frequent; left, what it suppressed. What to look for: praise words climbing would be the
+# policy learning sentiment; filler words climbing, or words repeated far more often than before,
+# is the policy finding what the reward model over-rewards (notebook 01's probe). The sentence
+# under the chart says which of the two this run shows.
 
 # %%
 def words(text):  # lower case, punctuation dropped: "Best," and "best" are one word
@@ -495,6 +504,11 @@ ax.axvline(0, color="k", lw=0.8)
 ax.set(xlabel="log(freq WARP / freq SFT)", title="Words RL made more (green) and less (red) frequent")
 plt.tight_layout()
 plt.show()
+risers = shift.head(10)["token"].tolist()
+praise = [word for word in risers if word in judges.PRAISE_WORDS]
+print(f"The 10 words RL made most frequent: {', '.join(risers)}. "
+      + (f"Praise words among them: {', '.join(praise)}." if praise else
+         "None of them is a praise word: the reward rose through other words."))
 
 # %% [markdown]
 # **Token by token.** Completions of the WARP policy, each token coloured by
@@ -549,7 +563,6 @@ for name, row in committed.iterrows():
 # against the final policy on the same 64 prompts, each difference paired prompt by prompt.
 
 # %%
-from warp_utils import judges
 from warp_utils.evaluation import paired_difference
 
 panel = judges.panel_for(parts, profile)
@@ -567,7 +580,7 @@ def paired(column):
 
 display(pd.DataFrame({name: panel.summary(frame) for name, frame in judged.items()}).T.round(3))
 print(judges.hacking_verdict(paired("proxy_reward"), paired("heldout_sentiment"), paired("hacked"),
-                             subject=f"This run's final policy ({final_name})"))
+                             subject=f"This run's final policy ({final_name})", degenerate_diff=paired("degenerate")))
 
 # %% [markdown]
 # One run on 64 prompts is a small sample. The committed results follow all three judges across

@@ -363,9 +363,11 @@ lines.append(f"mu = {MUS[1]:g} vs {MUS[2]:g}: KL {mu_kl[1]:.2f} vs {mu_kl[2]:.2f
              + ", ".join(f"{(1 - m) ** base.T:.3f} (mu {m:g})" for m in MUS) + ".")
 for study in ("mu", "lr", "M"):
     k, rewards = at_k(study)
-    best = max(rewards, key=rewards.get)
+    missing = [key for key, v in rewards.items() if np.isnan(v)]  # a front not measured near KL k
+    best = ("not comparable here: no reading at this KL for " + ", ".join(f"{study}={key:g}" for key in missing)
+            if missing else f"{study} = {max(rewards, key=rewards.get):g}")
     lines.append(f"{study}: reward at KL {k:.2f}: " + ", ".join(f"{v:+.3f} ({study}={key:g})" for key, v in rewards.items())
-                 + f"; best {study} = {best:g}.")
+                 + f"; best {best}.")
 M_reward = [by.loc[("M", m), "test reward"] for m in MS]
 lines.append(f"M {MS}: test reward at eta = 1 {', '.join(f'{v:+.3f}' for v in M_reward)}, test KL "
              + ", ".join(f"{by.loc[('M', m), 'test KL']:.2f}" for m in MS)

@@ -169,3 +169,25 @@ def _nested_locks(folder, start):
 def test_the_lock_is_reentrant_within_a_process_and_not_beside_the_folder(tmp_path):
     assert _in_processes((_nested_locks, (tmp_path / "run_1",)), timeout=30) == [0]
     assert tmp_path not in artifacts.lock_path(tmp_path / "run_1").parents  # a failed build leaves nothing here
+
+
+def test_the_artifact_log_is_quiet_in_a_notebook_and_shown_elsewhere(tmp_path, monkeypatch, capsys):
+    from warp_utils import progress
+
+    def write(out):
+        (out / "x.txt").write_text("x")
+
+    def rebuild_damaged(name):
+        folder = build_once(tmp_path / name, {"a": 1}, write)
+        (folder / "x.txt").write_text("changed")  # damaged: rebuilt with one line saying why
+        build_once(folder, {"a": 1}, write)
+
+    for in_notebook, shown in ((True, False), (False, True)):
+        monkeypatch.setattr(progress, "_in_notebook", lambda in_notebook=in_notebook: in_notebook)
+        monkeypatch.setattr(progress.LOGGER, "handlers", [])  # configured afresh where it runs
+        rebuild_damaged(f"folder_{in_notebook}")
+        assert ("rebuilding folder_" in capsys.readouterr().out) == shown
+    progress.show_log(True)  # a notebook can turn it on
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+    rebuild_damaged("folder_shown")
+    assert "rebuilding folder_shown" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The README's benchmark figures are rendered from the committed result files, never typed."""
+"""benchmarks/README.md's figures are rendered from the committed result files, never typed."""
 
 import importlib.util
 import json
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_README = ROOT / "benchmarks" / "README.md"  # the generated blocks live there, not in README.md
 
 
 def load_benchmark(name):
@@ -40,7 +41,8 @@ def synthetic(seconds):
 
 def test_readme_notebook_times_are_the_render_of_the_committed_result(notebooks_bench):
     result = json.loads(notebooks_bench.RESULT.read_text())
-    assert notebooks_bench.readme_block((ROOT / "README.md").read_text()) == notebooks_bench.render(
+    assert notebooks_bench.README == BENCHMARKS_README
+    assert notebooks_bench.readme_block(BENCHMARKS_README.read_text()) == notebooks_bench.render(
         result, notebooks_bench.load_pairs(), notebooks_bench.load_nbval())
     assert [entry["notebook"] for entry in result["notebooks"]] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert result["total_seconds"] == pytest.approx(sum(entry["seconds"] for entry in result["notebooks"]), abs=0.2)
@@ -137,7 +139,8 @@ def test_the_ci_sentence_says_red_and_over_the_limit_from_the_figures(ci_bench):
 
 def test_readme_ci_time_is_the_render_of_the_committed_result(ci_bench):
     result = json.loads(ci_bench.RESULT.read_text())
-    assert ci_bench.readme_block((ROOT / "README.md").read_text()) == ci_bench.render(result)
+    assert ci_bench.README == BENCHMARKS_README
+    assert ci_bench.readme_block(BENCHMARKS_README.read_text()) == ci_bench.render(result)
     assert result["outcome"].get("passed", 0) > 0
 
 
@@ -180,10 +183,11 @@ def test_the_step_rows_are_computed_from_the_phases_and_rounds(measured_table):
 
 def test_readme_measured_rows_are_the_render_of_the_committed_results(measured_table):
     rl_step, trl, sft, workers = measured_table.load()
-    assert measured_table.readme_block((ROOT / "README.md").read_text()) == measured_table.render(rl_step, trl, sft, workers)
+    assert measured_table.README == BENCHMARKS_README
+    assert measured_table.readme_block(BENCHMARKS_README.read_text()) == measured_table.render(rl_step, trl, sft, workers)
     assert rl_step is not None and set(rl_step["sizes"]) == {"tiny", "gpt2-small"}
     assert set(trl) == {"vs_trl_tiny.json", "vs_trl_gpt2_small.json"} and sft and workers
-    assert "Not measured yet" not in measured_table.readme_block((ROOT / "README.md").read_text())
+    assert "Not measured yet" not in measured_table.readme_block(BENCHMARKS_README.read_text())
 
 
 def test_the_sft_and_workers_rows_state_the_target_from_the_figures(measured_table):
@@ -239,7 +243,7 @@ def test_the_nbval_sentence_adds_the_two_thread_run_and_its_ratio(notebooks_benc
     sentence = notebooks_bench.nbval_sentence(nbval, dict(nbval, wall_seconds=450.0, date="2026-01-02"))
     assert sentence.startswith(notebooks_bench.nbval_sentence(nbval))
     assert sentence.endswith("(both lanes' kernels on two threads, 2026-01-02, load average 0.1 at the start; "
-                             "[results](benchmarks/results/nbval_lanes_two_threads.json)): 450 s (1.80x).")
+                             "[results](results/nbval_lanes_two_threads.json)): 450 s (1.80x).")
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +263,7 @@ def test_the_main_command_sentence_gives_the_budget_verdict_from_the_figures(mai
 def test_benchmarks_readme_main_command_is_the_render_of_the_committed_result(main_command):
     if not main_command.RESULT.is_file():
         pytest.skip("no main-command measurement committed yet")
+    assert main_command.README == BENCHMARKS_README
     text = main_command.README.read_text()
     block = main_command.readme_blocks.block(text, main_command.BEGIN, main_command.END)
     assert block == main_command.render(json.loads(main_command.RESULT.read_text()))

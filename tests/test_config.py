@@ -61,3 +61,11 @@ def test_warp_config_rejects_out_of_range_values(field, value):
 def test_warp_config_accepts_the_edges():
     WarpConfig(mu=0.0, eta=0.0, beta=0.0)  # mu = 0: the anchor stays at theta_init (KL-to-SFT)
     WarpConfig(mu=1.0, eta=1.0, I=1, M=1, T=1, batch_size=1)
+
+
+def test_shown_path_is_relative_to_the_data_root(tmp_path, monkeypatch):
+    from warp_utils.config import shown_path
+
+    monkeypatch.setenv("WARP_DATA_ROOT", str(tmp_path / "data"))
+    assert shown_path(tmp_path / "data" / "artifacts" / "tiny" / "warp") == "artifacts/tiny/warp"
+    assert shown_path(tmp_path / "elsewhere") == str((tmp_path / "elsewhere").resolve())

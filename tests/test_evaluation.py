@@ -390,3 +390,25 @@ def test_the_evaluation_cache_looks_up_equal_evaluations_and_only_those(setup, m
     assert front.loc[2, "reward_mean"] == uncached["reward_mean"]
     assert evaluation.evaluate_policy(other, tokenizer, sft, vowel_reward, prompts, SAMPLING, 0, cache=cache)
     assert len(calls) == 8  # a reward function without weights is never cached
+
+
+def test_lmc_barrier_is_the_dip_below_the_chord_with_a_simultaneous_lower_bound():
+    from scipy.stats import norm
+
+    from warp_utils.evaluation import lmc_barrier
+
+    ts = [0.0, 0.25, 0.5, 0.75, 1.0]
+    noise = np.array([[0.3, -0.3, 0.1, -0.1]] * 5) * np.array([[0], [1], [2], [1], [0]])
+    ends = np.array([1.0, 2.0, 3.0, 4.0]), np.array([3.0, 2.0, 5.0, 0.0])
+    chord = np.array([(1 - t) * ends[0] + t * ends[1] for t in ts])
+    dip = np.array([0.0, -0.1, -0.4, -0.2, 0.0])[:, None]  # the reward under the chord at each t
+    out = lmc_barrier(ts, chord + dip + noise)
+    assert out["barrier"] == pytest.approx(-0.4) and out["t"] == 0.5
+    assert out["dips"] == pytest.approx([-0.1, -0.4, -0.2])
+    z = norm.ppf(1 - 0.05 / 3)  # one-sided, Bonferroni over the 3 interior points
+    bounds = [d - z * (noise[k] + 0).std(ddof=1) / 2 for k, d in zip((1, 2, 3), (-0.1, -0.4, -0.2))]
+    assert out["lower"] == pytest.approx(min(bounds))
+    no_barrier = lmc_barrier(ts, chord + noise)
+    assert no_barrier["barrier"] == pytest.approx(0.0) and no_barrier["lower"] < 0 < -out["barrier"]
+    with pytest.raises(ValueError, match="both ends"):
+        lmc_barrier([0.0, 0.5], chord[:2])

@@ -191,6 +191,9 @@ def test_hacking_verdict_for_each_branch():
     assert "hacked share rises too, by less than the 0.10" in both  # a clear rise is said, even a small one
     clean = hacking_verdict(proxy_up, up, (0.01, -0.01, 0.03))
     assert "improves on both judges" in clean and "rises too" not in clean
+    worse_text = hacking_verdict(proxy_up, up, (0.01, -0.01, 0.03), degenerate_diff=(0.5, 0.4, 0.6))
+    assert worse_text.startswith(clean[:-1]) and "degenerate share +0.50 [+0.40, +0.60]" in worse_text
+    assert hacking_verdict(proxy_up, up, (0.01, -0.01, 0.03), degenerate_diff=(0.05, -0.1, 0.2)) == clean
     assert "inconclusive" in hacking_verdict((0.1, -0.1, 0.3), up, small_rise)
     assert "cannot be judged here" in hacking_verdict(proxy_up, (math.nan,) * 3, small_rise)
 

@@ -35,6 +35,7 @@ except ImportError:  # Windows: no inter-process lock (folder_lock does nothing)
     fcntl = None
 
 from .config import config_hash
+from .progress import log as progress_log
 
 STAMP = "artifact.json"
 BUILDING = "building.json"  # marks a build in progress: config hash and code version
@@ -137,7 +138,7 @@ def lock_path(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, log: Callable[[str], None] | None = print):
+def folder_lock(folder: Path, log: Callable[[str], None] | None = progress_log):
     """Hold the exclusive lock of `folder` among this machine's processes (fcntl.flock); re-entrant
     within a process; released by the OS if the process dies. `log` gets one line when another
     process holds it. Only the main rank builds under torchrun (cli._stage) and each run folder
@@ -174,7 +175,7 @@ def _only_marker_left(folder: Path) -> bool:
 
 
 def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh: bool = False,
-               version: int = 0, log: Callable[[str], None] | None = print) -> Path:
+               version: int = 0, log: Callable[[str], None] | None = progress_log) -> Path:
     """Run `build(folder)` unless `folder` already holds a fresh build of `config`.
 
     `config` is a JSON-able dict of everything the artifact depends on; `version` the code version

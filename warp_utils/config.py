@@ -218,6 +218,16 @@ def data_root() -> Path:
     return Path(__file__).resolve().parent.parent / "data"
 
 
+def shown_path(path: Path | str) -> str:
+    """A path under the data root as a learner should read it, relative to that root (the same on
+    every machine); any other path as given."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(data_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def artifacts_dir(profile: Profile | str | None = None) -> Path:
     """data/artifacts/<profile>/ : sft_policy/, reward_model/, prompts/, warp/, warp_runs/, report/."""
     name = profile.name if isinstance(profile, Profile) else get_profile(profile).name

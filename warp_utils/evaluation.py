@@ -274,3 +274,38 @@ def paired_difference(values_a: Sequence[float], values_b: Sequence[float]) -> t
                          f"and {tuple(b.shape)}")
     mean, _, ci95 = _mean_std_ci(a - b)
     return mean, ci95
+
+
+# ----------------------------------------------------------------------------- linear mode connectivity
+
+
+def lmc_barrier(ts: Sequence[float], rewards, level: float = 0.95) -> dict:
+    """The reward barrier between two policies along the straight line between their weights.
+
+    ts: the points t of (1 - t) theta_a + t theta_b, with 0 and 1 among them; rewards: one row per
+    t of per-prompt rewards on the same prompts and sampling seed (paired). For each interior t,
+    the dip d(t) = mean_n [r_n(t) - ((1 - t) r_n(0) + t r_n(1))], the reward below the chord
+    between the ends (negative: a barrier). Returns `barrier` = min_t d(t), its `t`, and `lower`,
+    a one-sided `level` lower bound on the barrier, simultaneous over the interior points
+    (Bonferroni): every d(t) is above its own bound with that probability, so the min is too."""
+    from scipy.stats import norm
+
+    ts = np.asarray(ts, dtype=np.float64)
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 2 or r.shape[0] != ts.size or r.shape[1] < 2:
+        raise ValueError(f"rewards must be (len(ts), prompts >= 2), got {r.shape} for {ts.size} points")
+    if 0.0 not in ts or 1.0 not in ts:
+        raise ValueError("ts must contain both ends, 0 and 1")
+    ends = r[ts == 0.0][0], r[ts == 1.0][0]
+    interior = [k for k, t in enumerate(ts) if 0.0 < t < 1.0]
+    if not interior:
+        raise ValueError("ts must hold at least one interior point")
+    z = norm.ppf(1 - (1 - level) / len(interior))
+    dips, bounds = [], []
+    for k in interior:
+        d = r[k] - ((1 - ts[k]) * ends[0] + ts[k] * ends[1])
+        dips.append(d.mean())
+        bounds.append(d.mean() - z * d.std(ddof=1) / math.sqrt(d.size))
+    worst = int(np.argmin(dips))
+    return {"barrier": float(dips[worst]), "t": float(ts[interior[worst]]), "lower": float(min(bounds)),
+            "dips": [float(d) for d in dips]}

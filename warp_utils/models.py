@@ -27,7 +27,7 @@ from .artifacts import build_once
 from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, shuffled_texts
 from .device import fused_optimizer
-from .progress import progress
+from .progress import log, progress
 from .runtime import all_cores
 
 EOS = "<|endoftext|>"
@@ -128,7 +128,7 @@ def pretrain_causal_lm(model, stream: torch.Tensor, config: PolicyConfig, seed: 
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start, losses = state["step"], state["losses"]
-        print(f"resuming sft_policy from step {start}")
+        log(f"resuming sft_policy from step {start}")
     model.train()
     saved = time.monotonic()
     for step in progress(range(start, steps), "SFT pre-training", total=steps, initial=start):

@@ -3,12 +3,42 @@ file or CI log a plain line every LOG_SECONDS at most (no carriage-return redraw
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 from tqdm.auto import tqdm
 
 LOG_SECONDS = 10.0
+LOGGER = logging.getLogger("warp_utils")  # what the artifacts say: rebuilt, resumed, waiting
+
+
+class _Stdout(logging.Handler):
+    """Writes to the sys.stdout of the moment (a CLI's log, pytest's capture), message only."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage(), file=sys.stdout, flush=True)
+
+
+def log(message: str) -> None:
+    """One line of what happened to an artifact (rebuilt and why, resumed, waited for). Shown on a
+    command line; kept quiet in a notebook, where a learner reads results, not the cache's life
+    (`show_log()` turns it on there)."""
+    _configure()
+    LOGGER.info(message)
+
+
+def show_log(on: bool = True) -> None:
+    """Show (or hide) the artifact log, wherever this runs."""
+    _configure()
+    LOGGER.setLevel(logging.INFO if on else logging.WARNING)
+
+
+def _configure() -> None:
+    if not any(isinstance(h, _Stdout) for h in LOGGER.handlers):
+        LOGGER.addHandler(_Stdout())
+        LOGGER.propagate = False
+        LOGGER.setLevel(logging.WARNING if _in_notebook() else logging.INFO)
 
 
 def _in_notebook() -> bool:

@@ -27,12 +27,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import judges
 from . import overoptimization as oo
 from . import results as res
 from .artifacts import build_once, fingerprint, read_stamp
 from .config import Profile, WarpConfig, artifacts_dir, get_profile, to_dict
 from .evaluation import SAMPLE_KEYS, evaluate_policy
-from . import judges
 from .judges import ensure_panel, load_panel
 from .stats import standardize_rewards
 from .weights import lerp

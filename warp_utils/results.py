@@ -207,7 +207,8 @@ def claim_sentence(claim: dict) -> str:
 
 FINAL_POLICY = "slerp_2"  # theta_slerp_I of the default run: the policy WARP returns
 ENDPOINT_COLUMNS = {"reward_sd": "reward (SFT sd)", "reward_mean": "raw reward", "kl_to_sft": "KL to SFT",
-                    "heldout_sentiment": "held-out sentiment", "hacked_share": "hacked share"}
+                    "heldout_sentiment": "held-out sentiment", "degenerate_share": "degenerate share",
+                    "hacked_share": "hacked share"}
 
 
 # the endpoints whose hacking verdict the results state: WARP's policy, and the study whose larger
@@ -222,7 +223,8 @@ def final_vs_sft(results: dict, policy: str = FINAL_POLICY) -> dict[str, tuple[f
     points, sft = pd.DataFrame(results["points"]), results["sft"]
     final = points[points["policy"] == policy] if "policy" in points else points
     out = {}
-    for key, column in (("proxy", "reward_sd"), ("heldout", "heldout_sentiment"), ("hacked", "hacked_share")):
+    for key, column in (("proxy", "reward_sd"), ("heldout", "heldout_sentiment"), ("hacked", "hacked_share"),
+                        ("degenerate", "degenerate_share")):
         if final.empty or column not in final or column not in sft:
             out[key] = (math.nan, math.nan, math.nan)
             continue
@@ -241,7 +243,8 @@ def hacking_paragraph(results: dict) -> list[str]:
     for policy, subject in HACKING_SUBJECTS:
         diffs = final_vs_sft(results, policy)
         if policy == FINAL_POLICY or not math.isnan(diffs["proxy"][0]):
-            lines.append(hacking_verdict(diffs["proxy"], diffs["heldout"], diffs["hacked"], subject=subject))
+            lines.append(hacking_verdict(diffs["proxy"], diffs["heldout"], diffs["hacked"], subject=subject,
+                                         degenerate_diff=diffs["degenerate"]))
     over = results.get("overoptimization")
     if over:
         lines += [hacking_sentence(over["training"]["hacking_start"], "training"),
@@ -255,8 +258,8 @@ def probe_markdown(results: dict) -> list[str]:
     if not rows:
         return []
     lines = ["Every judge on degenerate inputs against real test openings (medians; flags as shares):", "",
-             "| input | proxy reward | percentile among real positive openings | held-out sentiment | VADER "
-             "| degenerate | hacked |", "|---|---|---|---|---|---|---|"]
+             ("| input | proxy reward | percentile among real positive openings | held-out sentiment | VADER "
+              "| degenerate | hacked |"), "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['input']} | {row['proxy_reward']:+.2f} | {row['proxy_percentile']:.0f} "
                      f"| {row['heldout_sentiment']:.2f} | {row['vader']:+.2f} | {row['degenerate']:.2f} "

@@ -36,7 +36,7 @@ from . import distributed, runstore
 from .artifacts import build_once, folder_lock, is_fresh
 from .config import WarpConfig
 from .device import choose_precision, fused_optimizer
-from .progress import progress
+from .progress import log, progress
 from .rl import rl_step
 from .runtime import Components
 from .weights import StateDict, clone_state, liti, slerp
@@ -102,7 +102,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
     torch.manual_seed(run_seed(config.seed, iteration, run))
     done, rows = runstore.load_checkpoint(folder, policy, anchor, optimizer)
     if done:
-        print(f"resuming iter_{iteration}/run_{run} from step {done}")
+        log(f"resuming iter_{iteration}/run_{run} from step {done}")
     policy.eval()  # dropout off: it would make the sampled and the scored policy differ
     steps = progress(range(done + 1, config.T + 1), f"iteration {iteration}/{config.I} run {run}/{config.M}",
                      total=config.T, initial=done, enabled=execution.progress_bars)
