@@ -21,10 +21,10 @@ COURSE_SCOPE = "course"
 
 
 COURSE_ONLY = "WARP_PYTEST_COURSE_ONLY"  # set by the controller, inherited by the workers it starts
-# The second lane: the notebooks that need nothing from 00's chain first (01, 03, 03b), then 05,
-# which waits for 00's SFT policy and trains or loads 04's run. Lane a: 00 -> 02 -> 04 -> 06 and
-# the browser tests. Measured: benchmarks/results/notebooks_nbval.json.
-LANE_B = ("01_", "03_", "03b_", "05_")
+# The second lane: the notebooks that need nothing from 00's chain first (01, 03, 03a, 03b), then
+# 05, which waits for 00's SFT policy and trains or loads 04's run. Lane a: 00 -> 02 -> 04 -> 06
+# and the browser tests. Measured: benchmarks/results/notebooks_nbval.json.
+LANE_B = ("01_", "03_", "03a_", "03b_", "05_")
 
 
 def pytest_configure(config):

@@ -40,8 +40,9 @@
 # | 00 setup | environment, IMDB, the SFT policy $\pi_{\text{sft}}$ | ~70 s | - |
 # | 01 reward model | Bradley-Terry reward model $r$, reward hacking probe; 2 exercises | ~45 s | 00 |
 # | 02 prompts | prompts $x$; how $\pi_{\text{sft}}$ continues them | ~40 s | 00 |
-# | 03 EMA, SLERP, LITI | why RLHF has a KL term, the exact optimal front, WARP's weight-space math on a toy; 6 exercises, 3 bugs | ~10 s | - |
-# | 03b appendix (optional) | Lemmas 1-2, Eq. 26, convexity along LITI | ~5 s | 03 |
+# | 03 objective and front | why RLHF has a KL term, the exact optimal front on a toy, the policy gradient; 3 exercises | ~10 s | - |
+# | 03a weight space | the EMA anchor, SLERP, LITI, when a straight line has a barrier, Algorithm 1 on the toy; 5 exercises, 3 bugs | ~10 s | 03 |
+# | 03b appendix (optional) | SLERP's coefficients, Lemmas 1-2, Eq. 26, convexity along LITI | ~5 s | 03a |
 # | 04 WARP training | Algorithm 1 on GPT-2: rollouts, $r_\beta$, REINFORCE, the loop; 3 exercises, 2 bugs | ~75 s | 00-02 |
 # | 05 evaluation | test reward, KL, Pareto fronts, baselines, what RL changed in the text; 2 exercises | ~95 s | 04 |
 # | 06 hyperparameters | $\mu$, learning rate, $M$: one factor at a time | ~130 s | 04 |

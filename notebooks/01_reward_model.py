@@ -166,7 +166,8 @@ plt.show()
 #
 # ### Exercise 2 · pair accuracy
 # Write `accuracy_of(r_chosen, r_rejected)` returning that fraction as a float. Think about ties:
-# what accuracy should a reward model that gives every text the same score get?
+# a reward model that gives every text the same score has no preference at all. What accuracy
+# should it get? Count a tie accordingly.
 
 # %%
 def accuracy_of(r_chosen, r_rejected):
@@ -274,7 +275,8 @@ assert len(caught) >= 4 and positives["degenerate"] <= 0.05
 #
 # - A reward model is a Bradley-Terry preference model: $p(y_c \succ y_r) = \sigma(r(y_c) - r(y_r))$,
 #   fit by the loss $-\log\sigma(r_c - r_r)$; only reward differences matter.
-# - Held-out pair accuracy measures it; ties must count as errors (a constant model is at 0%).
+# - Held-out pair accuracy measures it; a tie counts half, as a coin flip would (a model that
+#   scores every text alike is at chance, $1/2$).
 # - The judge is imperfect: the probe above lists the degenerate inputs it over-rewards. RL against
 #   it is **reward hacking** waiting to happen, which is why RLHF adds a KL penalty to
 #   $\pi_{\text{sft}}$ (notebook 03) and why notebook 05 grades every policy with the held-out

@@ -15,11 +15,11 @@
 # %% [markdown]
 # # 03b · Appendix (optional): the lemmas behind SLERP and LITI, checked numerically
 #
-# **You will learn to** verify Lemmas 1-2 (SLERP keeps the norm of task vectors, LERP shrinks it)
+# **You will learn to** derive SLERP's coefficients; verify Lemmas 1-2 (SLERP keeps the norm of task vectors, LERP shrinks it)
 # in 1,000 dimensions; see why SLERP must act on task vectors and not on full weights; fold SLERP
 # over $M > 2$ runs (Eq. 26); and test the convexity assumptions of Lemmas 4-5 along LITI's segment.
 #
-# **Prerequisites**: notebook 03 (task vectors, SLERP, LITI, the toy bandit); for section 3,
+# **Prerequisites**: notebooks 03 (the toy bandit) and 03a (task vectors, SLERP, LITI); for section 3,
 # cumulants of a distribution (mean, variance, third cumulant) and the log-partition function.
 #
 # **Time**: seconds to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
@@ -47,6 +47,40 @@ torch.set_num_threads(1)  # tensors here are tiny: extra threads only add synchr
 notebook_start = time.perf_counter()
 
 # %% [markdown]
+# ## 0. Where SLERP's coefficients come from
+#
+# For unit vectors $e_1, e_2$ at angle $\Omega$, $e_\perp = (e_2 - \cos\Omega\, e_1)/\sin\Omega$ is the
+# unit vector orthogonal to $e_1$ in their plane, and the arc's point at angle $\lambda\Omega$ is
+#
+# $$u(\lambda) = \cos(\lambda\Omega)\,e_1 + \sin(\lambda\Omega)\,e_\perp
+#  = \frac{\sin\Omega\cos\lambda\Omega - \cos\Omega\sin\lambda\Omega}{\sin\Omega}\,e_1
+#  + \frac{\sin\lambda\Omega}{\sin\Omega}\,e_2
+#  = \frac{\sin((1-\lambda)\Omega)}{\sin\Omega}\,e_1 + \frac{\sin(\lambda\Omega)}{\sin\Omega}\,e_2 ,$$
+#
+# the coefficients SLERP applies to the task vectors $\delta_1, \delta_2$ before adding
+# $\theta_{\text{init}}$ back. The check: `slerp` on 2-D "models" lands exactly on $u(\lambda)$.
+
+# %%
+omega = math.radians(100)
+e1 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+e2 = torch.tensor([math.cos(omega), math.sin(omega)], dtype=torch.float64)
+e_perp = (e2 - math.cos(omega) * e1) / math.sin(omega)
+init, lams = {"w": torch.tensor([0.3, -0.2], dtype=torch.float64)}, np.linspace(0, 1, 21)
+ends = [{"w": init["w"] + e1}, {"w": init["w"] + e2}]  # theta_init anywhere: it is added back
+arc = torch.stack([slerp(init, ends, lam)["w"] - init["w"] for lam in lams])
+chord = torch.stack([lerp(init, ends, lam)["w"] - init["w"] for lam in lams])
+u = torch.stack([math.cos(lam * omega) * e1 + math.sin(lam * omega) * e_perp for lam in lams])
+assert torch.allclose(arc, u, atol=1e-12)
+print("max |slerp - u(lambda)| =", (arc - u).abs().max().item())
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.plot(*arc.T, "o-", ms=3, label="SLERP: on the arc")
+ax.plot(*chord.T, "s-", ms=3, label="LERP: on the chord")
+ax.plot(*torch.stack([e1, 0 * e1, e2]).T, "k:", lw=1)
+ax.set(aspect="equal", title="$\\delta_1$, $\\delta_2$ at $\\Omega$ = 100°, from $\\theta_{init}$")
+ax.legend(loc="lower left", fontsize=8)
+plt.show()
+
+# %% [markdown]
 # ## 1. Lemma 1 vs Lemma 2: SLERP keeps the norm, LERP shrinks it
 #
 # With equal norms $\lVert\delta_1\rVert = \lVert\delta_2\rVert = l$:
@@ -55,8 +89,10 @@ notebook_start = time.perf_counter()
 # * **Lemma 2 (LERP):** $\lVert (1-\lambda)\delta_1 + \lambda\delta_2 \rVert
 #   = l\sqrt{1 - 2(1-\cos\Omega)(\lambda - \lambda^2)}$, i.e. $l/\sqrt{2}$ at $\Omega = 90°$, $\lambda = 1/2$.
 #
-# In high dimension independent task vectors are close to orthogonal, so LERP loses about 30% of
-# what each run learned; SLERP keeps it. We check both to $10^{-6}$ in 1,000 dimensions.
+# Random directions in high dimension are close to orthogonal, where LERP loses $1 - 1/\sqrt 2 \approx 29\%$ of the norm;
+# runs that share a start have task vectors with $\cos\Omega > 0$ and lose less (notebook 05
+# measures it on GPT-2). SLERP keeps the norm either way. We check both to $10^{-6}$ in 1,000
+# dimensions.
 
 
 # %%
@@ -110,8 +146,8 @@ print("LERP at 90 deg, lambda=0.5: |merge| / l =", task_norm(lerp(init, [t1, t2]
 # along the way, exactly as WARP's anchor does. `slerp(zeros, ...)` is SLERP of the full weights.
 
 # %%
-# The random state this experiment was written and checked with (in notebook 03 the EMA cells drew
-# 41 vectors first); the cosines and gaps below vary by a few percent with the seed.
+# The random state this experiment was written and checked with (41 vectors drawn before it); the
+# cosines and gaps below vary by a few percent with the seed.
 torch.manual_seed(0)
 _ = [torch.randn(3, dtype=torch.float64) for _ in range(41)]
 inputs = torch.randn(256, 2)
@@ -178,7 +214,7 @@ for name, merged in merges.items():
     )
 
 # %% [markdown]
-# Full weights: cosines of 0.98 and more, so SLERP of full weights sits almost on LERP and inherits its norm
+# Full weights: cosines of $0.98$ and more (asserted below), so SLERP of full weights sits almost on LERP and inherits its norm
 # loss. Task vectors: much wider angles (the one-element output bias is exactly collinear, so
 # `slerp` falls back to LERP there, by design). The asserts pin this down.
 
@@ -238,7 +274,7 @@ print(
 # is **convex only while the third cumulant $\kappa_3$ does not win**: once the policy saturates on
 # the best token, $\operatorname{Var}_\eta(\Delta) \to 0$ and the KL flattens towards
 # $-\log\pi_0(\text{best})$ — concave. The reward $\mathbb{E}_\eta[r]$ is a sigmoid-like curve: convex
-# at first, concave once saturating. We check this on the toy bandit of notebook 03 (16 prompts, 8
+# at first, concave once saturating. We check this on the toy bandit of notebooks 03-03a (16 prompts, 8
 # tokens, a policy `{"table", "bias"}`), along the ray $\theta_{\text{init}} + s\,(\theta_{\text{slerp}} - \theta_{\text{init}})$;
 # LITI's segment is $s \in [0, 1]$.
 
@@ -369,7 +405,7 @@ assert all(r_at_kl < r_lerp for _, r_lerp, r_at_kl in sweep)
 #
 # - Lemma 1 and Lemma 2 hold to $10^{-6}$: SLERP keeps the norm of equal-norm task vectors, LERP
 #   shrinks it by $\sqrt{1 - 2(1-\cos\Omega)(\lambda-\lambda^2)}$.
-# - Full weights of two fine-tunes are nearly collinear (cosine > 0.98): SLERP of full weights is
+# - Full weights of two fine-tunes are nearly collinear (cosine $> 0.98$): SLERP of full weights is
 #   LERP. Only task vectors expose the angle between what two runs learned.
 # - Eq. 26 folds SLERP over $M$ runs with $\lambda = 1/m$ at step $m$.
 # - Along LITI's segment the KL is monotone, convex near the start and concave once the policy

@@ -49,8 +49,8 @@ def step_and_back(nb, panel, slider, figure, moved_readout):
     return moved
 
 
-def test_notebook_03_runs_and_its_sliders_redraw():
-    with notebook_in_browser("03_ema_slerp_liti.ipynb", "test_notebook_03") as nb:
+def test_notebook_03a_runs_and_its_sliders_redraw():
+    with notebook_in_browser("03a_weight_space.ipynb", "test_notebook_03a") as nb:
         run_all_cleanly(nb, timeout=600)
         panel, figure = rendered_panel(nb, "eta")
         eta = Slider(panel, "eta")

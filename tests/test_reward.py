@@ -149,6 +149,25 @@ def test_training_raises_heldout_pair_accuracy(trained):
     assert trained["num_pairs"] == 150
 
 
+class LengthScorer:
+    """A stand-in reward model: r(text) = its number of words, so ties are easy to make."""
+
+    batch_size = 2
+
+    def __call__(self, texts):
+        return torch.tensor([float(len(text.split())) for text in texts])
+
+
+def test_pair_accuracy_counts_a_tie_as_half():
+    pairs = datasets.Dataset.from_dict({
+        "chosen": ["a b c", "a b", "a", "a b", "a b c d"],
+        "rejected": ["a", "a b", "a b", "c d", "a"],
+    })  # win, tie, loss, tie, win: (1 + 0.5 + 0 + 0.5 + 1) / 5, across batches of 2
+    assert pair_accuracy(LengthScorer(), pairs) == pytest.approx(3 / 5, abs=1e-15)
+    ties = datasets.Dataset.from_dict({"chosen": ["a b"] * 3, "rejected": ["c d"] * 3})
+    assert pair_accuracy(LengthScorer(), ties) == 0.5  # no preference at all: chance
+
+
 def test_trained_model_prefers_positive_words(trained):
     scorer = RewardScorer(trained["model"], trained["tokenizer"], SMALL.max_length)
     good, bad = scorer(["a wonderful superb film, beautiful and moving",

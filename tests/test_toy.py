@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from warp_utils import toy
-from warp_utils.weights import lerp, slerp
+from warp_utils.weights import lerp, liti, slerp
 
 
 def small_bandit(seed=0):
@@ -97,6 +97,31 @@ def test_sampled_gradient_is_unbiased():
     assert exact["table"].abs().max() > 2e-2  # the check above is not trivially met
 
 
+def test_sampled_gradient_without_baseline_is_plain_reinforce_and_unbiased():
+    theta_sft, reward = small_bandit()
+    theta, theta_ema, beta = perturbed(theta_sft, 1), perturbed(theta_sft, 2), 0.2
+    prompts, actions = torch.tensor([0, 2, 1]), torch.tensor([4, 1, 0])
+    leaf = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+    log_pi = torch.log_softmax(leaf["table"] + leaf["bias"], -1)
+    log_ema = torch.log_softmax(theta_ema["table"] + theta_ema["bias"], -1)
+    surrogate = sum((reward[x, y] - beta * (log_pi[x, y] - log_ema[x, y])).item() * log_pi[x, y] / 3
+                    for x, y in zip(prompts.tolist(), actions.tolist()))
+    surrogate.backward()
+    grad = toy.policy_gradient(theta, theta_ema, reward, beta, prompts, actions, baseline="none")
+    for key in theta:
+        torch.testing.assert_close(grad[key], leaf[key].grad, atol=1e-12, rtol=0)
+    exact = toy.policy_gradient(theta, theta_ema, reward, beta)
+    gen = torch.Generator().manual_seed(1)
+    n = 400_000
+    prompts = torch.randint(reward.shape[0], (n,), generator=gen)
+    actions = torch.multinomial(toy.probs(theta)[prompts], 1, generator=gen).squeeze(1)
+    sampled = toy.policy_gradient(theta, theta_ema, reward, beta, prompts, actions, baseline="none")
+    for key in theta:
+        torch.testing.assert_close(sampled[key], exact[key], atol=3e-3, rtol=0)
+    with pytest.raises(ValueError, match="baseline"):
+        toy.policy_gradient(theta, theta_ema, reward, beta, prompts, actions, baseline="mean")
+
+
 def test_batch_of_one_raises():
     theta, reward = small_bandit()
     with pytest.raises(ValueError, match="batch_size >= 2"):
@@ -144,6 +169,29 @@ def test_warp_wiring():
         )
 
 
+def test_warp_is_algorithm1_around_make_run_and_rl_run_is_anchored_run_around_make_step():
+    theta_sft, reward = small_bandit()
+    history = toy.warp(theta_sft, reward, I=2, M=2, T=5, batch_size=4, seed=2, mu=0.1)
+    run = toy.make_run(reward, T=5, batch_size=4, seed=2, mu=0.1)
+    again = toy.algorithm1(theta_sft, run, I=2, M=2, eta=0.5)
+    for key in theta_sft:
+        assert torch.equal(again[-1]["theta_next"][key], history[-1]["theta_next"][key])
+    theta, anchor = run(1, 0, history[1]["theta_init"])  # run m of iteration i, re-run: the same
+    for key in theta_sft:
+        assert torch.equal(theta[key], history[1]["thetas"][0][key])
+        assert torch.equal(anchor[key], history[1]["theta_emas"][0][key])
+    settings = {"beta": 0.1, "lr": 1.0, "batch_size": 4}
+    by_run = toy.rl_run(theta_sft, reward, T=6, mu=0.2, generator=torch.Generator().manual_seed(5), **settings)
+    step = toy.make_step(reward, generator=torch.Generator().manual_seed(5), **settings)
+    theta, anchor = dict(theta_sft), dict(theta_sft)
+    for _ in range(6):  # the loop written out: step, then the EMA of the anchor
+        theta = step(theta, anchor)
+        anchor = {k: 0.8 * anchor[k] + 0.2 * theta[k] for k in anchor}
+    for key in theta_sft:
+        torch.testing.assert_close(by_run[0][key], theta[key], atol=1e-14, rtol=0)
+        torch.testing.assert_close(by_run[1][key], anchor[key], atol=1e-14, rtol=0)
+
+
 def test_warp_with_eta_zero_never_leaves_sft_and_eta_one_m_one_is_the_run():
     theta_sft, reward = small_bandit()
     frozen = toy.warp(theta_sft, reward, I=2, M=2, T=5, eta=0.0, batch_size=4)
@@ -162,6 +210,53 @@ def test_liti_path_endpoints():
     assert rewards == pytest.approx(
         [toy.expected_reward(theta_sft, reward), toy.expected_reward(merged, reward)], abs=1e-15
     )
+
+
+# ----------------------------------------------------------------------------- linear mode connectivity
+
+
+def one_prompt(logits):
+    return {"table": torch.tensor([logits], dtype=torch.float64), "bias": torch.zeros(len(logits), dtype=torch.float64)}
+
+
+def test_lmc_barrier_between_two_modes_is_the_closed_form():
+    # r = (1, 1, 0): each end puts ~0.99 on one rewarded token; the midpoint's logits (5, 5, 5)
+    # are uniform, reward 2/3, and the reward along the line is lowest there (by symmetry and
+    # convexity of e^(10(1-t)) + e^(10t)), while the chord is flat at the ends' reward
+    reward = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    theta_1, theta_2 = one_prompt([10.0, 0.0, 5.0]), one_prompt([0.0, 10.0, 5.0])
+    end = (math.exp(10) + 1) / (math.exp(10) + 1 + math.exp(5))
+    assert toy.expected_reward(theta_1, reward) == pytest.approx(end, abs=1e-15)
+    assert toy.expected_reward(liti(theta_1, theta_2, 0.5), reward) == pytest.approx(2 / 3, abs=1e-15)
+    assert toy.lmc_barrier(theta_1, theta_2, reward, points=21) == pytest.approx(end - 2 / 3, abs=1e-15)
+    assert toy.lmc_barrier(theta_1, theta_2, reward, points=4) < end - 2 / 3  # t = 1/3, 2/3 miss the dip
+    assert toy.lmc_barrier(theta_1, theta_2, reward, points=3) == toy.lmc_barrier(theta_1, theta_2, reward, points=21)
+
+
+def test_lmc_barrier_is_the_dip_below_the_chord_and_zero_on_a_line_of_constant_reward():
+    theta_sft, reward = small_bandit()
+    theta_b = perturbed(theta_sft, 3)
+    ts = [i / 6 for i in range(1, 6)]
+    r_a, r_b = toy.expected_reward(theta_sft, reward), toy.expected_reward(theta_b, reward)
+    dips = [(1 - t) * r_a + t * r_b - toy.expected_reward(liti(theta_sft, theta_b, t), reward) for t in ts]
+    assert toy.lmc_barrier(theta_sft, theta_b, reward, points=7) == pytest.approx(max(dips), abs=1e-15)
+    shifted = {"table": theta_sft["table"] + 1.0, "bias": theta_sft["bias"] - 1.0}  # the same policy
+    assert toy.lmc_barrier(theta_sft, shifted, reward) == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError, match="points"):
+        toy.lmc_barrier(theta_sft, theta_b, reward, points=2)
+
+
+def test_runs_from_a_shared_start_show_no_barrier_and_policies_from_different_starts_do():
+    reward = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    start_1, start_2 = one_prompt([10.0, 0.0, 5.0]), one_prompt([0.0, 10.0, 5.0])
+    settings = {"T": 50, "mu": 0.01, "beta": 0.1, "lr": 4.0, "batch_size": 8}
+
+    def run(start, seed):
+        return toy.rl_run(start, reward, generator=torch.Generator().manual_seed(seed), **settings)[0]
+
+    different = toy.lmc_barrier(run(start_1, 0), run(start_2, 1), reward)
+    shared = toy.lmc_barrier(run(start_1, 0), run(start_1, 1), reward)
+    assert different > 0.03 and shared < 1e-6
 
 
 # ----------------------------------------------------------------------------- the optimal front

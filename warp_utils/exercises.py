@@ -2,8 +2,8 @@
 a few fixed cases, and its outputs are compared with the package's own implementation (the
 oracle: `weights`, `toy`, `rl`, `evaluation`) or with a float64 closed form.
 
-    my_liti = exercises.check("liti", liti)   # prints ✓ / ✗ / "not solved yet"
-    exercises.solution("liti")                # the source of a solution (warp_utils.solutions)
+    my_merge = exercises.check("warp_merge", next_init)   # prints ✓ / ✗ / "not solved yet"
+    exercises.solution("warp_merge")                      # a solution's source (warp_utils.solutions)
 
 `check` returns the learner's function when it is right, else the reference (same signature), so
 the rest of the notebook runs either way. A function that raises NotImplementedError or returns
@@ -25,37 +25,54 @@ from .exercise_cases import (
     Unsolved,
     accuracy_cases,
     accuracy_oracle,
+    anchor_cases,
+    anchor_oracle,
     bt_cases,
     bt_oracle,
     distinct_cases,
-    ema_cases,
-    kl_cases,
-    kl_oracle,
-    liti_cases,
+    ema_anchor_cases,
+    ema_anchor_oracle,
+    loop_cases,
+    loop_oracle,
     loss_cases,
     loss_oracle,
     mask_cases,
     merge_cases,
     merge_oracle,
+    objective_cases,
+    objective_oracle,
     optimal_cases,
     optimal_oracle,
+    pg_cases,
+    pg_expected,
+    pg_oracle,
     r_beta_cases,
     sequence_kl_cases,
     sequence_kl_oracle,
     slerp_cases,
 )
-from .weights import ema, liti, slerp
+from .weights import slerp
+
+# The policy-gradient grader compares means of 4000 sampled estimates with the exact gradient
+# (entries 0.007-0.08): the tolerance is about 3 standard errors of the noisiest mean (0.0019), so
+# that a sign flip, a gradient of pi instead of log pi, a missing -pi, or a baseline that includes
+# the sample itself (a bias of 1/N of the gradient: 0.011 at N = 8) all fall outside it.
+PG_ATOL = 6e-3
 
 
 @dataclass(frozen=True)
 class Exercise:
     """oracle: the reference, with the learner's signature; cases: fn -> [(what, output)], the
-    outputs to compare (tensors, floats, bools or state dicts); hint: printed on a mismatch."""
+    outputs to compare (tensors, floats, bools or state dicts); hint: printed on a mismatch.
+    expected: () -> [(what, output)] when the outputs must match something else than the oracle's
+    (the exact gradient that sampled estimates approach); atol, rtol: the comparison's tolerance."""
 
     oracle: Callable
     cases: Callable[[Callable], list]
     hint: str
-
+    expected: Callable[[], list] | None = None
+    atol: float = 1e-9
+    rtol: float = 1e-6
 
 
 EXERCISES = {
@@ -63,20 +80,34 @@ EXERCISES = {
                                    "-mean log sigma(r_c - r_r); log(sigmoid(.)) is -inf for large gaps: "
                                    "use torch.nn.functional.logsigmoid"),
     "pair_accuracy": Exercise(accuracy_oracle, accuracy_cases,
-                              "count r_c > r_r strictly: a tie is no preference"),
-    "ema": Exercise(ema, ema_cases, "(1 - mu) * theta_ema + mu * theta, in a new dict"),
-    "slerp": Exercise(lambda init, t1, t2, lam=0.5: slerp(init, [t1, t2], lam), slerp_cases,
-                      "work on task vectors theta_m - theta_init, one angle per tensor; with no angle "
-                      "(collinear or zero) fall back to LERP, and add theta_init back in every branch"),
-    "liti": Exercise(liti, liti_cases, "(1 - eta) * theta_init + eta * theta_merged, in a new dict"),
-    "exact_kl": Exercise(kl_oracle, kl_cases, "KL(p || q) = sum_y p (log p - log q), then the mean "
-                                                "over prompts"),
+                              "a win counts 1, a tie 1/2 (no preference: a coin flip), a loss 0"),
+    "objective": Exercise(objective_oracle, objective_cases,
+                          "mean over prompts of sum_y pi r - beta sum_y pi (log pi - log pi_sft); a "
+                          "term with pi = 0 is 0 (torch.where, not 0 * -inf), one with pi > 0 = pi_sft "
+                          "is +inf"),
     "optimal_policy": Exercise(optimal_oracle, optimal_cases,
                                "pi_sft * exp(r / beta), normalised per prompt; exp(r / beta) overflows "
                                "for small beta: softmax(log pi_sft + r / beta)"),
+    "policy_gradient": Exercise(pg_oracle, pg_cases,
+                                "mean over the batch of (r(y_i) - b_i) * (onehot(y_i) - pi), with b_i the "
+                                "mean reward of the other samples (baseline) or 0; ascent, not descent",
+                                expected=pg_expected, atol=PG_ATOL, rtol=0.0),
+    "ema_anchor": Exercise(ema_anchor_oracle, ema_anchor_cases,
+                           "(1 - mu)^t theta_init + sum over ages k of mu (1 - mu)^k times the policy of "
+                           "k steps ago (trajectory[-1] has age 0), in new tensors"),
+    "anchor_point": Exercise(anchor_oracle, anchor_cases,
+                             "theta = step(theta, anchor), then anchor = ema(anchor, theta, mu), T times; "
+                             "return (toy.kl(theta, theta_sft), toy.expected_reward(theta, reward))"),
+    "slerp": Exercise(lambda init, t1, t2, lam=0.5: slerp(init, [t1, t2], lam), slerp_cases,
+                      "work on task vectors theta_m - theta_init, one angle per tensor; with no angle "
+                      "(collinear or zero) fall back to LERP, and add theta_init back in every branch"),
     "warp_merge": Exercise(merge_oracle, merge_cases,
-                           "slerp(theta_init, record['thetas']) (the trained runs, not theta_emas), "
-                           "then return liti(theta_init, that merge, eta)"),
+                           "theta_slerp = slerp(theta_init, thetas), then (1 - eta) * theta_init + "
+                           "eta * theta_slerp in a new dict"),
+    "warp_loop": Exercise(loop_oracle, loop_cases,
+                          "for i: thetas = [run(i, m, theta_init)[0] for m in range(M)] (from theta_init, "
+                          "the policies, not their anchors); theta_init = liti(theta_init, "
+                          "slerp(theta_init, thetas), eta)"),
     "kl_regularized_reward": Exercise(rl.kl_regularized_reward, r_beta_cases,
                                       "r - beta * log_ratio, detached: r_beta is a weight, not a loss"),
     "reinforce_loss": Exercise(loss_oracle, loss_cases,
@@ -103,11 +134,11 @@ def _flat(value) -> torch.Tensor | bool:
     return torch.as_tensor(value).detach().double().flatten()
 
 
-def _same(got, expected) -> bool:
+def _same(got, expected, atol=1e-9, rtol=1e-6) -> bool:
     got, expected = _flat(got), _flat(expected)
     if isinstance(expected, bool) or isinstance(got, bool):
         return got is expected
-    return got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-6, atol=1e-9)
+    return got.shape == expected.shape and torch.allclose(got, expected, rtol=rtol, atol=atol)
 
 
 def _show(value) -> str:
@@ -118,14 +149,14 @@ def _show(value) -> str:
     return f"[{text}{', ...' if flat.numel() > 4 else ''}]"
 
 
-def _difference(got, expected) -> str:
+def _difference(got, expected, atol=1e-9, rtol=1e-6) -> str:
     """Where the outputs first differ, so that a mismatch late in a tensor is visible."""
     flat_got, flat_expected = _flat(got), _flat(expected)
     if isinstance(flat_got, bool) or isinstance(flat_expected, bool):
         return f"got {flat_got}, expected {flat_expected}"
     if flat_got.shape != flat_expected.shape:
         return f"got {flat_got.numel()} values, expected {flat_expected.numel()}"
-    close = torch.isclose(flat_got, flat_expected, rtol=1e-6, atol=1e-9)
+    close = torch.isclose(flat_got, flat_expected, rtol=rtol, atol=atol)
     first = int((~close).nonzero()[0])
     return (f"got {_show(got)}, expected {_show(expected)}; first difference at flat index {first}: "
             f"{flat_got[first].item():.6g} instead of {flat_expected[first].item():.6g}")
@@ -134,7 +165,8 @@ def _difference(got, expected) -> str:
 def grade(name: str, fn: Callable) -> tuple[str, str]:
     """("correct" | "wrong" | "unsolved", message). Never raises for the learner's errors."""
     exercise = EXERCISES[name]
-    expected = exercise.cases(exercise.oracle)
+    expected = exercise.expected() if exercise.expected else exercise.cases(exercise.oracle)
+    tolerance = {"atol": exercise.atol, "rtol": exercise.rtol}
     try:
         got = exercise.cases(fn)
     except (Unsolved, NotImplementedError):
@@ -143,11 +175,11 @@ def grade(name: str, fn: Callable) -> tuple[str, str]:
         return "wrong", f"raised {type(error).__name__}: {error}. Hint: {exercise.hint}"
     for (what, value), (_, reference) in zip(got, expected):
         try:
-            same = _same(value, reference)
+            same = _same(value, reference, **tolerance)
         except (TypeError, ValueError, RuntimeError) as error:
             return "wrong", f"{what}: output not comparable ({error}). Hint: {exercise.hint}"
         if not same:
-            return "wrong", f"{what}: {_difference(value, reference)}. Hint: {exercise.hint}"
+            return "wrong", f"{what}: {_difference(value, reference, **tolerance)}. Hint: {exercise.hint}"
     return "correct", f"matches the reference on {len(expected)} checks"
 
 

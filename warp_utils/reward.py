@@ -307,11 +307,13 @@ class RewardScorer:
 
 
 def pair_accuracy(scorer: RewardScorer, pairs: datasets.Dataset, progress: bool = False) -> float:
-    """Fraction of pairs with r(chosen) > r(rejected): 0.5 is chance."""
-    wins, size = 0, scorer.batch_size
+    """Fraction of pairs with r(chosen) > r(rejected), a tie counting half (no preference is a
+    coin flip): 0.5 is chance, and a model that scores every text alike is at 0.5."""
+    wins, size = 0.0, scorer.batch_size
     for start in show_progress(range(0, len(pairs), size), "held-out pairs", enabled=progress):
         chunk = pairs[start : start + size]
-        wins += (scorer(chunk["chosen"]) > scorer(chunk["rejected"])).sum().item()
+        chosen, rejected = scorer(chunk["chosen"]), scorer(chunk["rejected"])
+        wins += (chosen > rejected).sum().item() + 0.5 * (chosen == rejected).sum().item()
     return wins / len(pairs)
 
 

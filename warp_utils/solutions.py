@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import weights
+from . import toy, weights
 
 # ----------------------------------------------------------------------------- 01 reward model
 
@@ -23,16 +23,59 @@ def bradley_terry_loss(r_chosen, r_rejected):
 
 
 def pair_accuracy(r_chosen, r_rejected):
-    """Share of pairs with r(y_c) > r(y_r), strictly: a tie is not a correct preference."""
-    return (r_chosen > r_rejected).double().mean().item()
+    """Share of pairs with r(y_c) > r(y_r), a tie counting half: a model with no preference is
+    a coin flip, 0.5, whatever it scores."""
+    wins = (r_chosen > r_rejected).double() + 0.5 * (r_chosen == r_rejected).double()
+    return wins.mean().item()
 
 
-# ----------------------------------------------------------------------------- 03 weight space
+# ----------------------------------------------------------------------------- 03 the objective
 
 
-def ema(theta_ema, theta, mu):
-    """theta_ema <- (1 - mu) theta_ema + mu theta, as a new dict (the old anchor is left alone)."""
-    return {k: (1 - mu) * theta_ema[k] + mu * theta[k] for k in theta_ema}
+def objective(pi, pi_sft, reward, beta):
+    """J_beta(pi) = mean_x [sum_y pi r - beta KL(pi || pi_sft)]: 0 log 0 = 0, and mass where
+    pi_sft has none makes the KL +inf (log 0 = -inf), so J = -inf."""
+    terms = torch.where(pi > 0, pi * (pi.log() - pi_sft.log()), 0.0)  # pi = 0: 0, not 0 * -inf
+    return ((pi * reward).sum(-1) - beta * terms.sum(-1)).mean().item()
+
+
+def optimal_policy(pi_sft, reward, beta):
+    """pi*(y|x) = pi_sft(y|x) exp(r(x,y) / beta) / Z(x), in log space (exp(r / beta) overflows)."""
+    return torch.softmax(pi_sft.log() + reward / beta, dim=-1)
+
+
+def policy_gradient(logits, reward, actions, baseline):
+    """REINFORCE: mean_i (r(y_i) - b_i) grad log pi(y_i), grad_z log softmax(z)_y = e_y - pi;
+    b_i = the mean reward of the OTHER samples (independent of y_i: no bias), or 0."""
+    pi = torch.softmax(logits, -1)
+    r = reward[actions]
+    n = len(actions)
+    b = (r.sum() - r) / (n - 1) if baseline else torch.zeros_like(r)
+    score = F.one_hot(actions, len(logits)).double() - pi  # row i: grad_z log pi(y_i)
+    return ((r - b)[:, None] * score).mean(0)
+
+
+# ----------------------------------------------------------------------------- 03a weight space
+
+
+def ema_anchor(theta_init, trajectory, mu):
+    """The anchor after len(trajectory) EMA steps, in closed form: (1 - mu)^t theta_init plus
+    weight mu (1 - mu)^k for the policy of k steps ago."""
+    t = len(trajectory)
+    out = {k: (1 - mu) ** t * v for k, v in theta_init.items()}
+    for age, theta in enumerate(reversed(trajectory)):  # age 0: the latest policy
+        out = {k: out[k] + mu * (1 - mu) ** age * theta[k] for k in out}
+    return out
+
+
+def anchor_point(theta_sft, reward, step, mu, T):
+    """T steps with an anchor that follows the policy at rate mu (mu = 0: the SFT anchor), then
+    the policy's point in the KL-reward plane: KL to SFT (not to the anchor), exact reward."""
+    theta, anchor = theta_sft, theta_sft
+    for _ in range(T):
+        theta = step(theta, anchor)
+        anchor = weights.ema(anchor, theta, mu)  # after the step, as in the paper
+    return toy.kl(theta, theta_sft), toy.expected_reward(theta, reward)
 
 
 def slerp(theta_init, theta_1, theta_2, lam=0.5):
@@ -52,25 +95,20 @@ def slerp(theta_init, theta_1, theta_2, lam=0.5):
     return out
 
 
-def liti(theta_init, theta_merged, eta):
-    """theta_eta = (1 - eta) theta_init + eta theta_merged."""
-    return {k: (1 - eta) * theta_init[k] + eta * theta_merged[k] for k in theta_init}
+def warp_merge(theta_init, thetas, eta):
+    """theta_init of the next iteration: SLERP of the trained runs, then LITI towards it."""
+    theta_slerp = weights.slerp(theta_init, thetas)  # M >= 2 runs (Eq. 26 for M > 2)
+    return {k: (1 - eta) * theta_init[k] + eta * theta_slerp[k] for k in theta_init}  # a new dict
 
 
-def exact_kl(pi_p, pi_q):
-    """E_x KL(pi_p(.|x) || pi_q(.|x)) for (P, K) tables: mean over prompts of sum over tokens."""
-    return (pi_p * (pi_p.log() - pi_q.log())).sum(-1).mean().item()
-
-
-def optimal_policy(pi_sft, reward, beta):
-    """pi*(y|x) = pi_sft(y|x) exp(r(x,y) / beta) / Z(x), in log space (exp(r / beta) overflows)."""
-    return torch.softmax(pi_sft.log() + reward / beta, dim=-1)
-
-
-def warp_merge(record, eta):
-    """theta_init of the next iteration: LITI towards the SLERP of the trained policies."""
-    theta_slerp = weights.slerp(record["theta_init"], record["thetas"])  # not record["theta_emas"]
-    return weights.liti(record["theta_init"], theta_slerp, eta)
+def warp_loop(theta_sft, run, I, M, eta):
+    """Algorithm 1: I iterations of M runs from theta_init, SLERP of the runs, LITI."""
+    theta_init = theta_sft
+    for i in range(I):
+        thetas = [run(i, m, theta_init)[0] for m in range(M)]  # the policies, not their anchors
+        theta_slerp = weights.slerp(theta_init, thetas)
+        theta_init = weights.liti(theta_init, theta_slerp, eta)
+    return theta_init
 
 
 # ----------------------------------------------------------------------------- 04 the RL step

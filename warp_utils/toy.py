@@ -73,6 +73,7 @@ def policy_gradient(
     beta: float,
     prompts: Tensor | None = None,
     actions: Tensor | None = None,
+    baseline: str = "leave_one_out",
 ) -> State:
     """Gradient (for ascent) of E[r_beta(x, y) log pi(y|x)] with r_beta held constant (no grad):
 
@@ -80,9 +81,12 @@ def policy_gradient(
         = e_y - pi(.|x); the bias gets the sum over prompts of the logits' gradient.
 
     prompts = actions = None: the exact expectation mean_x sum_y pi r_beta (e_y - pi), which is
-    the true gradient of E[r] - beta KL(pi || pi_ema). Else N sampled (x_i, y_i): REINFORCE with a
-    leave-one-out baseline, (1/N) sum_i A_i (e_{y_i} - pi(.|x_i)) in row x_i, unbiased for it.
+    the true gradient of E[r] - beta KL(pi || pi_ema). Else N sampled (x_i, y_i): REINFORCE,
+    (1/N) sum_i A_i (e_{y_i} - pi(.|x_i)) in row x_i, unbiased for it, with A_i = r_beta_i minus
+    the mean of the other samples' r_beta (baseline="leave_one_out") or A_i = r_beta_i ("none").
     """
+    if baseline not in ("leave_one_out", "none"):
+        raise ValueError(f"baseline must be 'leave_one_out' or 'none', got {baseline!r}")
     log_pi = torch.log_softmax(logits(theta), dim=-1)
     pi = log_pi.exp()
     r_beta = reward - beta * (log_pi - torch.log_softmax(logits(theta_ema), dim=-1))
@@ -90,17 +94,51 @@ def policy_gradient(
         grad_logits = pi * (r_beta - (pi * r_beta).sum(-1, keepdim=True)) / pi.shape[0]
     else:
         n = actions.numel()
-        if n < 2:
-            raise ValueError(f"a leave-one-out baseline needs batch_size >= 2, got {n}")
         sampled = r_beta[prompts, actions]
-        # A_i = r_i - mean_{j != i} r_j = (r_i - mean) n / (n - 1): the baseline ignores sample i,
-        # so it does not bias the gradient (a plain batch mean would, by O(1/n)).
-        advantages = (sampled - sampled.mean()) * n / (n - 1)
+        if baseline == "none":
+            advantages = sampled
+        elif n < 2:
+            raise ValueError(f"a leave-one-out baseline needs batch_size >= 2, got {n}")
+        else:
+            # A_i = r_i - mean_{j != i} r_j = (r_i - mean) n / (n - 1): the baseline ignores
+            # sample i, so it does not bias the gradient (a plain batch mean would, by O(1/n)).
+            advantages = (sampled - sampled.mean()) * n / (n - 1)
         grad_logits = torch.zeros_like(pi)
         grad_logits.index_put_((prompts, actions), advantages, accumulate=True)
         grad_logits.index_add_(0, prompts, -advantages[:, None] * pi[prompts])
         grad_logits /= n
     return {"table": grad_logits, "bias": grad_logits.sum(0)}
+
+
+def make_step(
+    reward: Tensor, *, beta: float, lr: float, batch_size: int, generator: torch.Generator
+) -> Callable[[State, State], State]:
+    """step(theta, theta_anchor) -> theta after one SGD ascent step of REINFORCE on a sampled
+    batch: batch_size prompts drawn uniformly, one token each from pi_theta, r_beta penalised
+    towards theta_anchor. Each call draws the next batch from `generator`."""
+    num_prompts = reward.shape[0]
+
+    def step(theta: State, theta_anchor: State) -> State:
+        prompts = torch.randint(num_prompts, (batch_size,), generator=generator)
+        actions = torch.multinomial(probs(theta)[prompts], 1, generator=generator).squeeze(1)
+        grad = policy_gradient(theta, theta_anchor, reward, beta, prompts, actions)
+        return {k: theta[k] + lr * grad[k] for k in theta}
+
+    return step
+
+
+def anchored_run(
+    theta_init: State, step: Callable[[State, State], State], T: int, mu: float
+) -> tuple[State, State]:
+    """T steps from theta_init, the anchor starting at theta_init and moving by an EMA step of
+    rate mu after every optimiser step (mu = 0: the anchor stays at theta_init, as in RLHF with
+    an SFT anchor). Returns (theta, theta_ema)."""
+    theta = {k: v.clone() for k, v in theta_init.items()}
+    theta_ema = {k: v.clone() for k, v in theta_init.items()}
+    for _ in range(T):
+        theta = step(theta, theta_ema)
+        theta_ema = ema(theta_ema, theta, mu)  # after every optimiser step, as in the paper
+    return theta, theta_ema
 
 
 def rl_run(
@@ -116,16 +154,52 @@ def rl_run(
 ) -> tuple[State, State]:
     """One RL run from theta_init with its own EMA anchor: T steps of SGD ascent on sampled
     (prompt, token) batches. Returns (theta_m, theta_ema)."""
-    theta = {k: v.clone() for k, v in theta_init.items()}
-    theta_ema = {k: v.clone() for k, v in theta_init.items()}
-    num_prompts = reward.shape[0]
-    for _ in range(T):
-        prompts = torch.randint(num_prompts, (batch_size,), generator=generator)
-        actions = torch.multinomial(probs(theta)[prompts], 1, generator=generator).squeeze(1)
-        grad = policy_gradient(theta, theta_ema, reward, beta, prompts, actions)
-        theta = {k: theta[k] + lr * grad[k] for k in theta}
-        theta_ema = ema(theta_ema, theta, mu)  # after every optimiser step, as in the paper
-    return theta, theta_ema
+    step = make_step(reward, beta=beta, lr=lr, batch_size=batch_size, generator=generator)
+    return anchored_run(theta_init, step, T, mu)
+
+
+def make_run(
+    reward: Tensor,
+    *,
+    T: int = 50,
+    mu: float = 0.01,
+    beta: float = 0.1,
+    lr: float = 4.0,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> Callable[[int, int, State], tuple[State, State]]:
+    """run(i, m, theta_init) -> (theta_m, theta_ema): run m of WARP iteration i, trained by
+    `rl_run` from theta_init on its own seeded generator: runs differ, re-runs are identical."""
+
+    def run(i: int, m: int, theta_init: State) -> tuple[State, State]:
+        generator = torch.Generator().manual_seed(1_000_003 * seed + 1_009 * i + m)
+        return rl_run(theta_init, reward, T=T, mu=mu, beta=beta, lr=lr, batch_size=batch_size,
+                      generator=generator)
+
+    return run
+
+
+def algorithm1(
+    theta_init: State,
+    run: Callable[[int, int, State], tuple[State, State]],
+    *,
+    I: int,
+    M: int,
+    eta: float,
+    merge: Callable[..., State] = slerp,
+) -> list[dict]:
+    """Algorithm 1's loop around any `run(i, m, theta_init) -> (theta_m, theta_ema)`: one record
+    per iteration (see `warp`)."""
+    history = []
+    theta_init = {k: v.clone() for k, v in theta_init.items()}
+    for i in range(I):
+        thetas, theta_emas = zip(*(run(i, m, theta_init) for m in range(M)))
+        theta_merged = merge(theta_init, list(thetas))  # the trained policies, not their EMAs
+        theta_next = liti(theta_init, theta_merged, eta)
+        history.append({"theta_init": theta_init, "thetas": list(thetas), "theta_emas": list(theta_emas),
+                        "theta_merged": theta_merged, "theta_next": theta_next})
+        theta_init = theta_next
+    return history
 
 
 def warp(
@@ -150,37 +224,8 @@ def warp(
 
     Run m of iteration i draws from its own seeded generator: runs differ, re-runs are identical,
     and the runs of a SLERP and a LERP call with the same seed see the same first iteration."""
-    history = []
-    theta_init = {k: v.clone() for k, v in theta_sft.items()}
-    for i in range(I):
-        thetas, theta_emas = [], []
-        for m in range(M):
-            generator = torch.Generator().manual_seed(1_000_003 * seed + 1_009 * i + m)
-            theta, theta_ema = rl_run(
-                theta_init,
-                reward,
-                T=T,
-                mu=mu,
-                beta=beta,
-                lr=lr,
-                batch_size=batch_size,
-                generator=generator,
-            )
-            thetas.append(theta)
-            theta_emas.append(theta_ema)
-        theta_merged = merge(theta_init, thetas)  # the trained policies, not their EMAs
-        theta_next = liti(theta_init, theta_merged, eta)
-        history.append(
-            {
-                "theta_init": theta_init,
-                "thetas": thetas,
-                "theta_emas": theta_emas,
-                "theta_merged": theta_merged,
-                "theta_next": theta_next,
-            }
-        )
-        theta_init = theta_next
-    return history
+    run = make_run(reward, T=T, mu=mu, beta=beta, lr=lr, batch_size=batch_size, seed=seed)
+    return algorithm1(theta_sft, run, I=I, M=M, eta=eta, merge=merge)
 
 
 def liti_path(
@@ -194,6 +239,24 @@ def liti_path(
         kls.append(kl(theta, theta_ref))
         rewards.append(expected_reward(theta, reward))
     return kls, rewards
+
+
+def lmc_barrier(theta_a: State, theta_b: State, reward: Tensor, points: int = 21) -> float:
+    """The reward barrier on the straight line between two policies (linear mode connectivity):
+
+        max over interior t of [ (1 - t) R(theta_a) + t R(theta_b) - R((1 - t) theta_a + t theta_b) ],
+
+    the largest dip of the exact expected reward R below the chord between the ends, over the
+    `points` evenly spaced t in [0, 1] without the two ends. Positive: a barrier; <= 0: none (the
+    reward along the line never falls below the chord at these points)."""
+    if points < 3:
+        raise ValueError(f"points must be >= 3 (at least one interior point), got {points}")
+    r_a, r_b = expected_reward(theta_a, reward), expected_reward(theta_b, reward)
+    dips = []
+    for t in torch.linspace(0, 1, points, dtype=torch.float64)[1:-1].tolist():
+        chord = (1 - t) * r_a + t * r_b
+        dips.append(chord - expected_reward(liti(theta_a, theta_b, t), reward))
+    return max(dips)
 
 
 # ----------------------------------------------------------------------------- the optimal front
