@@ -25,7 +25,7 @@
 # **Prerequisites**: softmax and log-probabilities, the KL divergence, gradients; notebooks 00-02
 # (what $\pi_{\text{sft}}$, $r$ and the prompts are). No model is loaded here.
 #
-# **Time**: under a minute to run on 2 CPU cores; 30-45 min to read and do the 3 exercises.
+# **Time**: <!-- run -->seconds<!-- /run --> to run on 2 CPU cores; 30-45 min to read and do the 3 exercises.
 # Notebook 03a builds WARP's weight-space operations on the same toy problem.
 #
 # **Symbols introduced here** (all collected in the glossary of notebook 00):

@@ -24,7 +24,7 @@
 # **Prerequisites**: notebook 03 (the objective, its exact front, the toy bandit, the policy gradient).
 # Appendix 03b (optional) derives Lemmas 1-2 and Eq. 26; the glossary of notebook 00 has every symbol.
 #
-# **Time**: under a minute to run on 2 CPU cores; 30-45 min to read and do the 5 exercises.
+# **Time**: <!-- run -->seconds<!-- /run --> to run on 2 CPU cores; 30-45 min to read and do the 5 exercises.
 #
 # Acronyms: **EMA** exponential moving average, **SLERP** spherical linear interpolation, **LERP**
 # linear interpolation, **LITI** linear interpolation towards initialisation.

@@ -22,7 +22,7 @@
 # **Prerequisites**: notebooks 03 (the toy bandit) and 03a (task vectors, SLERP, LITI); for section 3,
 # cumulants of a distribution (mean, variance, third cumulant) and the log-partition function.
 #
-# **Time**: seconds to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
+# **Time**: <!-- run -->seconds<!-- /run --> to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
 
 # %%
 from warp_utils.environment import check_environment

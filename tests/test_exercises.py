@@ -208,7 +208,7 @@ def test_objective_oracle_has_the_closed_form_value_at_the_optimum_and_the_infin
     assert float(exercise_cases.objective_oracle(pi, sft_zero, reward, 0.1)) == -math.inf
 
 
-def test_r_beta_grader_needs_the_detach_and_the_loss_grader_sees_it_in_the_gradient():
+def test_the_loss_grader_sees_an_undetached_penalty_in_the_gradient():
     # the undetached loss has the right value: only its gradient gives it away
     _, logprobs, rewards, log_ratio = exercise_cases.loss_inputs(0)
     right = solutions.reinforce_loss(logprobs, rewards, log_ratio, 0.1)

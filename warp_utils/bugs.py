@@ -235,16 +235,13 @@ def warp_loop_runs_from_sft(theta_sft, run, I, M, eta):
 # ----------------------------------------------------------------------------- 04
 
 
-def r_beta_not_detached(rewards, log_ratio, beta):
-    return rewards - beta * log_ratio  # gradient flows through the penalty
-
-
-def r_beta_plus(rewards, log_ratio, beta):
-    return (rewards + beta * log_ratio).detach()  # rewards moving away from the anchor
-
-
 def reinforce_loss_kl_not_detached(logprobs, rewards, log_ratio, beta):
     r_beta = rewards - beta * log_ratio  # log_ratio carries the policy's graph
+    return -((r_beta - r_beta.mean()) * logprobs).mean()
+
+
+def reinforce_loss_penalty_plus(logprobs, rewards, log_ratio, beta):
+    r_beta = (rewards + beta * log_ratio).detach()  # rewards moving away from the anchor
     return -((r_beta - r_beta.mean()) * logprobs).mean()
 
 
@@ -316,9 +313,8 @@ BUGS = {
     "warp_loop": {"SLERP of the EMA models": warp_loop_slerp_of_emas,
                   "LITI skipped": warp_loop_liti_skipped,
                   "runs started from theta_sft": warp_loop_runs_from_sft},
-    "kl_regularized_reward": {"KL penalty not detached": r_beta_not_detached,
-                              "penalty with the wrong sign": r_beta_plus},
     "reinforce_loss": {"KL penalty not detached": reinforce_loss_kl_not_detached,
+                       "KL penalty with the wrong sign": reinforce_loss_penalty_plus,
                        "sign flipped (descends the reward)": reinforce_loss_ascends},
     "response_mask": {"tokens after EOS counted": response_mask_after_eos_counted,
                       "mask from ids != pad (eos = pad)": response_mask_not_pad},

@@ -13,7 +13,7 @@ import importlib.util
 REQUIRED = {"torch": "torch", "transformers": "transformers", "trl": "trl", "datasets": "datasets",
             "tokenizers": "tokenizers", "accelerate": "accelerate", "pandas": "pandas",
             "matplotlib": "matplotlib", "ipywidgets": "ipywidgets", "tqdm": "tqdm",
-            "vaderSentiment": "vaderSentiment", "scipy": "scipy"}
+            "vaderSentiment": "vaderSentiment", "scipy": "scipy", "sklearn": "scikit-learn"}
 
 
 def missing_packages() -> list[str]:

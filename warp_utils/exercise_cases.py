@@ -296,16 +296,6 @@ def loss_inputs(seed, batch=8):
     return w, logprobs, rewards, log_ratio
 
 
-def r_beta_cases(fn):
-    out = []
-    for seed, beta in ((0, 0.1), (1, 0.5)):
-        _, _, rewards, log_ratio = loss_inputs(seed)
-        r_beta = call(fn, rewards, log_ratio, beta)
-        out += [(f"beta = {beta}", r_beta), (f"beta = {beta}: r_beta is a constant (no grad)",
-                                             not torch.as_tensor(r_beta).requires_grad)]
-    return out
-
-
 def loss_cases(fn):
     out = []
     for seed, beta in ((0, 0.1), (1, 0.5)):

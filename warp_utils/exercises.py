@@ -46,7 +46,6 @@ from .exercise_cases import (
     pg_cases,
     pg_expected,
     pg_oracle,
-    r_beta_cases,
     sequence_kl_cases,
     sequence_kl_oracle,
     slerp_cases,
@@ -108,8 +107,6 @@ EXERCISES = {
                           "for i: thetas = [run(i, m, theta_init)[0] for m in range(M)] (from theta_init, "
                           "the policies, not their anchors); theta_init = liti(theta_init, "
                           "slerp(theta_init, thetas), eta)"),
-    "kl_regularized_reward": Exercise(rl.kl_regularized_reward, r_beta_cases,
-                                      "r - beta * log_ratio, detached: r_beta is a weight, not a loss"),
     "reinforce_loss": Exercise(loss_oracle, loss_cases,
                                "minus the mean of (r_beta - mean r_beta) * logprobs, with r_beta "
                                "detached (log_ratio comes with the policy's graph)"),

@@ -114,11 +114,6 @@ def warp_loop(theta_sft, run, I, M, eta):
 # ----------------------------------------------------------------------------- 04 the RL step
 
 
-def kl_regularized_reward(rewards, log_ratio, beta):
-    """r_beta = r - beta log(pi / pi_ema): a constant weight in the policy gradient, so detached."""
-    return (rewards - beta * log_ratio).detach()
-
-
 def reinforce_loss(logprobs, rewards, log_ratio, beta):
     """-mean_i (r_beta_i - mean_j r_beta_j) log pi(y_i|x_i), r_beta detached."""
     r_beta = (rewards - beta * log_ratio).detach()
