@@ -208,7 +208,7 @@ def claim_sentence(claim: dict) -> str:
 FINAL_POLICY = "slerp_2"  # theta_slerp_I of the default run: the policy WARP returns
 ENDPOINT_COLUMNS = {"reward_sd": "reward (SFT sd)", "reward_mean": "raw reward", "kl_to_sft": "KL to SFT",
                     "heldout_sentiment": "held-out sentiment", "degenerate_share": "degenerate share",
-                    "hacked_share": "hacked share"}
+                    "hacked_share": "hacked share", "hacked_vs_sft": "hacked share minus SFT's"}
 
 
 # the endpoints whose hacking verdict the results state: WARP's policy, and the study whose larger
@@ -327,6 +327,9 @@ def render_markdown(results: dict) -> str:
                      f"| {mde} | **{c['verdict']}** |")
     lines += ["", *[f"- {claim_sentence(c)}" for c in results["claims"]], ""]
     points = pd.DataFrame(results["points"])
+    if "hacked_share" in points and "hacked_share" in results["sft"]:  # the hacked share relative to SFT's
+        points["hacked_vs_sft"] = points["hacked_share"] - results["sft"]["hacked_share"]
+        results = {**results, "sft": {**results["sft"], "hacked_vs_sft": 0.0}}
     columns = [c for c in ENDPOINT_COLUMNS if c in points]
     table = points.groupby("policy", sort=False)[columns].agg(["mean", "std"])
     lines += ["Endpoints (mean ± sd across seeds; SFT in the first row):", "",
