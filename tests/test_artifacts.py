@@ -160,6 +160,22 @@ def test_a_process_waits_for_the_lock_holder_and_says_so(tmp_path):
     assert child.exitcode == 0 and len(builds.read_text().split()) == 1
 
 
+def test_no_wait_is_said_for_a_folder_that_is_built_already(tmp_path):
+    folder, builds, said = tmp_path / "sft_policy", tmp_path / "builds.txt", tmp_path / "said.txt"
+    build_once(folder, CONFIG, lambda out: (out / "model.bin").write_bytes(b"weights") and None, log=None)
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    with artifacts.folder_lock(folder, log=None):  # this process only checks it (a sibling worker)
+        child = context.Process(target=_slow_build, args=(folder, builds, start, said))
+        child.start()
+        start.set()
+        time.sleep(1.0)  # the child is blocked on the lock by now
+        assert child.is_alive()
+    child.join(60)
+    assert child.exitcode == 0 and not builds.exists()  # found fresh: nothing built
+    assert not said.exists()  # and no "waiting for another process building" line: nothing was built
+
+
 def _nested_locks(folder, start):
     start.wait()
     with artifacts.folder_lock(folder), artifacts.folder_lock(folder):  # flock twice would block for ever

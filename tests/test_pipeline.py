@@ -49,9 +49,10 @@ def smoke_args():
 
 def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path):
     env = {"WARP_IMDB_DIR": str(fake_imdb), "WARP_DATA_ROOT": str(tmp_path / "data")}
-    first = cli("run", "--seeds", "1", "--headline-seeds", "2", *smoke_args(), env=env)
+    first = cli("run", "--seeds", "1", "--headline-seeds", "2", "--workers", "2", *smoke_args(), env=env)
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
+    assert "waiting for another process" not in first.stdout  # nothing raced: no wait to report
     name = next(line.split(": ")[1] for line in first.stdout.splitlines() if line.startswith("profile: "))
     assert name.startswith("tiny-set-")
     root = tmp_path / "data" / "artifacts" / name

@@ -138,11 +138,14 @@ def lock_path(folder: Path) -> Path:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, log: Callable[[str], None] | None = progress_log):
+def folder_lock(folder: Path, log: Callable[[str], None] | None = progress_log,
+                unbuilt: Callable[[], bool] | None = None):
     """Hold the exclusive lock of `folder` among this machine's processes (fcntl.flock); re-entrant
     within a process; released by the OS if the process dies. `log` gets one line when another
-    process holds it. Only the main rank builds under torchrun (cli._stage) and each run folder
-    has one owner rank, so no build waits here for a rank that waits for it in a collective."""
+    process holds it, unless `unbuilt()` says the folder is built already (the other process is
+    only checking it: saying "waiting for a build" would be false). Only the main rank builds
+    under torchrun (cli._stage) and each run folder has one owner rank, so no build waits here for
+    a rank that waits for it in a collective."""
     key = str(Path(folder).resolve())
     if fcntl is None or key in _held:
         _held[key] = _held.get(key, 0) + 1
@@ -159,7 +162,7 @@ def folder_lock(folder: Path, log: Callable[[str], None] | None = progress_log):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            if log is not None:
+            if log is not None and (unbuilt is None or unbuilt()):
                 log(f"waiting for another process building {Path(folder).name} ({folder})")
             fcntl.flock(handle, fcntl.LOCK_EX)
         _held[key] = 1
@@ -186,7 +189,7 @@ def build_once(folder: Path, config, build: Callable[[Path], dict | None], fresh
     holds the folder's lock (that process's build is then found fresh here, not built twice).
     """
     folder = Path(folder)
-    with folder_lock(folder, log):
+    with folder_lock(folder, log, unbuilt=lambda: fresh or status(folder, config, version)[0] != "fresh"):
         return _build_locked(folder, config, build, fresh, version, log)
 
 
