@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from warp_utils import toy
-from warp_utils.weights import ema_, lerp, liti, slerp, task_vector
+from warp_utils.weights import ema_, lerp, liti, slerp, task_norm, task_vector
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tensors here are tiny: extra threads only add synchronisation
@@ -104,10 +104,6 @@ def task_vectors_at_angle(omega, length, dim=1000, seed=0):
     delta_1 = length * basis[:, 0]
     delta_2 = length * (math.cos(omega) * basis[:, 0] + math.sin(omega) * basis[:, 1])
     return init, {"w": init["w"] + delta_1}, {"w": init["w"] + delta_2}
-
-
-def task_norm(theta, theta_init):
-    return (theta["w"] - theta_init["w"]).norm().item()
 
 
 length, lams = 2.0, np.linspace(0, 1, 41)

@@ -62,16 +62,16 @@ import matplotlib.pyplot as plt
 import torch
 
 from warp_utils.config import get_profile, shown_path
-from warp_utils.pipeline import ensure_warp_run, load_components, warp_run_dir
-from warp_utils.runtime import Execution, local_workers
+from warp_utils.pipeline import ensure_warp_run, notebook_components, warp_run_dir
+from warp_utils.progress import step_printer
 
 profile = get_profile()
 print("profile:", profile.name)
 config, sampling = profile.warp, profile.sampling
 print(config)
 print(sampling)
-# builds the SFT policy, reward model and prompts if missing; WARP's runs train on local_workers() processes
-parts = load_components(profile, Execution(workers=local_workers(), progress_bars=False))
+# builds the SFT policy, reward model and prompts if missing; WARP's runs train on this machine's cores
+parts = notebook_components(profile)
 policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts.reward_scorer, parts.prompts
 
 # %% [markdown]
@@ -297,16 +297,11 @@ print("moved from SFT:", sum(float((theta_init[k] - v).abs().sum()) for k, v in 
 #
 # The $M$ runs of an iteration are independent (each starts from $\theta_{\text{init}}$ and sees its
 # own prompts), so they can train side by side, one per CPU core: that is what
-# `Execution(workers=local_workers())` asks for, and the result is the same as training them one
+# `notebook_components` asks for, and the result is the same as training them one
 # after the other. `progress` prints one line every 25 steps.
 
 # %%
-def progress(row, every=25):
-    if row["step"] % every == 0:
-        print(f"iteration {row['iteration']} run {row['run']} step {row['step']}/{config.T}: "
-              f"reward {row['reward_mean']:+.2f}, KL to SFT {row['kl_to_sft']:.2f}", flush=True)
-
-
+progress = step_printer(config.T)  # one line every 25 steps
 result = ensure_warp_run(profile, components=parts, step_callback=progress)
 metrics = result.metrics
 print("run directory:", shown_path(warp_run_dir(profile, config)))  # relative to the data folder
@@ -359,11 +354,7 @@ before_after_table(prompt_texts, evaluation["sft"]["completions"][:6], evaluatio
 #   $\|\theta^m_{\text{ema}} - \theta_{\text{init}}\| < \|\theta^m - \theta_{\text{init}}\|$.
 
 # %%
-from warp_utils.weights import task_vector
-
-
-def distance(state, origin):
-    return sum(float(v.double().pow(2).sum()) for k, v in task_vector(state, origin).items() if v.is_floating_point()) ** 0.5
+from warp_utils.weights import task_norm as distance  # |state - origin| over every float tensor
 
 
 print(f"test reward: sft {evaluation['sft']['reward_mean']:.3f} -> warp {evaluation['warp']['reward_mean']:.3f}")

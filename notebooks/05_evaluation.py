@@ -70,18 +70,18 @@ from IPython.display import display
 
 from warp_utils.config import get_profile, shown_path
 from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
-from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, load_components, warp_run_dir
+from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, warp_run_dir
 from warp_utils.plots import plot_bars, plot_front
 from warp_utils.results import FRONT_CLAIMS, committed_claims, one_seed_verdict
-from warp_utils.runtime import Execution, local_workers
-from warp_utils.weights import lerp, liti, slerp
+from warp_utils.progress import step_printer
+from warp_utils.weights import lerp, liti, slerp, task_norm
 
 notebook_start = time.perf_counter()
 profile = get_profile()
 print("profile:", profile.name)
 config, sampling = profile.warp, profile.sampling
 print(config)
-parts = load_components(profile, Execution(workers=local_workers(), progress_bars=False))
+parts = notebook_components(profile)
 policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts.reward_scorer, parts.prompts
 theta_sft = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
@@ -99,17 +99,8 @@ print(f"{len(test_prompts)} test prompts, etas {ETAS}")
 # iteration starts from).
 
 # %%
-def progress(name, T, every=25):
-    def callback(row):
-        if row["step"] % every == 0:
-            print(f"{name} iteration {row['iteration']} run {row['run']} step {row['step']}/{T}: "
-                  f"reward {row['reward_mean']:+.2f}, KL to SFT {row['kl_to_sft']:.2f}", flush=True)
-    return callback
-
-
-# Trains only if the run is missing (notebook 04 normally trained it). No tqdm bars here: hundreds
-# of redraws per run can overflow a headless kernel's output channel; `progress` prints a line.
-result = ensure_warp_run(profile, components=parts, step_callback=progress("WARP", config.T))
+# Trains only if the run is missing (notebook 04 normally trained it); a line every 25 steps.
+result = ensure_warp_run(profile, components=parts, step_callback=step_printer(config.T, names="WARP"))
 print("run directory:", shown_path(warp_run_dir(profile, config)))  # relative to the data folder
 work = copy.deepcopy(policy)  # one working copy: every state is loaded into it in turn
 evaluated = {}  # evaluate_policy's cache: a front's eta = 0 (SFT) and eta = 1 are rows of the table
@@ -289,7 +280,7 @@ print(f"WARP: {config.I * config.M * config.T} steps; baselines: {baseline_T} st
 # trained once (side by side, one process each, when parts.execution.workers = 2), then loaded from disk
 baseline_names, configs = zip(*baseline_configs.values())
 runs = ensure_warp_runs(profile, configs, names=baseline_names, components=parts,
-                        step_callback=lambda k, row: progress(baseline_names[k], baseline_T)(row))
+                        step_callback=step_printer(baseline_T, names=baseline_names))
 baselines = dict(zip(baseline_configs, runs))
 baseline_fronts = [pareto_front(theta_sft, run.final, ETAS, label=label, **front_args)
                    for label, run in baselines.items()]
@@ -312,16 +303,11 @@ theta_lerp_1 = lerp(theta_sft, result.theta_runs[0])
 assert all(torch.allclose(theta_slerp_1[k], result.theta_slerp[0][k], atol=1e-6) for k in theta_sft)
 
 
-def norm_of_task_vector(state):
-    return sum(float((state[k] - theta_sft[k]).double().pow(2).sum()) for k in theta_sft
-               if theta_sft[k].is_floating_point()) ** 0.5
-
-
 for name, state in [*((f"run {m + 1}", s) for m, s in enumerate(result.theta_runs[0])),
                     ("SLERP", theta_slerp_1), ("LERP", theta_lerp_1)]:
-    print(f"|theta - theta_sft| {name:6s} = {norm_of_task_vector(state):.4f}")
-run_norms = [norm_of_task_vector(s) for s in result.theta_runs[0]]
-kept = norm_of_task_vector(theta_lerp_1) / (sum(run_norms) / len(run_norms))
+    print(f"|theta - theta_sft| {name:6s} = {task_norm(state, theta_sft):.4f}")
+run_norms = [task_norm(s, theta_sft) for s in result.theta_runs[0]]
+kept = task_norm(theta_lerp_1, theta_sft) / (sum(run_norms) / len(run_norms))
 print(f"LERP keeps {kept:.0%} of the runs' mean task-vector norm; orthogonal task vectors would keep "
       f"{1 / 2 ** 0.5:.0%} (notebook 03a) and identical ones all of it: the shrink measures how far apart the runs went.")
 slerp_front = warp_fronts[0].assign(label="SLERP (iteration 1)")

@@ -73,17 +73,17 @@ from warp_utils.evaluation import (
     reward_at_kl,
 )
 from warp_utils import judges
-from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, load_components, run_name
+from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, run_name
 from warp_utils.plots import plot_front, plot_study_curves
 from warp_utils.results import FRONT_CLAIMS, POINT_CLAIMS, committed_claims, one_seed_verdict
-from warp_utils.runtime import Execution, local_workers
+from warp_utils.progress import step_printer
 
 notebook_start = time.perf_counter()
 transformers_logging.disable_progress_bar()  # dozens of cached runs load: no bar per checkpoint
 profile = get_profile()
 config, sampling = profile.warp, profile.sampling
 print("profile:", profile.name, "| default run:", config)
-parts = load_components(profile, Execution(workers=local_workers(), progress_bars=False))
+parts = notebook_components(profile)
 policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts.reward_scorer, parts.prompts
 theta_sft = {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
@@ -111,12 +111,7 @@ configs = list(dict.fromkeys(cfg for grid in studies.values() for cfg in grid.va
 configs.sort(key=lambda cfg: -cfg.M * cfg.T)  # longest first: both workers stay busy to the end
 
 
-def progress(k, row, every=25):
-    if row["step"] % every == 0:
-        print(f"{run_name(config, configs[k])} run {row['run']} step {row['step']}/{base.T}: "
-              f"reward {row['reward_mean']:+.2f}, KL to SFT {row['kl_to_sft']:.2f}", flush=True)
-
-
+progress = step_printer(base.T, names=[run_name(config, cfg) for cfg in configs])  # a line every 25 steps
 started = time.perf_counter()
 results = dict(zip(configs, ensure_warp_runs(profile, configs, components=parts, step_callback=progress)))
 print(f"{len(configs)} configurations ready in {time.perf_counter() - started:.0f} s (any missing run "

@@ -207,3 +207,15 @@ def test_the_artifact_log_is_quiet_in_a_notebook_and_shown_elsewhere(tmp_path, m
     monkeypatch.setattr(progress, "_in_notebook", lambda: True)
     rebuild_damaged("folder_shown")
     assert "rebuilding folder_shown" in capsys.readouterr().out
+
+
+def test_the_step_printer_prints_every_kth_step_with_its_name(capsys):
+    from warp_utils.progress import step_printer
+
+    row = {"iteration": 1, "run": 2, "step": 25, "reward_mean": 0.5, "kl_to_sft": 1.25}
+    step_printer(50)(row)
+    step_printer(50, names="WARP")({**row, "step": 24})  # not a 25th step: nothing
+    step_printer(50, names=["mu=0.05", "lr=0.001"])(1, row)  # ensure_warp_runs' (k, row)
+    assert capsys.readouterr().out.splitlines() == [
+        "iteration 1 run 2 step 25/50: reward +0.50, KL to SFT 1.25",
+        "lr=0.001 iteration 1 run 2 step 25/50: reward +0.50, KL to SFT 1.25"]

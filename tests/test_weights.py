@@ -405,3 +405,12 @@ def test_structural_errors_raise_naming_the_key():
         task_vector(reshaped, init)
     with pytest.raises(ValueError, match="weight"):
         ema_(nn.Linear(2, 3), nn.Linear(2, 2), 0.1)
+
+
+def test_task_norm_is_the_float64_norm_of_the_whole_task_vector():
+    from warp_utils.weights import task_norm
+
+    init = {"w": torch.zeros(2, 2), "b": torch.ones(3), "steps": torch.tensor([7])}
+    theta = {"w": torch.tensor([[3.0, 0.0], [0.0, 0.0]]), "b": torch.tensor([1.0, 5.0, 1.0]), "steps": torch.tensor([7])}
+    assert task_norm(theta, init) == pytest.approx(5.0, abs=1e-12)  # sqrt(3^2 + 4^2): the int tensor left out
+    assert task_norm(init, init) == 0.0

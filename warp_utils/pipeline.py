@@ -37,6 +37,14 @@ def load_components(profile: Profile | str | None = None, execution: Execution |
     return Components(policy, tokenizer, scorer, prompts, profile.sampling, execution).with_device()
 
 
+def notebook_components(profile: Profile | str | None = None) -> Components:
+    """load_components as a notebook wants them: WARP's runs on this machine's cores
+    (runtime.local_workers), no tqdm bars (a notebook prints a line per step instead)."""
+    from .runtime import local_workers
+
+    return load_components(profile, Execution(workers=local_workers(), progress_bars=False))
+
+
 def run_name(default: WarpConfig, config: WarpConfig) -> str | None:
     """None for the default config, else the changed fields, e.g. `mu=0.05_I=1`."""
     changes = [

@@ -20,6 +20,22 @@ class _Stdout(logging.Handler):
         print(record.getMessage(), file=sys.stdout, flush=True)
 
 
+def step_printer(T: int, every: int = 25, names=None):
+    """A step callback for training in a notebook: one line every `every` steps, no redrawn bar
+    (hundreds of redraws can overflow a headless kernel's output). Takes `row`, or `(k, row)` as
+    pipeline.ensure_warp_runs passes; `names`: a label, or one label per k."""
+
+    def callback(*args) -> None:
+        k, row = (None, args[0]) if len(args) == 1 else args
+        if row["step"] % every:
+            return
+        name = names[k] if k is not None and names is not None and not isinstance(names, str) else names
+        print(f"{name + ' ' if name else ''}iteration {row['iteration']} run {row['run']} step {row['step']}/{T}: "
+              f"reward {row['reward_mean']:+.2f}, KL to SFT {row['kl_to_sft']:.2f}", flush=True)
+
+    return callback
+
+
 def log(message: str) -> None:
     """One line of what happened to an artifact (rebuilt and why, resumed, waited for). Shown on a
     command line; kept quiet in a notebook, where a learner reads results, not the cache's life

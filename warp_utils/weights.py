@@ -117,6 +117,14 @@ def task_vector(theta: StateDict, theta_init: StateDict) -> dict[str, Tensor]:
     return out
 
 
+
+def task_norm(theta: StateDict, theta_init: StateDict) -> float:
+    """|theta - theta_init|: the norm of the whole task vector (every float tensor), in float64.
+    SLERP keeps it (Lemma 1), LERP shrinks it (Lemma 2)."""
+    delta = task_vector(theta, theta_init)
+    return math.sqrt(sum(float(d.double().pow(2).sum()) for k, d in delta.items()
+                         if theta_init[k].is_floating_point()))
+
 def _ema_tensor(ema_value: Tensor, value: Tensor, mu: float) -> Tensor:
     return ((1.0 - mu) * _up(ema_value, ema_value) + mu * _up(value, ema_value)).to(ema_value.dtype)
 
