@@ -43,7 +43,7 @@ def cpu_model() -> str:
 
 def run(data_root: Path, update_docs: bool) -> dict:
     if data_root.exists() and any((data_root / "artifacts").glob("*")):
-        sys.exit(f"error: --data-root {data_root} already holds artifacts: the timing must start from nothing")
+        raise ValueError(f"--data-root {data_root} already holds artifacts: the timing must start from nothing")
     env = {**os.environ, "WARP_DATA_ROOT": str(data_root.resolve())}
     command = COMMAND + (["--update-docs"] if update_docs else [])
     load = os.getloadavg()[0]
@@ -51,7 +51,8 @@ def run(data_root: Path, update_docs: bool) -> dict:
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        sys.exit(f"error: the command failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ValueError(f"the timed command failed with status {done.returncode}: {last}")
     stages = {m.group(1): float(m.group(2)) for m in map(STAGE.match, done.stdout.splitlines()) if m}
     return {"date": datetime.date.today().isoformat(), "command": " ".join(["python", *command[1:]]),
             "seconds": round(seconds, 1), "stages": stages, "load_average_at_start": round(load, 2),
@@ -77,8 +78,12 @@ def main(argv=None) -> int:
     if args.update_readme:
         return readme_blocks.update_from_result(
             RESULT, "main_command.py", lambda result: readme_blocks.replace_block(README, BEGIN, END, render(result)))
-    with tempfile.TemporaryDirectory(prefix="warp_main_") as scratch:
-        result = run(args.data_root or Path(scratch) / "data", args.update_docs)
+    try:
+        with tempfile.TemporaryDirectory(prefix="warp_main_") as scratch:
+            result = run(args.data_root or Path(scratch) / "data", args.update_docs)
+    except ValueError as error:  # one line, exit 2, no result file written
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     RESULT.write_text(json.dumps(result, indent=1) + "\n")
     print(render(result))
     readme_blocks.replace_block(README, BEGIN, END, render(result))

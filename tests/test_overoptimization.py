@@ -19,14 +19,14 @@ def test_training_curve_averages_each_step_and_standardizes_the_proxy():
     samples = pd.DataFrame({"iteration": [1, 1, 1, 2, 2], "step": [1, 1, 5, 1, 1],
                             "reward": [1.0, 3.0, 5.0, 7.0, 9.0], "kl": [0.0, 0.2, 1.0, 2.0, 4.0]})
     judged = pd.DataFrame({"heldout_sentiment": [0.5, 0.7, 0.6, 0.2, 0.4], "hacked": [False, True, False, True, True]})
-    out = oo.training_curve(samples, judged, T=5, sft_mean=1.0, sft_sd=2.0)
+    out = oo.training_curve(samples, judged, T=5, sft_rewards=[-1.0, 1.0, 3.0])  # mean 1, sd 2
     assert out["global_step"].tolist() == [1, 5, 6]  # iteration 2's step 1 follows iteration 1's T = 5
     assert out["kl"].tolist() == pytest.approx([0.1, 1.0, 3.0])
     assert out["proxy"].tolist() == pytest.approx([0.5, 2.0, 3.5])  # (mean r - 1) / 2
     assert out["heldout_sentiment"].tolist() == pytest.approx([0.6, 0.6, 0.3])
     assert out["hacked_share"].tolist() == pytest.approx([0.5, 0.0, 1.0])
     with pytest.raises(ValueError, match="one row per sample"):
-        oo.training_curve(samples, judged.iloc[:3], T=5, sft_mean=0.0, sft_sd=1.0)
+        oo.training_curve(samples, judged.iloc[:3], T=5, sft_rewards=[-1.0, 1.0])
 
 
 def test_mean_curve_interpolates_every_seed_on_the_shared_range():

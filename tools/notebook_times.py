@@ -52,18 +52,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    times, stale = measured(), []
+    if not RESULT.is_file():
+        print(f"error: no {RESULT.relative_to(ROOT)}: run `python benchmarks/notebooks.py` first", file=sys.stderr)
+        return 2
+    times, rendered = measured(), {}
     for path in sorted(NOTEBOOKS.glob("*.py")):
-        text = path.read_text()
-        new = render(text, times.get(path.stem))
-        if new != text:
-            stale.append(path)
-            if not args.check:
-                path.write_text(new)
+        try:
+            rendered[path] = render(path.read_text(), times.get(path.stem))
+        except ValueError as error:  # every notebook is rendered before any is written
+            print(f"error: {path.name}: {error}", file=sys.stderr)
+            return 2
+    stale = [path for path, new in rendered.items() if new != path.read_text()]
     if args.check:
         for path in stale:
             print(f"{path.name}: run time differs from {RESULT.name}", file=sys.stderr)
         return 1 if stale else 0
+    for path in stale:
+        path.write_text(rendered[path])
     if stale:
         subprocess.run([sys.executable, "-m", "jupytext", "--sync", *map(str, stale)], check=True)
     return 0

@@ -32,7 +32,7 @@ from .config import SamplingConfig
 from .progress import progress
 from .rl import completion_texts, decode_texts, generate, left_pad, score_rollout
 from .runtime import all_cores
-from .text_metrics import distinct_n, vader_scores  # noqa: F401 (part of this module's interface)
+from .text_metrics import distinct_n, vader_scores  # part of this module's interface
 from .weights import liti
 
 Z_95 = 1.96  # normal quantile of a two-sided 95% interval
@@ -290,22 +290,17 @@ def lmc_barrier(ts: Sequence[float], rewards, level: float = 0.95) -> dict:
     (Bonferroni): every d(t) is above its own bound with that probability, so the min is too."""
     from scipy.stats import norm
 
+    from .stats import chord_dips
+
     ts = np.asarray(ts, dtype=np.float64)
     r = np.asarray(rewards, dtype=np.float64)
     if r.ndim != 2 or r.shape[0] != ts.size or r.shape[1] < 2:
         raise ValueError(f"rewards must be (len(ts), prompts >= 2), got {r.shape} for {ts.size} points")
-    if 0.0 not in ts or 1.0 not in ts:
-        raise ValueError("ts must contain both ends, 0 and 1")
-    ends = r[ts == 0.0][0], r[ts == 1.0][0]
-    interior = [k for k, t in enumerate(ts) if 0.0 < t < 1.0]
-    if not interior:
-        raise ValueError("ts must hold at least one interior point")
+    per_prompt = chord_dips(ts, r)  # one row per interior t
+    interior = ts[(ts > 0.0) & (ts < 1.0)]
     z = norm.ppf(1 - (1 - level) / len(interior))
-    dips, bounds = [], []
-    for k in interior:
-        d = r[k] - ((1 - ts[k]) * ends[0] + ts[k] * ends[1])
-        dips.append(d.mean())
-        bounds.append(d.mean() - z * d.std(ddof=1) / math.sqrt(d.size))
+    dips = per_prompt.mean(axis=1)
+    bounds = dips - z * per_prompt.std(axis=1, ddof=1) / math.sqrt(r.shape[1])
     worst = int(np.argmin(dips))
-    return {"barrier": float(dips[worst]), "t": float(ts[interior[worst]]), "lower": float(min(bounds)),
+    return {"barrier": float(dips[worst]), "t": float(interior[worst]), "lower": float(bounds.min()),
             "dips": [float(d) for d in dips]}

@@ -75,14 +75,19 @@ def trajectory(seed, length):
     return [state(1000 * seed + s) for s in range(length)]
 
 
+def call_keeping_inputs(label, fn, theta_init, states, *rest):
+    """The case `label` (fn's output on theta_init, states, *rest) and the case that fn left
+    theta_init and every state of `states` as they were."""
+    kept = copy.deepcopy((theta_init, states))
+    output = call(fn, theta_init, states, *rest)
+    return [(label, output), (f"{label}: inputs left unchanged",
+                              unchanged(kept[0], theta_init) and all(map(unchanged, kept[1], states)))]
+
+
 def ema_anchor_cases(fn):
     out = []
     for seed, length, mu in ((0, 25, 0.05), (1, 7, 0.3), (2, 5, 1.0), (3, 6, 0.0), (4, 0, 0.2)):
-        theta_init, policies = state(seed), trajectory(seed + 1, length)
-        kept = copy.deepcopy((theta_init, policies))
-        out.append((f"{length} steps, mu = {mu}", call(fn, theta_init, policies, mu)))
-        out.append((f"{length} steps, mu = {mu}: inputs left unchanged",
-                    unchanged(kept[0], theta_init) and all(map(unchanged, kept[1], policies))))
+        out += call_keeping_inputs(f"{length} steps, mu = {mu}", fn, state(seed), trajectory(seed + 1, length), mu)
     return out
 
 
@@ -258,10 +263,7 @@ def merge_inputs():
 def merge_cases(fn):
     out = []
     for theta_init, thetas, eta in merge_inputs():
-        kept = copy.deepcopy((theta_init, thetas))
-        out.append((f"M = {len(thetas)}, eta = {eta}", call(fn, theta_init, thetas, eta)))
-        out.append((f"M = {len(thetas)}, eta = {eta}: inputs left unchanged",
-                    unchanged(kept[0], theta_init) and all(map(unchanged, kept[1], thetas))))
+        out += call_keeping_inputs(f"M = {len(thetas)}, eta = {eta}", fn, theta_init, thetas, eta)
     return out
 
 

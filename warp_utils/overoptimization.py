@@ -16,22 +16,24 @@ import math
 import numpy as np
 import pandas as pd
 
+from .stats import standardize_rewards
+
 HACKED_MARGIN = 0.10  # hacked share above SFT's by 10 points: the policy games the proxy visibly
 CURVE_POINTS = 8  # KL values at which the seeds' curves are averaged
 CURVE_COLUMNS = ("proxy", "heldout_sentiment", "hacked_share")
 
 
-def training_curve(samples: pd.DataFrame, judged: pd.DataFrame, T: int, sft_mean: float,
-                   sft_sd: float) -> pd.DataFrame:
+def training_curve(samples: pd.DataFrame, judged: pd.DataFrame, T: int, sft_rewards) -> pd.DataFrame:
     """One row per KL-measuring step of a training run (mean over its runs' batches): samples has
     iteration, step, reward (raw proxy) and kl per sample; judged, aligned with it, the panel's
-    heldout_sentiment and hacked per sample. The proxy is put in SFT sd, like the fronts."""
+    heldout_sentiment and hacked per sample. The proxy is put in SFT sd like the fronts
+    (stats.standardize_rewards against the SFT policy's evaluation rewards `sft_rewards`)."""
     if len(samples) != len(judged):
         raise ValueError(f"samples ({len(samples)}) and judged ({len(judged)}) must have one row per sample")
     frame = pd.DataFrame({
         "global_step": (samples["iteration"].to_numpy(int) - 1) * T + samples["step"].to_numpy(int),
         "kl": samples["kl"].to_numpy(float),
-        "proxy": (samples["reward"].to_numpy(float) - sft_mean) / sft_sd,
+        "proxy": standardize_rewards(samples["reward"].to_numpy(float), sft_rewards),
         "heldout_sentiment": judged["heldout_sentiment"].to_numpy(float),
         "hacked_share": judged["hacked"].to_numpy(float)})
     return frame.groupby("global_step", as_index=False).mean().sort_values("global_step")

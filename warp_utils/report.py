@@ -241,14 +241,13 @@ def overoptimization(trained: dict, fronts: list[dict], evaluator: Evaluator, wa
     along training (the default run's KL-measuring steps, its batches judged by the panel) and along
     the LITI fronts of its last iteration; and where hacking starts on each averaged curve."""
     front_name = f"iteration {warp.I}"
-    sft_mean, sft_sd = float(np.mean(evaluator.sft_rewards)), float(np.std(evaluator.sft_rewards, ddof=1))
     training, front_curves = {}, {}
     for seed, runs in trained.items():
         samples = runs["warp"].samples
         if samples is None or samples.empty:
             continue
         judged = evaluator.panel.judge(list(samples["text"]), list(samples["completion"]), list(samples["reward"]))
-        training[seed] = oo.training_curve(samples, judged, warp.T, sft_mean, sft_sd)
+        training[seed] = oo.training_curve(samples, judged, warp.T, evaluator.sft_rewards)
     table = pd.DataFrame(fronts)
     for seed, front in table[table["front"] == front_name].groupby("seed"):
         front_curves[int(seed)] = oo.front_curve(front)

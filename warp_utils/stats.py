@@ -360,3 +360,21 @@ def percentile_interval(replicates, level: float = 1 - ALPHA) -> tuple[float, fl
         raise ValueError(f"replicates must be 1-D, finite, >= 2 of them, got shape {r.shape}")
     low, high = np.quantile(r, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
+
+
+def chord_dips(ts, values) -> np.ndarray:
+    """values(t) - ((1 - t) values(0) + t values(1)) at every interior t: how far a quantity
+    measured along the straight line between two weights lies above (> 0) or below (< 0, a
+    barrier) the chord between its ends (linear mode connectivity). ts holds 0 and 1; values has
+    one row per t (a number, or per-prompt values). Returns one row per interior t, in ts order."""
+    ts, values = np.asarray(ts, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if values.shape[:1] != ts.shape:
+        raise ValueError(f"values must have one row per t ({ts.size}), got shape {values.shape}")
+    if 0.0 not in ts or 1.0 not in ts:
+        raise ValueError("ts must contain both ends, 0 and 1")
+    start, end = values[ts == 0.0][0], values[ts == 1.0][0]
+    interior = (ts > 0.0) & (ts < 1.0)
+    if not interior.any():
+        raise ValueError("ts must hold at least one interior point")
+    t = ts[interior].reshape(-1, *([1] * (values.ndim - 1)))
+    return values[interior] - ((1 - t) * start + t * end)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .stats import chord_dips
 from .weights import ema, liti, slerp
 
 State = dict[str, Tensor]
@@ -251,12 +252,9 @@ def lmc_barrier(theta_a: State, theta_b: State, reward: Tensor, points: int = 21
     reward along the line never falls below the chord at these points)."""
     if points < 3:
         raise ValueError(f"points must be >= 3 (at least one interior point), got {points}")
-    r_a, r_b = expected_reward(theta_a, reward), expected_reward(theta_b, reward)
-    dips = []
-    for t in torch.linspace(0, 1, points, dtype=torch.float64)[1:-1].tolist():
-        chord = (1 - t) * r_a + t * r_b
-        dips.append(chord - expected_reward(liti(theta_a, theta_b, t), reward))
-    return max(dips)
+    ts = torch.linspace(0, 1, points, dtype=torch.float64).tolist()
+    rewards = [expected_reward(liti(theta_a, theta_b, t), reward) for t in ts]
+    return float(-chord_dips(ts, rewards).min())  # the deepest dip below the chord, as a height
 
 
 # ----------------------------------------------------------------------------- the optimal front
