@@ -69,11 +69,18 @@ import torch
 from IPython.display import display
 
 from warp_utils.config import get_profile, shown_path
-from warp_utils.evaluation import common_kl, evaluate_policy, pareto_front, reward_at_kl
+from warp_utils.dense_fronts import envelope_gap, shared_range
+from warp_utils.evaluation import evaluate_policy, pareto_front
 from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, warp_run_dir
 from warp_utils.plots import plot_bars, plot_front
-from warp_utils.results import FRONT_CLAIMS, committed_claims, one_seed_verdict
 from warp_utils.progress import step_printer
+from warp_utils.results import (
+    FRONT_CLAIMS,
+    committed_claims,
+    committed_results,
+    judge_disagreements,
+    one_seed_verdict,
+)
 from warp_utils.weights import lerp, liti, slerp, task_norm
 
 notebook_start = time.perf_counter()
@@ -353,10 +360,18 @@ assert lmc["lower"] > -delta, "a reward barrier between the two runs"
 
 # %% [markdown]
 # ## 5. All fronts together
-# Up and to the left is better: more reward for less KL to SFT. To compare fronts at equal KL,
-# the summary below reads each front's reward at a common KL $k^\star$ (the largest KL that every
-# front reaches), on its upper envelope (best reward among points with KL $\le k$, linearly
-# interpolated).
+# Up and to the left is better: more reward for less KL to SFT. Section 6 compares two fronts $A$
+# and $B$ on the KL range both reach, $[k_{\text{low}}, k_{\text{high}}]$: from the larger of their
+# first measured KLs above 0 to the smaller of their largest KLs. There it averages the gap between
+# their upper envelopes $E(k)$ (the best reward among points with KL $\le k$) over $\log k$:
+#
+# $$\Delta(A, B) = \frac{1}{\log k_{\text{high}} - \log k_{\text{low}}}
+# \int_{\log k_{\text{low}}}^{\log k_{\text{high}}} \big(E_A(k) - E_B(k)\big)\, d\log k .$$
+#
+# Why a range and not one KL? The largest KL every front reaches is always some front's last point,
+# so reading all fronts there lets one noisy point decide the claim. Averaging the envelopes over
+# the shared range uses every measured point in it, and averaging over $\log k$ gives each decade of
+# KL ($0.1$ to $1$, $1$ to $10$) the same weight, as the $\eta$ grid spreads its points over decades.
 
 # %%
 all_fronts = pd.concat([*warp_fronts, *baseline_fronts, lerp_front], ignore_index=True)
@@ -367,11 +382,10 @@ plt.show()
 
 
 curves = {name: group for name, group in all_fronts.groupby("label", sort=False)}
-k_star = common_kl(list(curves.values()))  # the largest KL every front reaches
 summary = pd.DataFrame([
     {"front": name, "reward at eta=1": g.loc[g.eta == 1.0, "reward_mean"].item(),
      "KL at eta=1": g.loc[g.eta == 1.0, "kl_to_sft"].item(), "best reward": g["reward_mean"].max(),
-     f"reward at KL={k_star:.2f}": reward_at_kl(g, k_star)}
+     "first KL > 0": g.loc[g.kl_to_sft > 0, "kl_to_sft"].min(), "largest KL": g["kl_to_sft"].max()}
     for name, g in curves.items()
 ]).set_index("front")
 summary.round(3)
@@ -392,61 +406,59 @@ summary.round(3)
 #   iteration), so the fair comparison is with `iteration 1`; the last WARP iteration is listed
 #   too, but it has spent $I$ times the baselines' budget;
 # - a single REINFORCE run of $M T$ consecutive steps travels much further from SFT than a WARP
-#   run of $T$ steps, so the common KL $k^\star$ is set by the shortest front and compares the
-#   low-KL parts of the fronts only;
-# - each claim is printed with its margin and whether that margin exceeds the typical 95%
-#   half-width of one mean reward (a rough, conservative yardstick: all policies share prompts and
-#   seed, so their differences are somewhat less noisy): a margin "within the noise" is weak
-#   evidence either way.
+#   run of $T$ steps, so a pair's shared range ends where the shorter front ends: the longer front
+#   is compared on its low-KL part only;
+# - each claim prints, for each pair of fronts it compares, the shared KL range and the envelope gap
+#   $\Delta$ there; its margin is the smallest of these gaps (a claim about both baselines must hold
+#   against each). The margin is graded against the typical 95% half-width of one mean reward (a
+#   rough, conservative yardstick: all policies share prompts and seed, so their differences are
+#   somewhat less noisy): a margin "within the noise" is weak evidence either way.
 
 # %%
-def compare(a, b, name_a=None, name_b=None):
-    ra, rb = summary.loc[a, f"reward at KL={k_star:.2f}"], summary.loc[b, f"reward at KL={k_star:.2f}"]
-    if np.isnan(ra) or np.isnan(rb):  # reward_at_kl: NaN where a front was not measured
-        return (f"{name_a or a} vs {name_b or b}: no comparison at KL = {k_star:.2f}, one front was not "
-                f"measured there ({ra:+.3f} vs {rb:+.3f}).")
-    verdict = "above" if ra > rb else "below" if ra < rb else "level with"
-    return f"{name_a or a} is {verdict} {name_b or b} at KL = {k_star:.2f} ({ra:+.3f} vs {rb:+.3f})."
+def envelope_reading(a, b):
+    """A vs B over the KL range both fronts reach: the mean envelope gap there, and the range."""
+    front_a, front_b = ((curves[n]["kl_to_sft"].to_numpy(), curves[n]["reward_mean"].to_numpy()) for n in (a, b))
+    k_low, k_high = shared_range([[front_a[0], front_b[0]]])
+    gap = envelope_gap(front_a, front_b, k_low, k_high)
+    if np.isnan(gap):
+        return gap, (f"no KL range shared by {a} (KL {summary.loc[a, 'first KL > 0']:.2f} to "
+                     f"{summary.loc[a, 'largest KL']:.2f}) and {b} (KL {summary.loc[b, 'first KL > 0']:.2f} "
+                     f"to {summary.loc[b, 'largest KL']:.2f})")
+    return gap, f"{a} vs {b}: gap {gap:+.3f} over KL [{k_low:.2f}, {k_high:.2f}]"
 
 
 sft_row = table.set_index("policy").loc["SFT"]
 final_row = table.set_index("policy").loc[f"slerp {config.I}"]
-at_k = f"reward at KL={k_star:.2f}"
 fair = config.I if FULL_BUDGET else 1  # the WARP iteration with the baselines' budget
 noise = table["reward_ci95"].mean()  # typical 95% half-width of one mean test reward here
-lines = [
-    (f"Test reward: SFT {sft_row.reward_mean:+.3f} ± {sft_row.reward_ci95:.3f} -> WARP (slerp {config.I}) "
-     f"{final_row.reward_mean:+.3f} ± {final_row.reward_ci95:.3f}, at KL {final_row.kl_to_sft:.3f} to SFT."),
-    *(compare(f"iteration {i + 1}", f"iteration {i}") for i in range(1, config.I)),
-    *(compare(f"iteration {j}", label) for j in sorted({1, config.I}) for label in baselines),
-    compare("iteration 1", "LERP (iteration 1)", name_a="SLERP (iteration 1)"),
-    (f"At eta = 1, SLERP has KL {summary.loc['iteration 1', 'KL at eta=1']:.3f} and reward "
-     f"{summary.loc['iteration 1', 'reward at eta=1']:+.3f}; LERP KL "
-     f"{summary.loc['LERP (iteration 1)', 'KL at eta=1']:.3f} and reward "
-     f"{summary.loc['LERP (iteration 1)', 'reward at eta=1']:+.3f}."),
-    (f"The baselines ran {baseline_T} steps (WARP {config.I * config.M * config.T}): the equal-budget "
-     f"comparison is with iteration {fair}. Their KL at eta = 1 is "
-     + ", ".join(f"{summary.loc[label, 'KL at eta=1']:.2f} ({label})" for label in baselines) + "."),
-]
-claims = {  # paper's claim: (margin of this run, positive = the claim holds)
-    "each WARP iteration above the previous one at equal KL": min(
-        summary.loc[f"iteration {i + 1}", at_k] - summary.loc[f"iteration {i}", at_k] for i in range(1, config.I)),
-    f"WARP (iteration {fair}, equal budget) above both baselines at equal KL": min(
-        summary.loc[f"iteration {fair}", at_k] - summary.loc[label, at_k] for label in baselines),
-    f"WARP (iteration {config.I}) above both baselines at equal KL": min(
-        summary.loc[f"iteration {config.I}", at_k] - summary.loc[label, at_k] for label in baselines),
-    "SLERP reaches more reward than LERP (eta = 1)": (summary.loc["iteration 1", "reward at eta=1"]
-                                                      - summary.loc["LERP (iteration 1)", "reward at eta=1"]),
-    "SLERP front above LERP front at equal KL": (summary.loc["iteration 1", at_k]
-                                                 - summary.loc["LERP (iteration 1)", at_k]),
-}
-print("\n".join(lines))
+slerp_lerp = [summary.loc[n, ["KL at eta=1", "reward at eta=1"]] for n in ("iteration 1", "LERP (iteration 1)")]
+print(f"Test reward: SFT {sft_row.reward_mean:+.3f} ± {sft_row.reward_ci95:.3f} -> WARP (slerp {config.I}) "
+      f"{final_row.reward_mean:+.3f} ± {final_row.reward_ci95:.3f}, at KL {final_row.kl_to_sft:.3f} to SFT.")
+print(f"At eta = 1, SLERP has KL {slerp_lerp[0].iloc[0]:.3f} and reward {slerp_lerp[0].iloc[1]:+.3f}; "
+      f"LERP KL {slerp_lerp[1].iloc[0]:.3f} and reward {slerp_lerp[1].iloc[1]:+.3f}.")
+print(f"The baselines ran {baseline_T} steps (WARP {config.I * config.M * config.T}): the equal-budget "
+      f"comparison is with iteration {fair}. Their KL at eta = 1 is "
+      + ", ".join(f"{summary.loc[label, 'KL at eta=1']:.2f} ({label})" for label in baselines) + ".")
 print(f"\nTypical 95% half-width of a mean test reward here: ±{noise:.2f} (64 prompts).")
-for claim, margin in claims.items():  # the verdict function of warp_utils.stats, one seed
-    if np.isnan(margin):
-        print(f"- {claim}: not measurable here (a front has no measured point at this KL)")
-        continue
-    print(f"- {claim}: {one_seed_verdict(margin, noise)} on this one seed (margin {margin:+.3f} ± {noise:.3f})")
+
+front_claims = {  # the paper's claim: the pairs (A, B) of fronts it says "A above B" of
+    "each WARP iteration above the previous one at equal KL":
+        [(f"iteration {i + 1}", f"iteration {i}") for i in range(1, config.I)],
+    f"WARP (iteration {fair}, equal budget) above both baselines at equal KL":
+        [(f"iteration {fair}", label) for label in baselines],
+    f"WARP (iteration {config.I}) above both baselines at equal KL":
+        [(f"iteration {config.I}", label) for label in baselines],
+    "SLERP front above LERP front at equal KL": [("iteration 1", "LERP (iteration 1)")],
+}
+claims = {}  # claim: margin of this run, positive = the claim holds
+for claim, pairs in front_claims.items():  # the margin: the smallest gap (NaN if a pair has no range)
+    gaps, readings = zip(*(envelope_reading(a, b) for a, b in pairs))
+    claims[claim] = float(np.min(gaps))
+    print(f"- {claim}: {one_seed_verdict(claims[claim], noise)} on this one seed "
+          f"(margin {claims[claim]:+.3f} ± {noise:.3f}; {'; '.join(readings)})")
+claim = "SLERP reaches more reward than LERP (eta = 1)"  # an endpoint claim: the two eta = 1 points
+claims[claim] = slerp_lerp[0].iloc[1] - slerp_lerp[1].iloc[1]
+print(f"- {claim}: {one_seed_verdict(claims[claim], noise)} on this one seed (margin {claims[claim]:+.3f} ± {noise:.3f})")
 
 # %% [markdown]
 # ## 7. What RL changed in the text
@@ -521,30 +533,35 @@ print("largest |log ratio| of a token:", round(scale, 2))
 # %% [markdown]
 # ## 8. Across training seeds: the committed results
 # Everything above is ONE training seed on 64 prompts: its intervals cover evaluation noise only,
-# not how differently a second training run would have turned out. `python -m warp_utils run
-# --seeds 3 --update-docs` trained every run for several training seeds, evaluated 256 prompts and
-# graded each claim across seeds (per seed a paired difference at one common KL, in SFT standard
-# deviations; across seeds a Student-t interval, Holm-adjusted; `warp_utils.stats`). Its
-# `docs/results/results.json` is committed; below, each of its verdicts is recomputed by
-# `stats.verdict` from the stored interval, beside this notebook's one-seed reading of the same
-# claim (raw reward, margin ± the typical half-width, same verdict function).
+# not how differently a second training run would have turned out. The committed results trained
+# every run for several training seeds, evaluated 256 prompts and graded each claim across seeds:
+# per seed the envelope gap over the KL range every seed's fronts share, in SFT standard
+# deviations; across seeds a one-sided test in the claim's direction, Holm within each judge's
+# claims. Below, each verdict is graded again from the stored per-seed numbers, for the proxy
+# reward and for the held-out sentiment judge, beside this notebook's one-seed reading of the same
+# claim (section 6, same verdict function). A claim the proxy supports and the held-out judge does
+# not is itself a finding: the policy may have learned the proxy rather than positive reviews.
 
 # %%
-committed = committed_claims()
+committed = committed_claims(family=None)
 one_seed = {  # this notebook's claim -> the committed claim it corresponds to
     FRONT_CLAIMS[0][0]: "each WARP iteration above the previous one at equal KL",
     FRONT_CLAIMS[1][0]: "SLERP front above LERP front at equal KL",
     FRONT_CLAIMS[2][0]: f"WARP (iteration {config.I}) above both baselines at equal KL",
 }
-side_by_side = committed.loc[[name for name in one_seed if name in committed.index],
-                             ["mean", "ci_low", "ci_high", "seeds", "mde", "verdict"]].copy()
+columns = ["family", "mean", "ci_low", "ci_high", "k_low", "k_high", "seeds", "seeds_for_power", "verdict", "fragile"]
+side_by_side = committed.loc[[name for name in one_seed if name in committed.index], columns].copy()
 side_by_side["one-seed margin (raw reward)"] = [claims.get(one_seed[name], np.nan) for name in side_by_side.index]
 side_by_side["one-seed verdict"] = [one_seed_verdict(m, noise) for m in side_by_side["one-seed margin (raw reward)"]]
 print(f"committed: training seeds {committed.attrs['seeds']}, {committed.attrs['num_prompts']} test prompts")
 display(side_by_side.round(3))
-for name, row in committed.iterrows():
-    print(f"- {name}: {row.verdict} across {row.seeds} seeds (mean {row['mean']:+.3f}, "
-          f"interval [{row.ci_low:+.3f}, {row.ci_high:+.3f}], minimum detectable effect {row.mde:.3f})")
+for name, row in committed[committed["family"] != "KL"].iterrows():
+    where = "" if row.k_low is None or pd.isna(row.k_low) else f" over KL {row.k_low:.2f} to {row.k_high:.2f}"
+    print(f"- {name} [{row.family}]: {row.verdict} across {row.seeds} seeds (mean {row['mean']:+.3f}{where}, "
+          f"interval [{row.ci_low:+.3f}, {row.ci_high:+.3f}]; {row.seeds_for_power} seeds would give 80% power "
+          f"at its smallest effect of interest)")
+for line in judge_disagreements(committed_results()["claims"]):
+    print(line.replace("**", ""))
 
 # %% [markdown]
 # ## 9. Does the policy game the proxy?
@@ -616,7 +633,8 @@ print(f"notebook ran in {time.perf_counter() - notebook_start:.1f} s")
 #
 # - Every policy is evaluated on the same seeded test prompts: reward with its 95% interval, the
 #   exact KL to $\pi_{\text{sft}}$ (per-token KLs summed over the completion), distinct-2 and VADER.
-# - A Pareto front is LITI from $\pi_{\text{sft}}$ towards a policy; fronts are compared at equal KL.
+# - A Pareto front is LITI from $\pi_{\text{sft}}$ towards a policy; two fronts are compared at equal KL,
+#   by the mean gap between their upper envelopes over log-KL on the KL range both reach.
 # - The tiny profile's differences between fronts are often within the noise; the claims are printed
 #   with their margins rather than asserted.
 # - What RL changed in the text: the before/after table, the most-shifted words and the coloured

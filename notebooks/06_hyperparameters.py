@@ -65,13 +65,8 @@ from IPython.display import display
 from transformers.utils import logging as transformers_logging
 
 from warp_utils.config import get_profile
-from warp_utils.evaluation import (
-    common_kl,
-    evaluate_policy,
-    paired_difference,
-    pareto_front,
-    reward_at_kl,
-)
+from warp_utils.dense_fronts import envelope_gap, envelope_mean, shared_range
+from warp_utils.evaluation import evaluate_policy, paired_difference, pareto_front
 from warp_utils import judges
 from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, run_name
 from warp_utils.plots import plot_front, plot_study_curves
@@ -143,9 +138,11 @@ plt.show()
 # every run, so it is evaluated once). The table lists each run at $\eta = 1$, with its reward
 # difference to the default run on the same prompts ($\Delta$, paired: a prompt that starts a
 # review badly scores low under both policies, so the paired interval is the fair yardstick).
+# The small $\eta$ points matter: the larger learning rate's run moves far from SFT, and only its
+# first steps of $\eta$ land at the KLs the other runs reach, where section 5 compares fronts.
 
 # %%
-EVAL_SEED, ETAS = 0, [0.3, 0.5, 0.8, 1.0]
+EVAL_SEED, ETAS = 0, [0.1, 0.2, 0.3, 0.5, 0.8, 1.0]
 test_prompts = prompts["test"].shuffle(seed=EVAL_SEED).select(range(64))["input_ids"]
 evaluated = {}  # evaluate_policy's cache: each front's eta = 1 is evaluated again below, with its samples
 front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy, "reward_scorer": reward_scorer,
@@ -300,10 +297,18 @@ display(run_panel)
 # %% [markdown]
 # ## 5. What came out, point by point
 # The sentences below are computed from the table and the fronts above, so they stay true
-# whatever this run gave. Each study is compared at the $\eta = 1$ end of its fronts and, where
-# it matters, at equal KL ("reward at KL $k^\star$": the best reward of a front within KL
-# $k^\star$, $k^\star$ the largest KL every front of the study reaches). Reward differences come
-# with their paired 95% interval: a difference inside it is within the noise of 64 prompts.
+# whatever this run gave. Each study is compared at the $\eta = 1$ end of its fronts, and over the
+# KL range that all its fronts reach: from the largest of their first KLs above 0 to the smallest
+# of their last KLs (the range is printed with each study). On that range, each front's *envelope*
+# $E(k)$, the best reward among its points with KL $\le k$, is averaged over $\log k$; the value
+# whose front has the largest average is named best. Reward differences come with their paired
+# 95% interval: a difference inside it is within the noise of 64 prompts.
+#
+# Why a range and not one KL? The largest KL that every front reaches is always the last point of
+# one of the fronts, so a reading at that one KL lets a single noisy point decide which front is
+# above. The average uses every point measured in the range, and averaging over $\log k$ gives each
+# tenfold step of KL the same weight, as the $\eta$ grid spreads its points from small KLs to
+# large ones.
 #
 # The seed report's findings (`full` profile: GPT-2 124M, $T = 100$, $I = 2$, batch 64) and the
 # paper's, for comparison:
@@ -330,10 +335,17 @@ def rises(values):
     return all(b > a for a, b in itertools.pairwise(values))
 
 
-def at_k(study):
+def front_of(cfg):
+    """A front as (KLs, rewards), eta = 0 (SFT) included."""
+    return fronts[cfg]["kl_to_sft"].to_numpy(), fronts[cfg]["reward_mean"].to_numpy()
+
+
+def range_reading(study):
+    """The KL range every front of the study reaches (NaN, NaN if none), and each value's
+    envelope averaged over log-KL there."""
     grid = studies[study]
-    k = common_kl([fronts[c] for c in grid.values()])
-    return k, {value: reward_at_kl(fronts[c], k) for value, c in grid.items()}
+    k_low, k_high = shared_range([[front_of(cfg)[0] for cfg in grid.values()]])
+    return (k_low, k_high), {value: envelope_mean(front_of(cfg), k_low, k_high) for value, cfg in grid.items()}
 
 
 lines = []
@@ -357,12 +369,15 @@ lines.append(f"mu: {compare('mu', MUS[1], MUS[0])}; {compare('mu', MUS[2], MUS[0
 lines.append(f"mu = {MUS[1]:g} vs {MUS[2]:g}: KL {mu_kl[1]:.2f} vs {mu_kl[2]:.2f}; EMA share of theta_init left after T = {base.T} steps: "
              + ", ".join(f"{(1 - m) ** base.T:.3f} (mu {m:g})" for m in MUS) + ".")
 for study in ("mu", "lr", "M"):
-    k, rewards = at_k(study)
-    missing = [key for key, v in rewards.items() if np.isnan(v)]  # a front not measured near KL k
-    best = ("not comparable here: no reading at this KL for " + ", ".join(f"{study}={key:g}" for key in missing)
-            if missing else f"{study} = {max(rewards, key=rewards.get):g}")
-    lines.append(f"{study}: reward at KL {k:.2f}: " + ", ".join(f"{v:+.3f} ({study}={key:g})" for key, v in rewards.items())
-                 + f"; best {best}.")
+    (k_low, k_high), means = range_reading(study)
+    if np.isnan(k_low):  # one front's first point above SFT lies beyond another front's last point
+        spans = ", ".join(f"{study}={value:g} from KL {fronts[cfg].kl_to_sft[fronts[cfg].kl_to_sft > 0].min():.2f} "
+                          f"to {fronts[cfg].kl_to_sft.max():.2f}" for value, cfg in studies[study].items())
+        lines.append(f"{study}: the fronts share no KL range ({spans}), so no value is named best over a range.")
+        continue
+    lines.append(f"{study}: mean reward over KL {k_low:.2f} to {k_high:.2f}: "
+                 + ", ".join(f"{v:+.3f} ({study}={key:g})" for key, v in means.items())
+                 + f"; best {study} = {max(means, key=means.get):g}.")
 M_reward = [by.loc[("M", m), "test reward"] for m in MS]
 lines.append(f"M {MS}: test reward at eta = 1 {', '.join(f'{v:+.3f}' for v in M_reward)}, test KL "
              + ", ".join(f"{by.loc[('M', m), 'test KL']:.2f}" for m in MS)
@@ -374,38 +389,104 @@ print("\n".join(lines))
 # front (does reward keep rising with $\eta$ at each learning rate?) and about the larger learning
 # rate buying reward with KL; findings 3-4 about $\mu$ trading KL for reward; finding 5 about
 # merging. With one iteration, $T = 50$ and 64 evaluation prompts, a difference inside its paired
-# interval is no evidence either way.
+# interval is no evidence either way, and the "best" of a study is the largest average on one seed,
+# with no interval: section 6 asks whether it holds across training seeds.
 
 # %% [markdown]
 # ## 6. Across training seeds: the committed results
 # The lines above are ONE training seed on 64 prompts: their intervals cover evaluation noise
-# only. `python -m warp_utils run --seeds 3 --update-docs` trained the seed report's studies for
-# several training seeds (the $\mu$ study with $I = 2$, so that the gap at the second iteration can
-# show), evaluated 256 prompts and graded each finding across seeds (Student-t interval,
-# Holm-adjusted; `warp_utils.stats`); `docs/results/results.json` is committed. Its verdicts are
-# recomputed here by `stats.verdict`, beside this notebook's one-seed paired difference (raw
-# reward at $\eta = 1$, iteration 1, with its paired 95% interval; same verdict function) where
-# this notebook has the same comparison. The $M$ claims are read at a common KL, where this
-# notebook has no interval (n/a).
+# only, not how differently a second training run would have turned out. `python -m warp_utils run
+# --seeds 3 --update-docs` trained the seed report's studies for several training seeds (the $\mu$
+# study with $I = 2$, so that the gap at the second iteration can show), evaluated 256 prompts and
+# graded each claim across seeds; its `docs/results/results.json` is committed, and below its
+# verdicts are graded again from the per-seed numbers it stores (`warp_utils.stats`).
+#
+# How a claim is graded:
+# - **One direction.** Each claim says which way it goes ("$M = 3$ above $M = 2$", "larger $\mu$,
+#   more reward"), and its test is one-sided in that direction: *supported* when the seeds clearly
+#   show the expected sign, *contradicted* when they clearly show the opposite sign, *inconclusive*
+#   otherwise. The 95% interval beside it shows the size of the effect; the verdict comes from the
+#   test, so an interval that just excludes 0 can still be inconclusive.
+# - **One family per judge.** The proxy reward (the reward model the policy was trained on) and the
+#   held-out sentiment judge (which the policy never saw) each grade the same claims. The claims of
+#   one judge are graded together as one family with the Holm correction: the more claims a family
+#   tests, the clearer each one must be, so that the family as a whole is wrong at most 5% of the time.
+# - **Over a KL range.** A front claim is the gap between two fronts' envelopes averaged over the
+#   KL range both fronts reach in every seed (the range column, as in section 5); a claim about
+#   the $\eta = 1$ policies has no range.
+# - **Seeds for power**: how many training seeds would detect the claim's smallest effect of
+#   interest 80% of the time, given how much the seeds differed. **Fragile**: whether the verdict
+#   changes on another build (the same texts scored by a second reward model, or everything
+#   rebuilt); empty when no other build has the claim.
+#
+# A claim **supported on the proxy but not on the held-out judge** is a finding in itself: the
+# policy pleased the reward it was trained on without convincing a judge it never saw, the first
+# sign of reward hacking (section 3b). The line under the table lists such claims.
+#
+# Beside each claim, this notebook's one-seed margin where it has the same comparison: for $\mu$ and
+# the learning rate, the paired difference at $\eta = 1$ (raw reward or raw held-out sentiment,
+# iteration 1) with its paired 95% interval, graded by the same verdict function; for $M$, the
+# envelope gap over the KL range the two fronts share here (section 5), which one seed gives no
+# interval for (n/a). This notebook has no held-out front, so the held-out $M$ claims have no margin.
 
 # %%
-committed = committed_claims()
-mu_delta, lr_delta = delta(studies["mu"][0.05], studies["mu"][0.01]), delta(studies["lr"][LRS[1]], studies["lr"][LRS[0]])
-k_M, rewards_M = at_k("M")
-one_seed = {  # committed claim -> (this notebook's margin, its half-width or NaN)
-    POINT_CLAIMS[1][0]: mu_delta, POINT_CLAIMS[4][0]: lr_delta,
-    FRONT_CLAIMS[3][0]: (rewards_M[2] - rewards_M[1], np.nan), FRONT_CLAIMS[4][0]: (rewards_M[3] - rewards_M[2], np.nan),
+committed = committed_claims(family=None)
+committed = committed[committed["family"].isin(["proxy", "held-out sentiment"])]
+
+
+def heldout_delta(cfg_a, cfg_b):
+    """Paired mean held-out sentiment difference a - b on the test prompts at eta = 1, and its 95% half-width."""
+    return paired_difference(judged[cfg_a]["heldout_sentiment"].astype(float).tolist(),
+                             judged[cfg_b]["heldout_sentiment"].astype(float).tolist())
+
+
+def M_gap(a, b):
+    """This notebook's envelope gap M = a minus M = b over the KL range the two fronts share, and that range."""
+    front_a, front_b = front_of(studies["M"][a]), front_of(studies["M"][b])
+    k_low, k_high = shared_range([[front_a[0], front_b[0]]])
+    return envelope_gap(front_a, front_b, k_low, k_high), (k_low, k_high)
+
+
+mu_pair, lr_pair = (studies["mu"][0.05], studies["mu"][0.01]), (studies["lr"][LRS[1]], studies["lr"][LRS[0]])
+(gap_21, range_21), (gap_32, range_32) = M_gap(2, 1), M_gap(3, 2)
+one_seed = {  # (committed claim, family) -> (this notebook's margin, its half-width or NaN)
+    (POINT_CLAIMS[1][0], "proxy"): delta(*mu_pair), (POINT_CLAIMS[4][0], "proxy"): delta(*lr_pair),
+    (POINT_CLAIMS[1][0], "held-out sentiment"): heldout_delta(*mu_pair),
+    (POINT_CLAIMS[4][0], "held-out sentiment"): heldout_delta(*lr_pair),
+    (FRONT_CLAIMS[4][0], "proxy"): (gap_21, np.nan), (FRONT_CLAIMS[5][0], "proxy"): (gap_32, np.nan),
 }
-side_by_side = committed[["mean", "ci_low", "ci_high", "seeds", "mde", "verdict"]].copy()
-side_by_side["one-seed margin"] = [one_seed.get(name, (np.nan, np.nan))[0] for name in side_by_side.index]
-side_by_side["one-seed verdict"] = [one_seed_verdict(*one_seed[name]) if name in one_seed and not np.isnan(one_seed[name][1])
-                                    else "n/a" for name in side_by_side.index]
-print(f"committed: training seeds {committed.attrs['seeds']}, {committed.attrs['num_prompts']} test prompts; "
-      f"this notebook's M margins at KL {k_M:.2f}")
-display(side_by_side.round(3))
+
+
+def kl_range(row):
+    return "" if np.isnan(row.k_low) else f"{row.k_low:.2f} to {row.k_high:.2f}"
+
+
+def seeds_needed(row):
+    return "n/a" if row.seeds_for_power is None or np.isnan(row.seeds_for_power) else f"{row.seeds_for_power:.0f}"
+
+
+rows = []
 for name, row in committed.iterrows():
-    print(f"- {name}: {row.verdict} across {row.seeds} seeds (mean {row['mean']:+.3f}, "
-          f"interval [{row.ci_low:+.3f}, {row.ci_high:+.3f}], minimum detectable effect {row.mde:.3f})")
+    margin, half_width = one_seed.get((name, row.family), (np.nan, np.nan))
+    rows.append({"family": row.family, "claim": name, "mean": row["mean"], "ci_low": row.ci_low, "ci_high": row.ci_high,
+                 "KL range": kl_range(row), "seeds": row.seeds, "seeds for power": seeds_needed(row),
+                 "verdict": row.verdict, "fragile": {True: "yes", False: "no"}.get(row.fragile, ""),
+                 "one-seed margin": margin,
+                 "one-seed verdict": "n/a" if np.isnan(half_width) else one_seed_verdict(margin, half_width)})
+side_by_side = pd.DataFrame(rows).set_index(["family", "claim"])  # one block of rows per family
+print(f"committed: training seeds {committed.attrs['seeds']}, {committed.attrs['num_prompts']} test prompts; "
+      f"this notebook's M margins over KL {range_21[0]:.2f} to {range_21[1]:.2f} (M = 2 vs 1) and "
+      f"{range_32[0]:.2f} to {range_32[1]:.2f} (M = 3 vs 2)")
+display(side_by_side.round(3))
+verdicts = side_by_side["verdict"]
+proxy_only = [name for (family, name), v in verdicts.items()
+              if family == "proxy" and v == "supported" and verdicts.get(("held-out sentiment", name)) != "supported"]
+print("Supported on the proxy but not on the held-out judge: " + ("; ".join(proxy_only) if proxy_only else "none") + ".")
+for name, row in committed.iterrows():
+    interval = "no interval" if np.isnan(row.ci_low) else f"95% interval [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
+    where = "" if np.isnan(row.k_low) else f", over KL {row.k_low:.2f} to {row.k_high:.2f}"
+    print(f"- {name} ({row.family}): {row.verdict} across {row.seeds} seeds (mean {row['mean']:+.3f}, {interval}{where}; "
+          f"seeds for 80% power: {seeds_needed(row)})")
 
 # %% [markdown]
 # ## Checks
@@ -434,8 +515,11 @@ print(f"{len(results)} distinct runs; notebook ran in {time.perf_counter() - not
 # ## Summary
 #
 # - One factor at a time around the default run, with $I = 1$: $\mu$, the learning rate and $M$.
-# - Runs are compared by paired reward differences on the same prompts, and at equal KL on their
-#   fronts; a difference inside its paired 95% interval is no evidence either way.
+# - Runs are compared by paired reward differences on the same prompts, and on their fronts by
+#   the best reward within each KL budget, averaged over the KL range every front of the study
+#   reaches; a difference inside its paired 95% interval is no evidence either way.
+# - Across training seeds, each judge's claims are graded as one family (one-sided tests, Holm);
+#   a claim supported on the proxy but not on the held-out judge is a finding, not a success.
 # - A larger learning rate buys reward with KL, and section 3b shows what that reward is made of;
 #   a larger $\mu$ lets the anchor follow the policy, so the KL penalty binds less.
 #

@@ -244,3 +244,104 @@ def test_dense_front_reuses_evaluations():
     assert dense_front_etas(kl_of_eta, targets[:-1])[0] == points[:-1]  # deterministic
     _, _, new = bisect_eta(kl_of_eta, targets[2], known=evaluations)
     assert new == []  # a point already measured within 10% costs nothing
+
+
+# ----------------------------------------------------------------------------- measuring a front
+
+from warp_utils.dense_fronts import (  # noqa: E402
+    KL_FLOOR,
+    KL_TOLERANCE,
+    MAX_TARGETS,
+    envelope_at,
+    front_targets,
+    measure_front,
+    search_eta,
+)
+
+
+def test_front_targets_run_from_the_floor_to_the_endpoint():
+    targets = front_targets(4.0)
+    assert targets[0] == pytest.approx(KL_FLOOR) and targets[-1] == pytest.approx(4.0)
+    assert len(targets) == MAX_TARGETS and np.allclose(np.diff(np.log(targets)), np.log(40) / (MAX_TARGETS - 1))
+    assert front_targets(0.2)[0] == pytest.approx(0.05)  # a short front: a quarter of its end
+    with pytest.raises(ValueError, match="k_max"):
+        front_targets(0.0)
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
+def test_search_eta_hits_a_target_on_curves_it_does_not_assume(power):
+    calls = []
+
+    def kl(eta):
+        calls.append(eta)
+        return 5.0 * eta ** power
+
+    for target in (0.1, 0.7, 3.0):
+        eta, hit, evaluations = search_eta(kl, target, [(0.0, 0.0), (1.0, 5.0)])
+        assert abs(hit - target) <= KL_TOLERANCE * target and hit == pytest.approx(5.0 * eta ** power)
+        assert len(evaluations) <= 12
+    if power == 2.0:  # the model it interpolates with: one evaluation per target
+        assert len(calls) == 3
+
+
+def test_search_eta_needs_a_bracket():
+    with pytest.raises(ValueError, match="bracket"):
+        search_eta(lambda eta: eta, 2.0, [(0.0, 0.0), (1.0, 1.0)])
+
+
+def full_and_subset(power=2.0, k_max=4.0, subset_bias=0.9):
+    """A synthetic front: KL on all prompts k_max * eta^power; the subset's KL is `subset_bias`
+    times that (another sample of prompts), so a search on the subset alone can miss."""
+    log = {"full": [], "subset": []}
+
+    def evaluate(eta):
+        log["full"].append(eta)
+        return {"kl_to_sft": k_max * eta ** power, "reward_sd": eta}
+
+    def subset(eta):
+        log["subset"].append(eta)
+        return subset_bias * k_max * eta ** power
+
+    return evaluate, subset, log
+
+
+@pytest.mark.parametrize("bias", [1.0, 0.97, 0.85, 1.2])
+def test_measure_front_puts_every_point_within_ten_percent_of_its_target(bias):
+    evaluate, subset, log = full_and_subset(subset_bias=bias)
+    endpoint = evaluate(1.0)
+    log["full"].clear()
+    targets = front_targets(4.0)
+    rows, counts = measure_front(subset, evaluate, endpoint, targets, bias * 4.0)
+    assert [r["target_kl"] for r in rows] == pytest.approx(sorted(targets))  # every target hit, in eta order
+    for row in rows:
+        assert abs(row["kl_to_sft"] - row["target_kl"]) <= KL_TOLERANCE * row["target_kl"]
+        assert row["kl_to_sft"] == pytest.approx(4.0 * row["eta"] ** 2)  # each row is its eta's evaluation
+    assert rows[-1]["eta"] == 1.0 and counts["missed"] == 0
+    assert counts == {"subset": len(log["subset"]), "full": len(log["full"]), "missed": 0}
+    assert 1.0 not in log["full"]  # the endpoint is not evaluated twice
+    if abs(bias - 1.0) <= 0.03:  # the subset agrees: one evaluation on all prompts per target below the endpoint
+        assert counts["full"] == len(targets) - 1
+
+
+def test_measure_front_reports_a_target_it_cannot_reach():
+    evaluate, subset, _ = full_and_subset()
+    endpoint = evaluate(1.0)
+    rows, counts = measure_front(subset, evaluate, endpoint, [0.5, 8.0], 3.6)
+    assert [r["target_kl"] for r in rows] == [0.5] and counts["missed"] == 1
+
+
+def test_envelope_at_reads_the_envelope_in_log_kl():
+    kls, values = np.array([0.0, 0.1, 1.0, 10.0]), np.array([0.0, 1.0, 0.5, 3.0])
+    assert envelope_at((kls, values), 1.0) == pytest.approx(1.0)  # the dip at KL 1 is not the front
+    assert envelope_at((kls, values), math.sqrt(10.0)) == pytest.approx(2.0)  # halfway in log-KL
+    assert math.isnan(envelope_at((kls, values), 0.05)) and math.isnan(envelope_at((kls, values), 11.0))
+
+
+def test_envelope_mean_is_the_closed_form_and_splits_the_gap():
+    from warp_utils.dense_fronts import envelope_gap, envelope_mean
+
+    kls = np.geomspace(0.1, 10.0, 7)
+    a, b = (kls, 1.0 + 0.5 * np.log(kls)), (kls, 2.0 + 0.25 * np.log(kls))
+    low, high = 0.3, 5.0
+    assert envelope_mean(a, low, high) == pytest.approx(1.0 + 0.5 * (math.log(low) + math.log(high)) / 2, rel=1e-12)
+    assert envelope_gap(a, b, low, high) == pytest.approx(envelope_mean(a, low, high) - envelope_mean(b, low, high))

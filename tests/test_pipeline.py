@@ -49,7 +49,8 @@ def smoke_args():
 
 def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path):
     env = {"WARP_IMDB_DIR": str(fake_imdb), "WARP_DATA_ROOT": str(tmp_path / "data")}
-    first = cli("run", "--seeds", "1", "--headline-seeds", "2", "--workers", "2", *smoke_args(), env=env)
+    first = cli("run", "--seeds", "1", "--headline-seeds", "2", "--second-build", "2", "--workers", "2",
+                *smoke_args(), env=env)
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
     assert "waiting for another process" not in first.stdout  # nothing raced: no wait to report
@@ -107,7 +108,7 @@ def check_judged_results(payload, root):
         assert "kl" in over[path]["hacking_start"]
     from warp_utils.report import rederive
 
-    assert json.loads(json.dumps(rederive(payload), default=float)) == payload  # derived fields: pure functions
+    assert json.loads(json.dumps(rederive(payload, per_prompt), default=float)) == payload  # pure functions of it
     steps = pd.DataFrame(over["training"]["per_seed"][str(payload["meta"]["seeds"][0])])["global_step"]
     assert steps.tolist() == sorted(set(steps)) and len(steps) >= 2
 

@@ -126,6 +126,9 @@ def run(args) -> None:
     profile = get_profile(args.profile, args.set)
     seeds = _seeds(args.seeds)
     headline_seeds = max(seeds, _seeds(args.headline_seeds, "--headline-seeds"))
+    second_build = parse_value(str(args.second_build), int, "--second-build")
+    if second_build < 0:
+        raise ValueError(f"--second-build must be an integer >= 0, got {args.second_build!r}")
     _check_hub(profile)
     world = _world(_execution(args))  # the execution flags are validated before any work
     if world.is_main:
@@ -136,7 +139,7 @@ def run(args) -> None:
     components = _components(profile, args)
     _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh, components))
     report = _stage("report", lambda: write_report(profile, components, seeds=seeds, fresh=args.fresh,
-                                                     headline_seeds=headline_seeds))
+                                                     headline_seeds=headline_seeds, second_build=second_build))
     if args.update_docs:
         docs = Path(__file__).resolve().parent.parent / "docs" / "results"
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
@@ -195,6 +198,10 @@ def parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--headline-seeds", default="5", metavar="H",
                             help="training seeds of the two headline claims' runs (the default WARP run, REINFORCE "
                                  "with an SFT anchor): max(S, H) (default: 5)")
+    run_parser.add_argument("--second-build", default="0", metavar="B",
+                            help="also build a second SFT policy and reward model (another data seed), re-score "
+                                 "every completion with it, and grade the headline claims on B seeds trained on it "
+                                 "(default: 0, no second build)")
     run_parser.set_defaults(handler=run)
     _add_dataclass_flags(train_parser.add_argument_group("WarpConfig (Algorithm 1)"), WarpConfig)
     train_parser.add_argument("--name", default=None, help="run folder under warp_runs/ (default: from the flags)")

@@ -89,6 +89,26 @@ def envelope_gap(front_a, front_b, k_low: float, k_high: float) -> float:
     return float(area / (nodes[-1] - nodes[0]))
 
 
+def envelope_mean(front, k_low: float, k_high: float) -> float:
+    """Mean over log-KL in [k_low, k_high] of one front's upper envelope (interpolated in log-KL,
+    as envelope_gap reads it: envelope_gap(A, B) = envelope_mean(A) - envelope_mean(B) when both
+    cover the range). Ranks several fronts over the range they share. NaN as envelope_gap."""
+    kls, _ = _front(*front)
+    flat = (kls, np.zeros_like(kls))  # a front at 0 over the same KLs: its envelope is 0
+    return envelope_gap(front, flat, k_low, k_high)
+
+
+def envelope_at(front, k: float) -> float:
+    """The upper envelope of front = (kls, values) at KL k > 0, interpolated in log-KL as
+    envelope_gap integrates it (the one-point reading of a claim at the top of its range). NaN
+    outside the front's non-zero measured KLs (no extrapolation)."""
+    kls, envelope = upper_envelope(*front)
+    positive = kls > 0
+    if not (k > 0 and positive.any() and kls[positive][0] <= k <= kls[-1]):
+        return math.nan
+    return float(np.interp(math.log(k), np.log(kls[positive]), envelope[positive]))
+
+
 def _front_kls(front) -> np.ndarray:
     """A front's measured KLs: the front may be (kls, values) or the kls alone."""
     if isinstance(front, tuple) and len(front) == 2 and np.ndim(front[0]) == 1:
@@ -201,3 +221,124 @@ def dense_front_etas(kl_of_eta: Callable[[float], float], targets: Sequence[floa
         evaluations += new
         points.append((float(target), eta, kl))
     return points, evaluations
+
+
+# ----------------------------------------------------------------------------- measuring a front
+
+KL_FLOOR = 0.1  # nats: the lowest target KL of every front. Below it a policy barely differs from
+# SFT (its reward gain is within one evaluation's noise), and one floor for all fronts makes their
+# shared range start there instead of at the sparsest front's first point.
+SEARCH_TOLERANCE = 0.07  # the search on a prompt subset aims tighter than KL_TOLERANCE, so that
+# the evaluation on all prompts (a slightly different mean KL) still lands within KL_TOLERANCE
+
+
+def front_targets(k_max: float, floor: float = KL_FLOOR, points: int = MAX_TARGETS) -> np.ndarray:
+    """The target KLs of one front whose endpoint (eta = 1) has KL k_max: geometric from `floor`
+    to k_max, both included; a front that ends below 4 floors spans [k_max / 4, k_max] instead."""
+    if not 0 < k_max < math.inf:
+        raise ValueError(f"k_max must be finite and > 0, got {k_max}")
+    low = floor if k_max > 4 * floor else k_max / 4
+    return target_grid(low, k_max, points)
+
+
+def _secant(lo: tuple[float, float], hi: tuple[float, float], target: float) -> float:
+    """The next eta between bracket ends lo = (eta, kl) < target <= hi: on the power law
+    KL = c eta^p through both ends (p = 2 from SFT's (0, 0), where KL ~ eta^2), kept within
+    the bracket's middle 80% so that a curve off the power law still shrinks the bracket."""
+    (eta_lo, kl_lo), (eta_hi, kl_hi) = lo, hi
+    if eta_lo > 0 and 0 < kl_lo < kl_hi:
+        power = math.log(kl_hi / kl_lo) / math.log(eta_hi / eta_lo)
+        eta = eta_lo * (target / kl_lo) ** (1 / power)
+    else:  # from SFT: KL ~ eta^2 near eta = 0
+        eta = eta_hi * math.sqrt(target / kl_hi)
+    return min(max(eta, eta_lo + 0.1 * (eta_hi - eta_lo)), eta_hi - 0.1 * (eta_hi - eta_lo))
+
+
+def search_eta(kl_of_eta: Callable[[float], float], target: float, known: Sequence[tuple[float, float]],
+               tol: float = KL_TOLERANCE, max_steps: int = 12) -> tuple[float, float, list]:
+    """(eta, kl, evaluations) like bisect_eta, faster on a LITI front: KL(eta) is close to a power
+    law (eta^2 near SFT), so each step solves the power law through the bracket's known ends
+    (_secant), a regula falsi in log-log coordinates that still shrinks a bracket on any
+    increasing curve. `known` must bracket the target: a point below it
+    (eta = 0, KL 0 is SFT) and one at or above it (the endpoint). NaN when max_steps pass."""
+    _check_search(target, tol, 0.0, 1.0, max_steps)
+    known = [(float(eta), float(kl)) for eta, kl in known]
+    hits = [(eta, kl) for eta, kl in known if abs(kl - target) <= tol * target]
+    if hits:
+        eta, kl = min(hits, key=lambda point: abs(point[1] - target))
+        return eta, kl, []
+    evaluations = []
+    for _ in range(max_steps):
+        below = [p for p in known + evaluations if p[1] < target]
+        above = [p for p in known + evaluations if p[1] >= target]
+        if not below or not above:
+            raise ValueError(f"known points must bracket the target KL {target}: got {sorted(known)}")
+        lo, hi = max(below), min(above)  # by eta: the tightest bracket
+        if not lo[0] < hi[0]:  # a noisy KL(eta) out of order: fall back on plain bisection order
+            lo, hi = min(below), max(above)
+            if not lo[0] < hi[0]:
+                return math.nan, math.nan, evaluations
+        eta = _secant(lo, hi, target)
+        kl = float(kl_of_eta(eta))
+        if not math.isfinite(kl):
+            raise ValueError(f"kl_of_eta({eta}) returned {kl}, not a finite KL")
+        evaluations.append((eta, kl))
+        if abs(kl - target) <= tol * target:
+            return eta, kl, evaluations
+    return math.nan, math.nan, evaluations
+
+
+def measure_front(subset_kl: Callable[[float], float], evaluate: Callable[[float], dict], endpoint: dict,
+                  targets: Sequence[float], subset_endpoint_kl: float,
+                  tol: float = KL_TOLERANCE) -> tuple[list[dict], dict]:
+    """The dense front's rows: one evaluation on all prompts per target KL, its eta searched on a
+    subset of the prompts (cheap) and repaired on all prompts when the full KL misses by more than
+    `tol`. evaluate(eta) -> row with `kl_to_sft` (all prompts) and optionally `subset_kl` (the
+    subset's KL in the same evaluation, reused by the search); subset_kl(eta) -> KL on the subset;
+    endpoint: the row of eta = 1 (already evaluated; its KL is the largest target);
+    subset_endpoint_kl: the subset's KL at eta = 1. Returns (rows with `eta` and `target_kl`, each
+    within tol of its target, and a count of evaluations {"subset", "full", "missed"}): a target
+    not reached is left out and counted in `missed`."""
+    rows, counts = [], {"subset": 0, "full": 0, "missed": 0}
+    # the subset's KL differs from all prompts' by a factor that varies little along one front: the
+    # search reads the subset's KL scaled by the endpoint's ratio, in all prompts' units
+    ratio = float(endpoint["kl_to_sft"]) / float(subset_endpoint_kl) if subset_endpoint_kl > 0 else 1.0
+
+    def scaled_subset_kl(eta: float) -> float:
+        return ratio * float(subset_kl(eta))
+
+    subset_known = [(0.0, 0.0), (1.0, float(endpoint["kl_to_sft"]))]
+    full_known = [(0.0, 0.0), (1.0, float(endpoint["kl_to_sft"]))]
+    full_rows = {1.0: endpoint}
+
+    def full(eta: float) -> float:
+        row = evaluate(eta)
+        full_rows[eta] = row
+        counts["full"] += 1
+        if row.get("subset_kl") is not None:  # the subset's KL comes with it: a free subset point
+            subset_known.append((eta, ratio * float(row["subset_kl"])))
+        return float(row["kl_to_sft"])
+
+    for target in sorted(float(t) for t in targets):
+        if abs(endpoint["kl_to_sft"] - target) <= tol * target:  # the largest target: eta = 1 itself
+            rows.append({**endpoint, "eta": 1.0, "target_kl": target})
+            continue
+        try:
+            eta, kl, new = search_eta(scaled_subset_kl, target, subset_known, SEARCH_TOLERANCE)
+        except ValueError:  # the subset's KL does not reach the target: search on all prompts
+            eta, new = math.nan, []
+        subset_known += new
+        counts["subset"] += len(new)
+        if math.isfinite(eta) and eta not in full_rows:
+            full_known.append((eta, full(eta)))
+        if not math.isfinite(eta) or abs(full_rows[eta]["kl_to_sft"] - target) > tol * target:
+            try:  # the subset's KL and all prompts' KL disagree here: search on all prompts
+                eta, kl, new = search_eta(full, target, full_known, tol, max_steps=6)
+            except ValueError:  # all prompts' KL does not bracket the target
+                eta = math.nan
+            full_known += [point for point in new if point not in full_known]
+        if math.isfinite(eta) and abs(full_rows[eta]["kl_to_sft"] - target) <= tol * target:
+            rows.append({**full_rows[eta], "eta": float(eta), "target_kl": target})
+        else:
+            counts["missed"] += 1
+    return sorted(rows, key=lambda row: row["eta"]), counts

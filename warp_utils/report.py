@@ -32,6 +32,7 @@ from . import overoptimization as oo
 from . import results as res
 from .artifacts import build_once, fingerprint, read_stamp
 from .config import Profile, WarpConfig, artifacts_dir, get_profile, to_dict
+from .dense_fronts import front_targets, measure_front
 from .evaluation import SAMPLE_KEYS, evaluate_policy
 from .judges import ensure_panel, load_panel
 from .stats import standardize_rewards
@@ -39,8 +40,8 @@ from .weights import lerp
 
 FIGURES = ("pareto_fronts.png", "training_curves.png", "overoptimization.png")
 PER_PROMPT = "per_prompt.csv.gz"  # every evaluation, prompt by prompt (eval_id, prompt_id, ...)
-REPORT_VERSION = 5  # bump when what the report computes changes (4: the held-out judge panel; 5: curves
-# averaged by KL order)
+REPORT_VERSION = 6  # bump when what the report computes changes (4: the held-out judge panel; 5: curves
+# averaged by KL order; 6: dense fronts at target KLs, claims over a KL range, the second build)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,47 +111,95 @@ def train_seeds(profile: Profile, components, seeds, headline_seeds=()) -> dict:
     return {seed: {key: trained[seed][key] for key in runs} for seed, runs in plan.items()}
 
 
+SUBSET_PROMPTS = 64  # the eta search measures KL on the first 64 evaluation prompts: one sampling
+# batch, so the subset's samples are those of the full evaluation's first batch (same seed)
+
+
 class Evaluator:
     """evaluate_policy of state dicts on the report's prompts, rewards also in SFT sd units, every
     evaluation judged by the held-out panel on its own samples (nothing is sampled twice), and
-    kept prompt by prompt (`per_prompt`, keyed by `eval_id` and the prompt's id)."""
+    kept prompt by prompt (`per_prompt`, keyed by `eval_id` and the prompt's id). `rescorer`: a
+    second reward model that scores the same completions (the proxy of another build).
 
-    def __init__(self, profile: Profile, components, panel, num_prompts: int, seed: int):
+    Every evaluation samples with the same seed: the etas of one front (and every policy) see
+    common random numbers, so their differences are not blurred by sampling noise."""
+
+    def __init__(self, profile: Profile, components, panel, num_prompts: int, seed: int, rescorer=None):
         self.prompts, self.prompt_ids, self.prompt_texts = test_prompts(components.prompts, num_prompts, seed,
                                                                         with_ids=True)
         self.components, self.panel, self.seed, self.sampling = components, panel, seed, profile.sampling
+        self.rescorer = rescorer
         self.candidate = copy.deepcopy(components.policy)
         self.theta_sft = {k: v.detach().clone() for k, v in components.policy.state_dict().items()}
         self.per_prompt: list[pd.DataFrame] = []
-        sft, sft_rewards = self._evaluate(components.policy)
-        self.sft_rewards = sft_rewards
+        self.front_counts: list[dict] = []
+        self.sft_values: dict = {}
+        sft, per_prompt = self._evaluate(components.policy)
+        self.sft_values = per_prompt
+        self.sft_rewards = per_prompt["proxy_reward"]
         self.sft = self._standardized(sft)
 
-    def _evaluate(self, policy) -> tuple[dict, list[float]]:
+    def _evaluate(self, policy) -> tuple[dict, dict]:
         c = self.components
         full = evaluate_policy(policy, c.tokenizer, c.policy, c.reward_scorer, self.prompts, self.sampling,
                                seed=self.seed, return_samples=True)
         judged = self.panel.judge(full["samples"], full["completions"], full["rewards"])
         eval_id = len(self.per_prompt)
+        values = {"proxy_reward": full["rewards"], "heldout_sentiment": judged["heldout_sentiment"].to_numpy()}
+        if self.rescorer is not None:  # the same completions, scored by the other build's reward model
+            values["proxy_reward_b"] = [float(r) for r in self.rescorer(full["samples"])]
         self.per_prompt.append(pd.DataFrame({
-            "eval_id": eval_id, "prompt_id": self.prompt_ids, "proxy_reward": full["rewards"],
-            "heldout_sentiment": judged["heldout_sentiment"].to_numpy(), "kl_to_sft": full["kl"],
+            "eval_id": eval_id, "prompt_id": self.prompt_ids, **values, "kl_to_sft": full["kl"],
             "degenerate": judged["degenerate"].to_numpy(), "hacked": judged["hacked"].to_numpy()}))
         row = {k: v for k, v in full.items() if k not in SAMPLE_KEYS}
-        return {**row, **self.panel.summary(judged), "eval_id": eval_id}, full["rewards"]
+        self.last_subset_kl = max(0.0, float(np.mean(full["kl"][:SUBSET_PROMPTS])))
+        return {**row, **self.panel.summary(judged), "eval_id": eval_id}, values
 
     def _standardized(self, row: dict) -> dict:
-        return {**row, "reward_sd": standardize_rewards(row["reward_mean"], self.sft_rewards)}
+        """The row with each judge in SFT sd units on the same prompts (reward_sd, heldout_sd and,
+        with a rescorer, reward_b_sd)."""
+        out = {**row, "reward_sd": standardize_rewards(row["reward_mean"], self.sft_values["proxy_reward"])}
+        judged = self.per_prompt[row["eval_id"]]
+        out["heldout_sd"] = standardize_rewards(float(judged["heldout_sentiment"].mean()),
+                                                self.sft_values["heldout_sentiment"])
+        if self.rescorer is not None:
+            out["reward_b_mean"] = float(judged["proxy_reward_b"].mean())
+            out["reward_b_sd"] = standardize_rewards(out["reward_b_mean"], self.sft_values["proxy_reward_b"])
+        return out
 
     def state(self, theta) -> dict:
         self.candidate.load_state_dict(theta)
         return self._standardized(self._evaluate(self.candidate)[0])
 
+    def subset_kl(self, theta) -> float:
+        """KL to SFT on the first SUBSET_PROMPTS prompts (nothing judged, nothing kept)."""
+        self.candidate.load_state_dict(theta)
+        c = self.components
+        out = evaluate_policy(self.candidate, c.tokenizer, c.policy, c.reward_scorer, self.prompts[:SUBSET_PROMPTS],
+                              self.sampling, seed=self.seed)
+        return float(out["kl_to_sft"])
+
     def front(self, theta) -> list[dict]:
-        """A dense LITI front from theta_sft to theta (results.dense_front)."""
+        """A dense LITI front from theta_sft to theta: SFT (eta = 0), then one evaluation per
+        target KL of dense_fronts.front_targets, eta searched on the prompt subset
+        (dense_fronts.measure_front)."""
         from .weights import liti
 
-        return res.dense_front(lambda eta: self.state(liti(self.theta_sft, theta, eta)), self.sft)
+        def at(eta):
+            return liti(self.theta_sft, theta, eta)
+
+        endpoint = self.state(theta)
+        subset_endpoint = self.last_subset_kl
+        if not endpoint["kl_to_sft"] > 0:  # theta is SFT itself: a front of one point
+            return [{**self.sft, "eta": 0.0, "target_kl": None}, {**endpoint, "eta": 1.0, "target_kl": None}]
+        def evaluate(eta):
+            return {**self.state(at(eta)), "subset_kl": self.last_subset_kl}
+
+        rows, counts = measure_front(lambda eta: self.subset_kl(at(eta)), evaluate, endpoint,
+                                     front_targets(endpoint["kl_to_sft"]), subset_endpoint)
+        rows = [{k: v for k, v in row.items() if k != "subset_kl"} for row in rows]
+        self.front_counts.append(counts)
+        return [{**self.sft, "eta": 0.0, "target_kl": None}, *rows]
 
     def per_prompt_table(self) -> pd.DataFrame:
         return pd.concat(self.per_prompt, ignore_index=True)
@@ -259,10 +308,11 @@ def overoptimization(trained: dict, fronts: list[dict], evaluator: Evaluator, wa
     return out
 
 
-def rederive(payload: dict) -> dict:
+def rederive(payload: dict, per_prompt: pd.DataFrame | None = None) -> dict:
     """`payload` with everything the report derives from its per-seed numbers computed again by
     this code (the claims, the mean fronts, the overoptimization means and where hacking starts):
-    what a rebuild would write from the same evaluations, without evaluating anything again."""
+    what a rebuild would write from the same evaluations, without evaluating anything again.
+    per_prompt: the per-prompt table, for the claims' bootstrap (None: no bootstrap)."""
     payload = copy.deepcopy(payload)
     payload["mean_fronts"] = res.mean_fronts(pd.DataFrame(payload["fronts"])).to_dict("records")
     over = payload.get("overoptimization")
@@ -270,21 +320,37 @@ def rederive(payload: dict) -> dict:
         for path in ("training", "fronts"):
             curves = {seed: pd.DataFrame(curve) for seed, curve in over[path]["per_seed"].items()}
             over[path] = oo.summarize(curves, over["sft"]["hacked_share"])
-    payload["claims"] = res.claims(payload)
+    payload["claims"] = res.claims(payload, per_prompt)
     return payload
+
+
+def second_build_profile(profile: Profile) -> Profile:
+    """The other build of the fragility check: the same profile with another data seed, which
+    draws the SFT policy's and the reward model's data, order and initialisation (and the prompts)
+    again; its artifacts go to their own folder (overrides name it)."""
+    from .overrides import with_overrides
+
+    return with_overrides(profile, [f"data.seed={profile.data.seed + SECOND_BUILD_SEED_OFFSET}"])
+
+
+SECOND_BUILD_SEED_OFFSET = 1
 
 
 def write_report(profile: Profile | str | None = None, components=None, seeds: int = 1,
                  num_prompts: int = 256, eval_seed: int = 0, fresh: bool = False,
-                 headline_seeds: int | None = None) -> Path:
+                 headline_seeds: int | None = None, second_build: int = 0) -> Path:
     """Train every study for training seeds profile.warp.seed .. + seeds - 1 (HEADLINE_STUDIES for
     max(seeds, headline_seeds) seeds), evaluate and write report/ (results.json + figures): an
-    artifact, rebuilt when a run or a setting changed."""
+    artifact, rebuilt when a run or a setting changed. second_build > 0: also build a second SFT
+    policy and reward model (second_build_profile), re-score every completion with that reward
+    model, train the headline studies for `second_build` seeds on it and grade them again."""
     from .pipeline import load_components, warp_run_dir
 
     for name, value in (("seeds", seeds), ("headline_seeds", seeds if headline_seeds is None else headline_seeds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(second_build, bool) or not isinstance(second_build, int) or second_build < 0:
+        raise ValueError(f"second_build must be an integer >= 0, got {second_build!r}")
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     components = components or load_components(profile)
     started, code = time.perf_counter(), code_version()  # at the start: what trains is this code
@@ -295,12 +361,17 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
     panel_folder = ensure_panel(profile, components.tokenizer, components.reward_scorer)
     finals = {f"{s}/{key}": read_stamp(warp_run_dir(profile, config) / "final")["config_hash"]
               for s in trained for key, config in seed_studies(profile, s, s in extra).items()}
+    other = None
+    if second_build:
+        other = SecondBuild(profile, components.execution, second_build)
+        finals.update({f"build 2/{k}": v for k, v in other.finals.items()})
     config = {"runs": finals, "num_prompts": num_prompts, "eval_seed": eval_seed, "judges": fingerprint(panel_folder),
               "sampling": to_dict(profile.sampling), "version": REPORT_VERSION}
 
     def build(folder: Path) -> None:
         panel = load_panel(panel_folder)
-        evaluator = Evaluator(profile, components, panel, num_prompts, eval_seed)
+        rescorer = other.components.reward_scorer if other else None
+        evaluator = Evaluator(profile, components, panel, num_prompts, eval_seed, rescorer=rescorer)
         fronts, points = evaluate_seeds(evaluator, trained)
         main = {s: trained[s] for s in seed_list}
         # the prompts evaluated: fewer than asked when the test split is smaller
@@ -315,12 +386,50 @@ def write_report(profile: Profile | str | None = None, components=None, seeds: i
                    "overoptimization": overoptimization(trained, fronts, evaluator, profile.warp),
                    "eval_prompts": [{"prompt_id": int(i), "text": t}
                                     for i, t in zip(evaluator.prompt_ids, evaluator.prompt_texts)]}
-        payload["claims"] = res.claims(payload)
-        (folder / "results.json").write_text(json.dumps(payload, indent=2, default=float))
+        payload["meta"]["front_evaluations"] = evaluation_counts(evaluator)
+        if other:
+            payload["builds"] = {"rebuilt": other.evaluate(num_prompts, eval_seed)}
+        # the bootstrap reads the per-prompt table as committed (5 digits): rederivable from the file
         write_per_prompt(evaluator.per_prompt_table(), folder / PER_PROMPT)
+        payload["claims"] = res.claims(payload, read_per_prompt(folder / PER_PROMPT))
+        (folder / "results.json").write_text(json.dumps(payload, indent=2, default=float))
         plot_figures(payload, folder)
 
     return build_once(artifacts_dir(profile) / "report", config, build, fresh=fresh)
+
+
+def evaluation_counts(evaluator: Evaluator) -> dict:
+    """How the dense fronts were paid for: evaluations on the prompt subset and on all prompts."""
+    counts = evaluator.front_counts
+    return {"fronts": len(counts), **{key: int(sum(c[key] for c in counts)) for key in ("subset", "full", "missed")},
+            "subset_prompts": SUBSET_PROMPTS}
+
+
+class SecondBuild:
+    """The fragility check's other build: its SFT policy, reward model, panel and the headline
+    studies trained for `seeds` seeds on it (built and trained on construction)."""
+
+    def __init__(self, profile: Profile, execution, seeds: int):
+        from .pipeline import load_components, warp_run_dir
+
+        self.profile = second_build_profile(profile)
+        print(f"[report] second build: data seed {self.profile.data.seed} ({self.profile.name})", flush=True)
+        self.components = load_components(self.profile, execution)
+        first = self.profile.warp.seed
+        self.seeds = list(range(first, first + seeds))
+        self.trained = train_seeds(self.profile, self.components, [], self.seeds)
+        self.panel_folder = ensure_panel(self.profile, self.components.tokenizer, self.components.reward_scorer)
+        self.finals = {f"{s}/{key}": read_stamp(warp_run_dir(self.profile, config) / "final")["config_hash"]
+                       for s in self.seeds for key, config in seed_studies(self.profile, s, True).items()}
+
+    def evaluate(self, num_prompts: int, eval_seed: int) -> dict:
+        """Its fronts and endpoints, evaluated like the main build's (its own prompts and panel)."""
+        evaluator = Evaluator(self.profile, self.components, load_panel(self.panel_folder), num_prompts, eval_seed)
+        fronts, points = evaluate_seeds(evaluator, self.trained)
+        return {"meta": {"profile": self.profile.name, "data_seed": self.profile.data.seed, "seeds": self.seeds,
+                         "fingerprints": {name: fingerprint(artifacts_dir(self.profile) / name)
+                                          for name in ("sft_policy", "reward_model")}},
+                "sft": evaluator.sft, "fronts": fronts, "points": points}
 
 
 def probes(panel, components, profile: Profile) -> list[dict]:

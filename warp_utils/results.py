@@ -11,7 +11,7 @@ same evaluation prompts (stats.standardize_rewards): a scale that survives a reb
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import reward_at_kl
-from .stats import grade_claims, seed_interval
+from .dense_fronts import envelope_at, envelope_gap, shared_range
+from .stats import (ALPHA, crossed_bootstrap, grade_family, percentile_interval, seed_interval,
+                    seeds_for_power)
 
-INITIAL_ETAS = (0.25, 0.33, 0.435, 0.574, 0.758, 1.0)  # geometric; KL ~ eta^2: neighbours ~1.75x apart
-MAX_KL_RATIO = 2.0  # neighbouring front points at most this factor apart in KL ...
-LOW_KL_SHARE = 0.1  # ... over [0.1 K, K], K the front's largest KL
-MAX_FRONT_POINTS = 9  # evaluations per front (eta = 0, SFT, is evaluated once for all fronts)
+LOW_KL_SHARE = 0.1  # the mean fronts are drawn over [0.1 K, K], K the smallest maximum KL
 MEAN_FRONT_POINTS = 8  # fixed KL values at which the seeds' fronts are averaged
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 HEADLINE_NOTE = "the default WARP run and REINFORCE with an SFT anchor"
@@ -50,47 +49,6 @@ POINT_CLAIMS = (
 )
 
 
-# ----------------------------------------------------------------------------- dense fronts
-
-
-def _gaps(rows: list[dict]) -> list[float]:
-    """Etas to add: a midpoint between neighbours (in eta) whose KLs differ by more than
-    MAX_KL_RATIO inside [LOW_KL_SHARE K, K]; half the smallest eta while its KL exceeds
-    LOW_KL_SHARE K (the front must start below the range)."""
-    rows = sorted((row for row in rows if row["eta"] > 0), key=lambda row: row["eta"])
-    top = max(row["kl_to_sft"] for row in rows)
-    low = LOW_KL_SHARE * top
-    wanted = []
-    if rows[0]["kl_to_sft"] > low:
-        wanted.append(rows[0]["eta"] / 2)
-    for a, b in itertools.pairwise(rows):
-        lo, hi = sorted((a["kl_to_sft"], b["kl_to_sft"]))
-        if hi >= low and hi > MAX_KL_RATIO * max(lo, 0.0):
-            wanted.append((a["eta"] + b["eta"]) / 2)
-    return wanted
-
-
-def dense_front(evaluate: Callable[[float], dict], sft_row: dict, etas: Sequence[float] = INITIAL_ETAS,
-                max_points: int = MAX_FRONT_POINTS) -> list[dict]:
-    """A LITI front theta_eta = (1 - eta) theta_sft + eta theta, refined in eta until neighbours
-    differ by at most MAX_KL_RATIO in KL over [0.1 K, K] (or `max_points` evaluations were spent).
-    evaluate(eta) -> metrics with `kl_to_sft`; sft_row: the eta = 0 point (theta_sft itself,
-    evaluated once for every front). Returns rows with `eta`, sorted by eta."""
-    rows = [{**sft_row, "eta": 0.0}] + [{**evaluate(eta), "eta": float(eta)} for eta in etas]
-    while len(rows) - 1 < max_points:
-        wanted = [eta for eta in _gaps(rows) if eta not in {row["eta"] for row in rows}]
-        if not wanted:
-            break
-        for eta in wanted[: max_points - (len(rows) - 1)]:
-            rows.append({**evaluate(eta), "eta": float(eta)})
-    return sorted(rows, key=lambda row: row["eta"])
-
-
-def front_is_dense(front: pd.DataFrame) -> bool:
-    """Whether `front` satisfies the density rule (nothing left for dense_front to add)."""
-    return not _gaps(front.to_dict("records"))
-
-
 # ----------------------------------------------------------------------------- across seeds
 
 
@@ -110,22 +68,15 @@ def seeds_with(table: pd.DataFrame, column: str, names) -> list[int]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def comparison_kl(fronts: pd.DataFrame, names: Sequence[str], seeds: Sequence[int]) -> float:
-    """The KL at which fronts `names` are compared: the largest KL that every seed's fronts reach
-    with a measured reading (reward_at_kl not NaN), searched down from the smallest maximum KL."""
-    per_seed = [[_front(fronts, name, seed) for name in names] for seed in seeds]
-    top = min(float(front["kl_to_sft"].max()) for group in per_seed for front in group)
-    candidates = sorted({top, *(float(k) for group in per_seed for front in group
-                                for k in front["kl_to_sft"] if 0 < k <= top)}, reverse=True)
-    for kl in candidates:
-        if all(not math.isnan(reward_sd_at_kl(front, kl)) for group in per_seed for front in group):
-            return kl
-    return math.nan
+def value_at_kl(front: pd.DataFrame, kl: float, column: str = "reward_sd") -> float:
+    """reward_at_kl on `column` (reward in SFT sd by default): the one-point reading."""
+    table = front[["kl_to_sft", column]].rename(columns={column: "reward_mean"})
+    return reward_at_kl(table, kl)
 
 
 def reward_sd_at_kl(front: pd.DataFrame, kl: float) -> float:
     """reward_at_kl on the reward in SFT standard deviations."""
-    return reward_at_kl(front.drop(columns=["reward_mean"]).rename(columns={"reward_sd": "reward_mean"}), kl)
+    return value_at_kl(front, kl, "reward_sd")
 
 
 def mean_fronts(fronts: pd.DataFrame, points: int = MEAN_FRONT_POINTS) -> pd.DataFrame:
@@ -147,42 +98,269 @@ def mean_fronts(fronts: pd.DataFrame, points: int = MEAN_FRONT_POINTS) -> pd.Dat
     return pd.DataFrame(rows, columns=["front", "kl", "reward_sd", "reward_sd_low", "reward_sd_high", "n_seeds"])
 
 
-def claim_inputs(results: dict) -> list[tuple[list, str]]:
-    """The claims as (family, stats.grade_claims inputs): per seed the difference of one
-    statistic, named. Fronts are read at one KL shared by every seed (comparison_kl)."""
+# ----------------------------------------------------------------------------- claims
+
+# The judges whose claims form one Holm family each: (family, column of the evaluation rows in SFT
+# sd of that judge, column of the per-prompt table). Claims about KL alone need no judge: a third
+# family. A rescored build reads the proxy from `reward_b_sd` (a second reward model's scores).
+JUDGES = (("proxy", "reward_sd", "proxy_reward"), ("held-out sentiment", "heldout_sd", "heldout_sentiment"))
+KL_FAMILY = "KL"
+HEADLINE_CLAIMS = (FRONT_CLAIMS[0][0], FRONT_CLAIMS[2][0])
+# Smallest effects of interest, which size the seeds a claim needs (seeds_for_power):
+FRONT_EFFECT = 0.05  # SFT sd, a front claim: the issue's choice for "front A above front B"
+# SFT sd, a reward endpoint: one evaluation's mean on 256 prompts has a standard error of
+# 1 / sqrt(256) = 0.0625 SFT sd, so a smaller gain could not be seen in any one evaluation.
+POINT_REWARD_EFFECT = 0.05
+# relative, a KL endpoint: the dense fronts place their points within 10% of a target KL, so a
+# smaller KL difference is below the precision the course reads KL with (effect = 10% of B's KL).
+KL_RELATIVE_EFFECT = 0.10
+CLAIM_RANGES: dict[str, tuple[float, float]] = {}  # claim name -> (k_low, k_high) declared; else measured
+BOOTSTRAP_REPLICATES = 1000
+
+
+@dataclasses.dataclass
+class ClaimData:
+    """One claim measured per seed, before grading (Holm needs the whole family)."""
+
+    name: str
+    family: str
+    statistic: str
+    kind: str  # "front" (envelope gap over a KL range) or "point" (an endpoint difference)
+    per_seed: list[float]
+    seeds: list[int]
+    effect: float  # smallest effect of interest, in the statistic's units
+    expected_sign: int = 1
+    k_low: float = math.nan
+    k_high: float = math.nan
+    one_point: dict | None = None  # the secondary reading at K_high (the envelopes there, log-KL interpolated)
+    bootstrap: tuple | None = None  # (values, statistic) for stats.crossed_bootstrap
+
+
+def claim_range(name: str, fronts: pd.DataFrame, names, seeds) -> tuple[float, float]:
+    """[K_low, K_high] of a front claim: declared in CLAIM_RANGES, else the range every front of
+    every seed compared reaches (dense_fronts.shared_range)."""
+    if name in CLAIM_RANGES:
+        return CLAIM_RANGES[name]
+    return shared_range([[_front(fronts, n, s)["kl_to_sft"].to_numpy() for n in names] for s in seeds])
+
+
+def _front_arrays(front: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    return front["kl_to_sft"].to_numpy(float), front[column].to_numpy(float)
+
+
+def front_claim(name: str, a: str, b: str, fronts: pd.DataFrame, judge: tuple, prompts=None) -> ClaimData | None:
+    """"Front a above front b" on one judge: per seed the envelope gap over [K_low, K_high]."""
+    family, column, prompt_column = judge
+    seeds = seeds_with(fronts, "front", (a, b))
+    if not seeds or column not in fronts:
+        return None
+    k_low, k_high = claim_range(name, fronts, (a, b), seeds)
+    if not k_low < k_high:
+        return None
+    per_seed = [envelope_gap(_front_arrays(_front(fronts, a, s), column), _front_arrays(_front(fronts, b, s), column),
+                             k_low, k_high) for s in seeds]
+    if not all(math.isfinite(d) for d in per_seed):
+        return None
+    point = [envelope_at(_front_arrays(_front(fronts, a, s), column), k_high)
+             - envelope_at(_front_arrays(_front(fronts, b, s), column), k_high) for s in seeds]
+    one_point = None
+    if all(math.isfinite(d) for d in point):
+        mean, low, high = seed_interval(point)
+        one_point = {"kl": k_high, "mean": mean, "ci_low": low, "ci_high": high}
+    boot = None if prompts is None else front_bootstrap(fronts, (a, b), seeds, prompt_column, prompts)
+    return ClaimData(name, family, f"{family} envelope {a} - {b}, mean over log-KL", "front", per_seed, seeds,
+                     FRONT_EFFECT, k_low=k_low, k_high=k_high, one_point=one_point, bootstrap=boot)
+
+
+def point_claim(spec: tuple, points: pd.DataFrame, judge: tuple | None, prompts=None) -> ClaimData | None:
+    """An endpoint claim: A - B (minus A0 - B0) of one column per seed; judge None: the KL claims."""
+    name, column, a, b, a0, b0 = spec
+    family, value_column, prompt_column = judge if judge else (KL_FAMILY, "kl_to_sft", "kl_to_sft")
+    needed = [x for x in (a, b, a0, b0) if x]
+    seeds = seeds_with(points, "policy", needed)
+    if not seeds or value_column not in points:
+        return None
+
+    def value(policy, seed, col=value_column):
+        return float(points[(points["policy"] == policy) & (points["seed"] == seed)][col].iloc[0])
+
+    per_seed = [value(a, s) - value(b, s) - ((value(a0, s) - value(b0, s)) if a0 else 0.0) for s in seeds]
+    effect = (POINT_REWARD_EFFECT if judge else
+              KL_RELATIVE_EFFECT * float(np.mean([value(b, s) for s in seeds])))
+    statistic = f"{family}: {a} - {b}" + (f" - ({a0} - {b0})" if a0 else "")
+    boot = None if prompts is None else point_bootstrap(points, needed, seeds, prompt_column, prompts)
+    return ClaimData(name, family, statistic, "point", per_seed, seeds, effect, bootstrap=boot)
+
+
+def claim_data(results: dict, judges=JUDGES, prompts=None) -> list[ClaimData]:
+    """Every claim of `results`, measured per seed: the front claims and the reward endpoint claims
+    on each judge, the KL endpoint claims once. prompts: per-prompt tables for the bootstrap
+    (PromptValues), or None (no bootstrap)."""
     fronts, points = pd.DataFrame(results["fronts"]), pd.DataFrame(results["points"])
-    paper = []
-    for name, a, b in FRONT_CLAIMS:
-        seeds = seeds_with(fronts, "front", (a, b))  # every seed that trained both
-        if not seeds:
-            continue
-        kl = comparison_kl(fronts, (a, b), seeds)
-        if math.isnan(kl):
-            continue
-        d = [reward_sd_at_kl(_front(fronts, a, s), kl) - reward_sd_at_kl(_front(fronts, b, s), kl) for s in seeds]
-        paper.append((name, f"reward (SFT sd) at KL {kl:.3g}: {a} - {b}", 1, d))
-    seed_report = []
-    for name, column, a, b, a0, b0 in POINT_CLAIMS:
-        needed = {x for x in (a, b, a0, b0) if x}
-        seeds = seeds_with(points, "policy", needed)
-        if not seeds:
-            continue
-
-        def value(policy, seed, column=column):
-            return float(points[(points["policy"] == policy) & (points["seed"] == seed)][column].iloc[0])
-
-        d = [value(a, s) - value(b, s) - ((value(a0, s) - value(b0, s)) if a0 else 0.0) for s in seeds]
-        statistic = f"{column}: {a} - {b}" + (f" - ({a0} - {b0})" if a0 else "")
-        seed_report.append((name, statistic, 1, d))
-    return [(paper, "paper"), (seed_report, "seed report")]
-
-
-def claims(results: dict) -> list[dict]:
-    """Every claim graded: Holm within each family (the paper's claims; the seed report's)."""
     out = []
-    for inputs, family in claim_inputs(results):
-        out.extend({**claim.to_dict(), "family": family} for claim in grade_claims(inputs))
+    for judge in judges:
+        out += [front_claim(name, a, b, fronts, judge, prompts) for name, a, b in FRONT_CLAIMS]
+        out += [point_claim(spec, points, judge, prompts) for spec in POINT_CLAIMS if spec[1] == "reward_sd"]
+    out += [point_claim(spec, points, None, prompts) for spec in POINT_CLAIMS if spec[1] == "kl_to_sft"]
+    return [claim for claim in out if claim is not None]
+
+
+def grade(data: Sequence[ClaimData]) -> list[dict]:
+    """Grade each family (stats.grade_family: one-sided tests, Holm within the family); add the
+    95% t-interval, the seeds that 80% power at the claim's smallest effect needs at the family's
+    strictest Holm level (alpha / k), and the crossed bootstrap's interval."""
+    out = []
+    for family in dict.fromkeys(claim.family for claim in data):
+        members = [claim for claim in data if claim.family == family]
+        grades = grade_family([(c.expected_sign, c.per_seed) for c in members])
+        k = sum(len(c.per_seed) >= 2 for c in members)
+        for claim, graded in zip(members, grades):
+            d = np.asarray(claim.per_seed, dtype=float)
+            mean, low, high = seed_interval(d)
+            sd = float(d.std(ddof=1)) if d.size >= 2 else math.nan
+            need = seeds_for_power(sd, claim.effect, 1 - ALPHA / max(k, 1)) if d.size >= 2 else math.nan
+            record = {"name": claim.name, "family": family, "statistic": claim.statistic, "kind": claim.kind,
+                      "expected_sign": claim.expected_sign, "n_seeds": int(d.size), "seeds": claim.seeds,
+                      "per_seed": d.tolist(), "mean": mean, "ci_low": low, "ci_high": high, "sd": sd,
+                      "p_expected": graded.p_expected, "p_opposite": graded.p_opposite, "family_size": k,
+                      "verdict": graded.verdict, "smallest_effect": claim.effect, "seeds_for_power": need,
+                      "k_low": claim.k_low, "k_high": claim.k_high, "one_point": claim.one_point,
+                      "bootstrap": bootstrap_interval(claim)}
+            out.append(_json_ready(record))
     return out
+
+
+def _json_ready(value):
+    """NaN -> None (JSON has no NaN), numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def claims(results: dict, per_prompt: pd.DataFrame | None = None) -> list[dict]:
+    """Every claim graded, Holm within each judge's family; the headline claims also graded on the
+    other builds of results['builds'] (`fragile` when a verdict differs between builds)."""
+    prompts = None if per_prompt is None else PromptValues(per_prompt, results["sft"])
+    graded = grade(claim_data(results, JUDGES, prompts))
+    return with_fragility(graded, build_grades(results))
+
+
+# ----------------------------------------------------------------------------- other builds
+
+# The builds a claim is graded again on: the same completions re-scored by a second reward model
+# ("rescored": every proxy claim), and a second SFT policy and reward model with their own runs
+# ("rebuilt": the headline claims).
+
+
+def build_grades(results: dict) -> dict[str, dict[tuple[str, str], dict]]:
+    """{build: {(claim, family): {mean, verdict, n_seeds}}} on each other build, each build's
+    claims graded as their own families: every proxy claim re-scored by the second reward model
+    (same completions), the headline claims of the rebuilt SFT policy and reward model."""
+    out = {}
+    fronts, points = pd.DataFrame(results["fronts"]), pd.DataFrame(results["points"])
+    if all("reward_b_sd" in t and t["reward_b_sd"].notna().all() for t in (fronts, points)):
+        rescored = {**results, "fronts": fronts.drop(columns="reward_sd").rename(columns={"reward_b_sd": "reward_sd"}),
+                    "points": points.drop(columns="reward_sd").rename(columns={"reward_b_sd": "reward_sd"})}
+        out["rescored"] = [c for c in grade(claim_data(rescored, JUDGES[:1])) if c["family"] == "proxy"]
+    for name, build in (results.get("builds") or {}).items():
+        out[name] = [c for c in grade(claim_data(build, JUDGES)) if c["name"] in HEADLINE_CLAIMS]
+    return {build: {(c["name"], c["family"]): {"mean": c["mean"], "verdict": c["verdict"], "n_seeds": c["n_seeds"]}
+                    for c in graded} for build, graded in out.items()}
+
+
+def with_fragility(graded: list[dict], builds: dict) -> list[dict]:
+    """Each claim with `builds` (its grade on every other build that has it), `fragile` (True when
+    a verdict differs from this build's, False when all agree, None when no other build has it)
+    and `spread` ([min, max] of the means across builds)."""
+    out = []
+    for claim in graded:
+        other = {build: grades[(claim["name"], claim["family"])] for build, grades in builds.items()
+                 if (claim["name"], claim["family"]) in grades}
+        means = [claim["mean"], *(g["mean"] for g in other.values())]
+        out.append({**claim, "builds": other,
+                    "fragile": (any(g["verdict"] != claim["verdict"] for g in other.values()) if other else None),
+                    "spread": [min(means), max(means)] if other and None not in means else None})
+    return out
+
+
+# ----------------------------------------------------------------------------- the bootstrap
+
+
+class PromptValues:
+    """The per-prompt table by evaluation, prompts in one order for every evaluation (the crossed
+    design): the KL, and each judge's value minus SFT's on the same prompt, in SFT sd (the sd held
+    fixed: a scale). Their mean over any resample of the prompts is the judge's value in SFT sd
+    relative to SFT on that resample, so the SFT point stays at 0 in every replicate."""
+
+    def __init__(self, per_prompt: pd.DataFrame, sft: dict):
+        table = per_prompt.sort_values(["eval_id", "prompt_id"], kind="stable")
+        self.by_eval = {int(k): g for k, g in table.groupby("eval_id")}
+        base = self.by_eval[int(sft["eval_id"])]
+        self.base = {col: (base[col].to_numpy(float), float(base[col].std(ddof=1)))
+                     for col in ("proxy_reward", "heldout_sentiment", "proxy_reward_b") if col in base}
+
+    def values(self, eval_id: int, column: str) -> np.ndarray:
+        v = self.by_eval[int(eval_id)][column].to_numpy(float)
+        if column in self.base:
+            sft, sd = self.base[column]
+            v = (v - sft) / sd
+        return v
+
+
+def front_bootstrap(fronts: pd.DataFrame, names, seeds, column: str, prompts: PromptValues):
+    """(values, statistic) of a front claim for crossed_bootstrap: values (seeds, fronts, points,
+    [KL, judge], prompts), each front padded to one length by repeating its last point (a repeated
+    point leaves the envelope as it is); statistic: per seed the envelope gap over the range the
+    replicate's fronts share."""
+    per_seed = []
+    for s in seeds:
+        per_front = []
+        for name in names:
+            front = _front(fronts, name, s).sort_values("kl_to_sft")
+            per_front.append([np.stack([prompts.values(e, "kl_to_sft"), prompts.values(e, column)])
+                              for e in front["eval_id"]])
+        per_seed.append(per_front)
+    length = max(len(front) for fronts_ in per_seed for front in fronts_)
+    values = np.array([[front + [front[-1]] * (length - len(front)) for front in fronts_] for fronts_ in per_seed])
+
+    def statistic(means):  # means: (seeds, fronts, points, 2)
+        k_low, k_high = shared_range([[front[:, 0] for front in seed] for seed in means])
+        return np.array([envelope_gap((seed[0, :, 0], seed[0, :, 1]), (seed[1, :, 0], seed[1, :, 1]), k_low, k_high)
+                         for seed in means])
+
+    return values, statistic
+
+
+def point_bootstrap(points: pd.DataFrame, needed, seeds, column: str, prompts: PromptValues):
+    """(values, None) of an endpoint claim: per seed and prompt A - B (minus A0 - B0)."""
+    def ids(seed):
+        return [int(points[(points["policy"] == p) & (points["seed"] == seed)]["eval_id"].iloc[0]) for p in needed]
+
+    rows = []
+    for s in seeds:
+        v = [prompts.values(e, column) for e in ids(s)]
+        rows.append(v[0] - v[1] - ((v[2] - v[3]) if len(v) == 4 else 0.0))
+    return np.array(rows), None
+
+
+def bootstrap_interval(claim: ClaimData) -> dict | None:
+    """The crossed bootstrap's 95% percentile interval of the claim's mean (descriptive: with few
+    seeds it under-covers), and the share of replicates in which the statistic was defined."""
+    if claim.bootstrap is None:
+        return None
+    values, statistic = claim.bootstrap
+    replicates = crossed_bootstrap(values, BOOTSTRAP_REPLICATES, seed=0, statistic=statistic)
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size < 2:
+        return None
+    low, high = percentile_interval(finite)
+    return {"low": low, "high": high, "replicates": int(replicates.size), "defined": int(finite.size)}
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -196,13 +374,46 @@ def _plain(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+def _interval(low, high) -> str:
+    return "n/a" if low is None else f"[{_num(low)}, {_num(high)}]"
+
+
+def claim_range_text(claim: dict) -> str:
+    return "" if claim.get("k_low") is None else f"KL {claim['k_low']:.3g} to {claim['k_high']:.3g}"
+
+
 def claim_sentence(claim: dict) -> str:
     """One verdict sentence, every number from the claim."""
+    where = claim_range_text(claim)
+    what = (f"mean gap of the envelopes over log-KL from {where[3:]}" if where else claim["statistic"])
     interval = ("no interval (one seed)" if claim["ci_low"] is None else
-                f"{100 * claim['level']:.2f}% interval [{_num(claim['ci_low'])}, {_num(claim['ci_high'])}]")
-    mde = "" if claim["mde"] is None else f"; minimum detectable effect {claim['mde']:.3g}"
-    return (f"**{claim['name']}**: {claim['verdict']}. Mean over {claim['n_seeds']} seeds "
-            f"{_num(claim['mean'])} ({claim['statistic']}), {interval}{mde}.")
+                f"95% interval {_interval(claim['ci_low'], claim['ci_high'])}")
+    p = "" if claim["p_expected"] is None else (f"; one-sided p {claim['p_expected']:.3g}, Holm over the "
+                                                 f"{claim['family_size']} claims of the {claim['family']} family")
+    need = ("" if claim["seeds_for_power"] is None else
+            f"; {claim['seeds_for_power']} seeds would detect its smallest effect of interest "
+            f"({claim['smallest_effect']:.3g}) with 80% power")
+    fragile = ""
+    if claim.get("fragile") is not None:
+        others = ", ".join(f"{build}: {g['verdict']} ({_num(g['mean'])}, {g['n_seeds']} seeds)"
+                           for build, g in claim["builds"].items())
+        fragile = (f" Fragile: its verdict differs on another build ({others})." if claim["fragile"] else
+                   f" The same verdict on the other builds ({others}).")
+    return (f"**{claim['name']}** ({claim['family']}): {claim['verdict']}. Mean over {claim['n_seeds']} seeds "
+            f"{_num(claim['mean'])} ({what}), {interval}{p}{need}.{fragile}")
+
+
+def judge_disagreements(claims_: list[dict]) -> list[str]:
+    """A claim the proxy supports and the held-out judge does not: a finding, in words."""
+    held = {c["name"]: c for c in claims_ if c["family"] == "held-out sentiment"}
+    lines = []
+    for claim in claims_:
+        other = held.get(claim["name"])
+        if claim["family"] == "proxy" and other and claim["verdict"] == "supported" != other["verdict"]:
+            lines.append(f"**{claim['name']}** is supported by the proxy reward but {other['verdict']} on the "
+                         "held-out sentiment judge, which the policy never optimized: the proxy's gain is not "
+                         "confirmed by an independent judge.")
+    return lines
 
 
 FINAL_POLICY = "slerp_2"  # theta_slerp_I of the default run: the policy WARP returns
@@ -301,6 +512,9 @@ def render_markdown(results: dict) -> str:
     seeds = ", ".join(str(s) for s in meta["seeds"])
     extra = [s for s in meta.get("headline_seeds", meta["seeds"]) if s not in meta["seeds"]]
     command = f"--seeds {len(meta['seeds'])}" + (f" --headline-seeds {len(meta['seeds']) + len(extra)}" if extra else "")
+    rebuilt = (results.get("builds") or {}).get("rebuilt")
+    if rebuilt:
+        command += f" --second-build {len(rebuilt['meta']['seeds'])}"
     if extra:
         seeds += f" (and {', '.join(str(s) for s in extra)} for the runs behind the headline claims: {HEADLINE_NOTE})"
     dirty = meta.get("uncommitted") or []  # package files changed since the commit, when recorded
@@ -312,20 +526,39 @@ def render_markdown(results: dict) -> str:
         f"{meta['cores']} cores, torch {meta['torch']}; training every seed and evaluating took "
         f"{meta['wall_seconds'] / 60:.1f} min). "
         "Rewards are in SFT standard deviations on the same prompts, (r - mean r_sft) / sd r_sft "
-        f"(SFT: raw reward {results['sft']['reward_mean']:.3g}, sd {results['sft']['reward_std']:.3g}). "
-        "Each claim: per seed one paired difference (same prompts, same sampling seed); across "
-        "seeds the mean with a Student-t interval, Holm-adjusted within its family; fronts are "
-        "compared at one KL every seed's fronts reach."),
+        f"(SFT: raw reward {results['sft']['reward_mean']:.3g}, sd {results['sft']['reward_std']:.3g}); "
+        "the held-out sentiment likewise, in its own SFT sd."),
         "",
-        "| claim | family | statistic | mean | interval | MDE | verdict |",
-        "|---|---|---|---|---|---|---|",
+        ("How a claim is read. \"Front A above front B\" is measured per training seed as the mean gap "
+         "between the two fronts' upper envelopes over log-KL, on the KL range every front of every seed "
+         "compared reaches (each front is measured at up to six target KLs, each hit within 10%); the reading "
+         "at the top of that range alone is kept as a secondary column. Every claim is directional, so it is "
+         "tested one-sided: supported when the test in its direction rejects after Holm, contradicted when the "
+         "test in the other direction does, otherwise inconclusive. Each judge's claims form one Holm family "
+         "(the proxy reward's, the held-out sentiment's, and the claims about KL alone). The bootstrap "
+         "interval resamples seeds and, crossed with them, the evaluation prompts; it is descriptive and "
+         "covers too little with so few seeds. Seeds for power: how many seeds 80% power at the claim's "
+         "smallest effect of interest needs, at its family's strictest Holm level, with the observed sd."),
+        "",
+        ("| claim | judge | KL range | mean | 95% interval | bootstrap | one-sided p | at the range's top "
+         "| seeds (for power) | verdict | fragile |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["claims"]:
-        interval = "n/a" if c["ci_low"] is None else f"[{_num(c['ci_low'])}, {_num(c['ci_high'])}]"
-        mde = "n/a" if c["mde"] is None else f"{c['mde']:.3g}"
-        lines.append(f"| {c['name']} | {c['family']} | {c['statistic']} | {_num(c['mean'])} | {interval} "
-                     f"| {mde} | **{c['verdict']}** |")
+        boot = "n/a" if not c.get("bootstrap") else _interval(c["bootstrap"]["low"], c["bootstrap"]["high"])
+        top = "n/a" if not c.get("one_point") else f"{_num(c['one_point']['mean'])} {_interval(c['one_point']['ci_low'], c['one_point']['ci_high'])}"
+        p = "n/a" if c["p_expected"] is None else f"{c['p_expected']:.3g}"
+        need = "n/a" if c["seeds_for_power"] is None else str(c["seeds_for_power"])
+        fragile = {None: "n/a", True: "**fragile**", False: "no"}[c.get("fragile")]
+        if c.get("spread"):
+            fragile += f" (means {_num(c['spread'][0])} to {_num(c['spread'][1])})"
+        lines.append(f"| {c['name']} | {c['family']} | {claim_range_text(c) or 'endpoint'} | {_num(c['mean'])} "
+                     f"| {_interval(c['ci_low'], c['ci_high'])} | {boot} | {p} | {top} | {c['n_seeds']} ({need}) "
+                     f"| **{c['verdict']}** | {fragile} |")
     lines += ["", *[f"- {claim_sentence(c)}" for c in results["claims"]], ""]
+    disagreements = judge_disagreements(results["claims"])
+    if disagreements:
+        lines += [*disagreements, ""]
     points = pd.DataFrame(results["points"])
     if "hacked_share" in points and "hacked_share" in results["sft"]:  # the hacked share relative to SFT's
         points["hacked_vs_sft"] = points["hacked_share"] - results["sft"]["hacked_share"]
@@ -385,19 +618,24 @@ def committed_results(path=None) -> dict:
     return json.loads(path.read_text())
 
 
-def committed_claims(path=None) -> pd.DataFrame:
-    """The claims of the committed docs/results/results.json (several training seeds), one row
-    each, with the verdict recomputed by stats.verdict from the stored interval."""
-    from .stats import verdict
-
+def committed_claims(path=None, family: str | None = "proxy") -> pd.DataFrame:
+    """The claims of the committed docs/results/results.json (several training seeds) of one judge's
+    family (None: all), one row each, the verdict graded again by stats.grade_family from the
+    stored per-seed numbers of the whole family."""
     payload = committed_results(path)
-    rows = [{"claim": c["name"], "statistic": c["statistic"], "mean": c["mean"],
-             "ci_low": math.nan if c["ci_low"] is None else c["ci_low"],
-             "ci_high": math.nan if c["ci_high"] is None else c["ci_high"],
-             "seeds": c["n_seeds"], "mde": math.nan if c["mde"] is None else c["mde"]} for c in payload["claims"]]
+    rows = []
+    for name in dict.fromkeys(c["family"] for c in payload["claims"]):
+        members = [c for c in payload["claims"] if c["family"] == name]
+        grades = grade_family([(c["expected_sign"], c["per_seed"]) for c in members])
+        rows += [{"claim": c["name"], "family": name, "statistic": c["statistic"], "mean": c["mean"],
+                  "ci_low": math.nan if c["ci_low"] is None else c["ci_low"],
+                  "ci_high": math.nan if c["ci_high"] is None else c["ci_high"],
+                  "k_low": c["k_low"], "k_high": c["k_high"], "seeds": c["n_seeds"],
+                  "seeds_for_power": c["seeds_for_power"], "fragile": c["fragile"], "verdict": g.verdict}
+                 for c, g in zip(members, grades)]
     table = pd.DataFrame(rows)
-    table["verdict"] = [verdict(low, high, c["expected_sign"])
-                        for low, high, c in zip(table["ci_low"], table["ci_high"], payload["claims"])]
+    if family is not None:
+        table = table[table["family"] == family]
     table.attrs.update(seeds=payload["meta"]["seeds"], num_prompts=payload["meta"]["num_prompts"])
     return table.set_index("claim")
 
