@@ -8,7 +8,7 @@ almost never samples EOS, so every completion runs to 54 tokens (the worst case)
 the same kind are trained here on IMDB ($WARP_IMDB_DIR): byte-level BPE (up to 50257 tokens; ids
 above its size decode to nothing) and a cased WordPiece of 28996.
 
-The step is the product's: `rl_step` (warp_utils.rl, the same call train_run makes) with a fresh
+The step is the product's: `rl_step` (warp_utils.core.rl, the same call train_run makes) with a fresh
 Adam. Measured, per batch size, in a fresh process each (ru_maxrss is a high-water mark):
 - peak memory of the step above the loaded models (ru_maxrss after - RSS before; includes the
   Adam state and gradients allocated by the first step);
@@ -92,10 +92,10 @@ def build(batch: int, texts: list[str]):
     )
 
     from warp_utils.config import get_profile
-    from warp_utils.prompts import first_tokens
-    from warp_utils.reward import EOS as REWARD_EOS
-    from warp_utils.reward import RewardScorer
-    from warp_utils.runtime import Components
+    from warp_utils.execution.runtime import Components
+    from warp_utils.inputs.prompts import first_tokens
+    from warp_utils.inputs.reward import EOS as REWARD_EOS
+    from warp_utils.inputs.reward import RewardScorer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=50257, special_tokens=["<|endoftext|>"], show_progress=False)
@@ -130,7 +130,7 @@ class CountingScorer:
         self.scorer, self.tokens = scorer, 0
 
     def __call__(self, texts):
-        from warp_utils.reward import fit_texts
+        from warp_utils.inputs.reward import fit_texts
 
         fitted = fit_texts(texts, self.scorer.tokenizer, self.scorer.max_length)
         self.tokens += sum(len(ids) for ids in self.scorer.tokenizer(fitted)["input_ids"])
@@ -158,8 +158,8 @@ def measure(batch: int, steps: int) -> dict:
     """One process, one batch size: build, then `steps` RL steps of the product."""
     import dataclasses
 
-    from warp_utils.device import fused_optimizer
-    from warp_utils.rl import rl_step
+    from warp_utils.core.rl import rl_step
+    from warp_utils.execution.device import fused_optimizer
 
     texts = imdb_texts(10000)
     policy, anchor, components, warp, tokenizer_vocab = build(batch, texts)

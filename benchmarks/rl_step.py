@@ -1,4 +1,4 @@
-"""Seconds per WARP RL step, phase by phase: the step `train_warp` calls (warp_utils.rl.rl_step),
+"""Seconds per WARP RL step, phase by phase: the step `train_warp` calls (warp_utils.core.rl.rl_step),
 timed through its own `timer` hook, so every phase is the product's code, nothing re-implemented.
 
 Phases (rl_step's): generation (y ~ pi_theta, lean KV-cache sampler), reward (decode + r(x, y)),
@@ -41,9 +41,9 @@ import torch
 from setups import SIZES, load_setup, project_components
 from torch.utils.flop_counter import FlopCounterMode
 
-from warp_utils import rl
-from warp_utils.device import fused_optimizer
-from warp_utils.runtime import thread_count
+from warp_utils.core import rl
+from warp_utils.execution.device import fused_optimizer
+from warp_utils.execution.runtime import thread_count
 
 RESULT = Path(__file__).resolve().parent / "results" / "rl_step.json"
 
@@ -183,7 +183,7 @@ def main():
         threads = args.threads
         if threads is None:  # the project's policy for this model size
             setup = load_setup(size)
-            from warp_utils.models import load_policy
+            from warp_utils.inputs.models import load_policy
 
             model, _ = load_policy(setup.policy_folder)
             threads = [thread_count(sum(p.numel() for p in model.parameters()))]

@@ -49,7 +49,7 @@ def offline():
 def _gpt2_small(folder: Path, reviews: list[str]) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from warp_utils.models import train_policy_tokenizer
+    from warp_utils.inputs.models import train_policy_tokenizer
 
     tokenizer = train_policy_tokenizer(reviews[:20_000], 50257)
     torch.manual_seed(0)
@@ -62,10 +62,10 @@ def _gpt2_small(folder: Path, reviews: list[str]) -> None:
 
 def load_setup(name: str) -> Setup:
     """Build (first call) or load the benchmark setup `name`."""
-    from warp_utils.data import load_imdb, shuffled_texts
-    from warp_utils.models import ensure_sft_policy, load_policy
-    from warp_utils.prompts import first_tokens
-    from warp_utils.reward import ensure_reward_model
+    from warp_utils.inputs.data import load_imdb, shuffled_texts
+    from warp_utils.inputs.models import ensure_sft_policy, load_policy
+    from warp_utils.inputs.prompts import first_tokens
+    from warp_utils.inputs.reward import ensure_reward_model
 
     offline()
     profile = get_profile("tiny")
@@ -93,9 +93,9 @@ def project_components(setup: Setup):
     """(policy pi_theta, anchor pi_ema, Components with pi_sft, tokenizer, r, sampling)."""
     import copy
 
-    from warp_utils.models import load_policy
-    from warp_utils.reward import load_reward_scorer
-    from warp_utils.runtime import Components
+    from warp_utils.execution.runtime import Components
+    from warp_utils.inputs.models import load_policy
+    from warp_utils.inputs.reward import load_reward_scorer
 
     sft, tokenizer = load_policy(setup.policy_folder)
     scorer = load_reward_scorer(setup.reward_folder, batch_size=setup.batch_size)

@@ -36,7 +36,7 @@ def worker(variant: str) -> None:
     import torch
 
     from warp_utils.config import get_profile
-    from warp_utils.models import build_tiny_policy, heldout_loss, load_policy
+    from warp_utils.inputs.models import build_tiny_policy, heldout_loss, load_policy
 
     profile = get_profile("tiny", VARIANTS[variant])
     with tempfile.TemporaryDirectory() as folder:

@@ -1,4 +1,4 @@
-"""The project's RL step (warp_utils.rl.rl_step) against trl.RLOOTrainer on the same saved models.
+"""The project's RL step (warp_utils.core.rl.rl_step) against trl.RLOOTrainer on the same saved models.
 
 Same SFT policy, same reward model, same prompts (32 x 2 samples at the tiny size, 8 x 2 at
 GPT-2-small size), temperature 0.7, no top-k / top-p, beta 0.1, fp32 on CPU, the same torch
@@ -36,8 +36,8 @@ from pathlib import Path
 import torch
 from setups import SIZES, load_setup, project_components
 
-from warp_utils.device import fused_optimizer
-from warp_utils.runtime import Execution, thread_count
+from warp_utils.execution.device import fused_optimizer
+from warp_utils.execution.runtime import Execution, thread_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,7 +49,7 @@ def set_threads(model) -> int:
 
 
 def run_project(size: str, steps: int, kl_every: int) -> dict:
-    from warp_utils import rl
+    from warp_utils.core import rl
 
     setup = load_setup(size)
     policy, anchor, components = project_components(setup)
@@ -88,8 +88,8 @@ def run_trl(size: str, steps: int) -> dict:
     from transformers import TrainerCallback
     from trl import RLOOTrainer
 
-    from warp_utils.models import load_policy
-    from warp_utils.reward import load_reward_scorer
+    from warp_utils.inputs.models import load_policy
+    from warp_utils.inputs.reward import load_reward_scorer
 
     setup = load_setup(size)
     policy, tokenizer = load_policy(setup.policy_folder)

@@ -49,7 +49,7 @@
 # Each notebook states its own run time at its top.
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -62,7 +62,7 @@ import transformers
 import trl
 
 from warp_utils.config import artifacts_dir, get_profile, shown_path
-from warp_utils.data import load_imdb, local_imdb_dir
+from warp_utils.inputs import load_imdb, local_imdb_dir
 
 profile = get_profile()
 print("profile:", profile.name)
@@ -141,8 +141,8 @@ assert set(imdb_train["label"]) == {0, 1}
 # if its config changes).
 
 # %%
-from warp_utils.artifacts import read_stamp
-from warp_utils.models import ensure_sft_policy, load_policy
+from warp_utils.inputs import ensure_sft_policy, load_policy
+from warp_utils.store import read_stamp
 
 sft_dir = ensure_sft_policy(profile)
 policy, tokenizer = load_policy(sft_dir)

@@ -35,7 +35,7 @@
 # logistic function.
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -67,7 +67,7 @@ print(profile.reward)
 # Until you solve it, the notebook uses the reference.
 
 # %%
-from warp_utils import exercises
+from warp_utils.course import exercises
 
 
 def bt_loss(r_chosen, r_rejected):
@@ -89,12 +89,13 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from warp_utils.data import load_imdb, preference_pairs
-from warp_utils.reward import (
+from warp_utils.inputs import (
     EVAL_SEED_OFFSET,
     ensure_reward_model,
     fit_texts,
+    load_imdb,
     load_reward_scorer,
+    preference_pairs,
     read_metrics,
 )
 
@@ -250,8 +251,8 @@ print("reward model ready:", shown_path(reward_dir))
 #   is degenerate: the reward is high for the wrong reason.
 
 # %%
-from warp_utils import judges
-from warp_utils.models import ensure_sft_policy, load_policy
+from warp_utils.evaluate import judges
+from warp_utils.inputs import ensure_sft_policy, load_policy
 
 _, policy_tokenizer = load_policy(ensure_sft_policy(profile))  # the openings are cut in the policy's tokens
 panel = judges.load_panel(judges.ensure_panel(profile, policy_tokenizer, reward_scorer))

@@ -29,7 +29,7 @@
 # **Time**: <!-- run -->seconds<!-- /run --> to run on 2 CPU cores; 10 min to read.
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -38,10 +38,9 @@ import collections
 
 import matplotlib.pyplot as plt
 
-from warp_utils.artifacts import read_stamp
 from warp_utils.config import get_profile
-from warp_utils.models import ensure_sft_policy, load_policy
-from warp_utils.prompts import ensure_prompts, load_prompts
+from warp_utils.inputs import ensure_prompts, ensure_sft_policy, load_policy, load_prompts
+from warp_utils.store import read_stamp
 
 profile = get_profile()
 print("profile:", profile.name)
@@ -108,9 +107,9 @@ assert round_trip >= 190
 # %%
 import torch
 
-from warp_utils.judges import describe_comparison
-from warp_utils.reward import ensure_reward_model, load_reward_scorer
-from warp_utils.rl import decode_texts, generate, left_pad
+from warp_utils.core import decode_texts, generate, left_pad
+from warp_utils.evaluate import describe_comparison
+from warp_utils.inputs import ensure_reward_model, load_reward_scorer
 
 policy, _ = load_policy(ensure_sft_policy(profile))
 reward_scorer = load_reward_scorer(ensure_reward_model(profile))

@@ -45,7 +45,7 @@
 # **REINFORCE** the score-function policy gradient (Williams, 1992).
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -57,9 +57,9 @@ import numpy as np
 import torch
 from matplotlib.patches import FancyBboxPatch
 
-from warp_utils import exercises, toy
 from warp_utils.config import get_profile
-from warp_utils.weights import lerp
+from warp_utils.core import lerp
+from warp_utils.course import exercises, toy
 
 print("profile:", get_profile().name)
 torch.manual_seed(0)
@@ -130,7 +130,7 @@ plt.show()
 #
 # ### The toy bandit
 #
-# `warp_utils.toy` is a language model you can solve exactly: $P = 16$ prompts, each answered by
+# `warp_utils.course.toy` is a language model you can solve exactly: $P = 16$ prompts, each answered by
 # **one token** $y$ of $K = 8$; the reward is a fixed table $r(x, y) \sim U[0, 1]$; the policy is
 # $\pi_\theta(y \mid x) = \operatorname{softmax}(\texttt{table}[x] + \texttt{bias})_y$, a state dict
 # with two tensors like a tiny network. Expected rewards and KLs are exact sums over the table.

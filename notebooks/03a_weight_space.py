@@ -30,7 +30,7 @@
 # linear interpolation, **LITI** linear interpolation towards initialisation.
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from warp_utils import bugs, exercises, toy
-from warp_utils.weights import ema, lerp, liti, slerp  # noqa: F401 (ema: for exercise 2)
+from warp_utils.core import ema, lerp, liti, slerp  # noqa: F401 (ema: for exercise 2)
+from warp_utils.course import bugs, exercises, toy
 
 torch.set_num_threads(1)  # tensors here are tiny: extra threads only add synchronisation
 theta_sft, reward = toy.make_bandit()  # notebook 03's toy: 16 prompts x 8 tokens, float64

@@ -25,7 +25,7 @@
 # **Time**: <!-- run -->seconds<!-- /run --> to run; 30-45 min to read. Nothing later depends on it: skip it on a first pass.
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from warp_utils import toy
-from warp_utils.weights import ema_, lerp, liti, slerp, task_norm, task_vector
+from warp_utils.core import ema_, lerp, liti, slerp, task_norm, task_vector
+from warp_utils.course import toy
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # tensors here are tiny: extra threads only add synchronisation

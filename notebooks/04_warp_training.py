@@ -51,7 +51,7 @@
 # $b$ the REINFORCE baseline; the rest as in notebooks 03 and 03a (glossary: end of notebook 00).
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -63,7 +63,7 @@ import torch
 
 from warp_utils.config import get_profile, shown_path
 from warp_utils.pipeline import ensure_warp_run, notebook_components, warp_run_dir
-from warp_utils.progress import step_printer
+from warp_utils.execution import step_printer
 
 profile = get_profile()
 print("profile:", profile.name)
@@ -82,7 +82,7 @@ policy, tokenizer, reward_scorer, prompts = parts.policy, parts.tokenizer, parts
 # `<|endoftext|>` is bos = eos = pad, no mask is ever built from `ids != pad_id`.
 
 # %%
-from warp_utils.rl import decode_texts, generate, left_pad
+from warp_utils.core import decode_texts, generate, left_pad
 
 torch.manual_seed(config.seed)
 ids, mask = left_pad(prompts["train"]["input_ids"][:4], tokenizer.pad_token_id)
@@ -100,7 +100,7 @@ print("response lengths (EOS included):", rollout.response_lengths.tolist())
 # after a row finished). The grader compares it with `rl.response_mask_from_completion`.
 
 # %%
-from warp_utils import bugs, exercises
+from warp_utils.course import bugs, exercises
 
 
 def mask_of(completion_ids, eos_token_id):
@@ -173,7 +173,7 @@ loss_of = exercises.check("reinforce_loss", loss_of)
 print(exercises.solution("reinforce_loss"))
 
 # %%
-from warp_utils.rl import reinforce_loss, sequence_logprobs
+from warp_utils.core import reinforce_loss, sequence_logprobs
 
 anchor = copy.deepcopy(policy)  # at t = 1 the anchor is theta_init itself
 batch = (rollout.input_ids, rollout.attention_mask, rollout.response_mask)
@@ -217,7 +217,7 @@ assert exercises.spot_the_bug("reinforce_loss", "KL penalty not detached") == "w
 # less reward *and* less KL, a point further below the exact front).
 
 # %%
-from warp_utils import toy
+from warp_utils.course import toy
 
 toy_sft, toy_reward = toy.make_bandit()
 toy_beta = 0.1
@@ -265,8 +265,8 @@ assert gaps["not detached (bug)"] > 10 * gaps["detached (correct)"]  # a differe
 # %%
 import dataclasses
 
-from warp_utils import rl
-from warp_utils.weights import liti, slerp
+from warp_utils.core import rl
+from warp_utils.core import liti, slerp
 
 small = dataclasses.replace(config, I=1, M=2, T=2, batch_size=4)
 train_ids = prompts["train"]["input_ids"]
@@ -314,7 +314,7 @@ metrics.groupby(["iteration", "run"])[["reward_mean", "kl_to_anchor", "kl_to_sft
 # over the response; `kl_to_sft_sampled` is the single-sample estimate the paper plots.
 
 # %%
-from warp_utils.plots import plot_training_curves
+from warp_utils.evaluate import plot_training_curves
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
 for axis, column in zip(axes, ["reward_mean", "kl_to_sft", "kl_to_anchor"]):
@@ -327,7 +327,7 @@ plt.show()
 # SFT policy against $\theta^I_{\text{slerp}}$, the same test prompts and the same seed.
 
 # %%
-from warp_utils.evaluation import evaluate_policy
+from warp_utils.evaluate import evaluate_policy
 
 warp_policy = copy.deepcopy(policy)
 warp_policy.load_state_dict(result.final)
@@ -336,7 +336,7 @@ evaluation = {}
 for name, model in (("sft", policy), ("warp", warp_policy)):
     evaluation[name] = evaluate_policy(model, tokenizer, policy, reward_scorer, test_prompts, sampling,
                                        seed=0, return_samples=True)
-from warp_utils.textdiff import before_after_table
+from warp_utils.evaluate import before_after_table
 
 prompt_texts = [tokenizer.decode(ids) for ids in test_prompts[:6]]
 before_after_table(prompt_texts, evaluation["sft"]["completions"][:6], evaluation["sft"]["rewards"][:6],
@@ -354,7 +354,7 @@ before_after_table(prompt_texts, evaluation["sft"]["completions"][:6], evaluatio
 #   $\|\theta^m_{\text{ema}} - \theta_{\text{init}}\| < \|\theta^m - \theta_{\text{init}}\|$.
 
 # %%
-from warp_utils.weights import task_norm as distance  # |state - origin| over every float tensor
+from warp_utils.core import task_norm as distance  # |state - origin| over every float tensor
 
 
 print(f"test reward: sft {evaluation['sft']['reward_mean']:.3f} -> warp {evaluation['warp']['reward_mean']:.3f}")

@@ -51,7 +51,7 @@
 # (section 9 asks with them whether the policy games $r$).
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -69,19 +69,22 @@ import torch
 from IPython.display import display
 
 from warp_utils.config import get_profile, shown_path
-from warp_utils.dense_fronts import envelope_gap, shared_range
-from warp_utils.evaluation import evaluate_policy, pareto_front
-from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, warp_run_dir
-from warp_utils.plots import plot_bars, plot_front
-from warp_utils.progress import step_printer
-from warp_utils.results import (
+from warp_utils.core import lerp, liti, slerp, task_norm
+from warp_utils.evaluate import (
     FRONT_CLAIMS,
     committed_claims,
     committed_results,
+    envelope_gap,
+    evaluate_policy,
     judge_disagreements,
     one_seed_verdict,
+    pareto_front,
+    plot_bars,
+    plot_front,
+    shared_range,
 )
-from warp_utils.weights import lerp, liti, slerp, task_norm
+from warp_utils.execution import step_printer
+from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, warp_run_dir
 
 notebook_start = time.perf_counter()
 profile = get_profile()
@@ -150,8 +153,8 @@ plt.show()
 # then applied to a real batch below.
 
 # %%
-from warp_utils import exercises
-from warp_utils.rl import exact_kl, generate, left_pad, next_token_log_probs
+from warp_utils.core import exact_kl, generate, left_pad, next_token_log_probs
+from warp_utils.course import exercises
 
 
 def kl_of(log_p, log_q, response_mask):
@@ -337,7 +340,7 @@ plt.show()
 # simultaneous over the interior points, is above $-\delta$.
 
 # %%
-from warp_utils.evaluation import lmc_barrier
+from warp_utils.evaluate import lmc_barrier
 
 ts = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
 lmc_prompts = prompts["test"].shuffle(seed=EVAL_SEED).select(range(256))["input_ids"]
@@ -470,10 +473,10 @@ print(f"- {claim}: {one_seed_verdict(claims[claim], noise)} on this one seed (ma
 # %%
 from IPython.display import HTML
 
-from warp_utils import judges
-from warp_utils.textdiff import (
+from warp_utils.evaluate import (
     before_after_table,
     colour_tokens_html,
+    judges,
     token_log_ratios,
     token_shift,
 )
@@ -573,7 +576,7 @@ for line in judge_disagreements(committed_results()["claims"]):
 # against the final policy on the same 64 prompts, each difference paired prompt by prompt.
 
 # %%
-from warp_utils.evaluation import paired_difference
+from warp_utils.evaluate import paired_difference
 
 panel = judges.panel_for(parts, profile)
 final_name = f"slerp {config.I}"
@@ -601,8 +604,8 @@ print(judges.hacking_verdict(paired("proxy_reward"), paired("heldout_sentiment")
 # hacking; the sentences under the figure are computed from the same numbers.
 
 # %%
+from warp_utils.evaluate import committed_results, hacking_paragraph
 from warp_utils.report import draw_overoptimization
-from warp_utils.results import committed_results, hacking_paragraph
 
 committed_payload = committed_results()
 draw_overoptimization(committed_payload["overoptimization"])

@@ -46,7 +46,7 @@
 # not), seconds once cached; 20-30 min to read.
 
 # %%
-from warp_utils.environment import check_environment
+from warp_utils.course import check_environment
 
 check_environment()  # a missing package: one message saying what to install, before any other import
 
@@ -65,13 +65,13 @@ from IPython.display import display
 from transformers.utils import logging as transformers_logging
 
 from warp_utils.config import get_profile
-from warp_utils.dense_fronts import envelope_gap, envelope_mean, shared_range
-from warp_utils.evaluation import evaluate_policy, paired_difference, pareto_front
-from warp_utils import judges
+from warp_utils.evaluate import envelope_gap, envelope_mean, shared_range
+from warp_utils.evaluate import evaluate_policy, paired_difference, pareto_front
+from warp_utils.evaluate import judges
 from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, run_name
-from warp_utils.plots import plot_front, plot_study_curves
-from warp_utils.results import FRONT_CLAIMS, POINT_CLAIMS, committed_claims, one_seed_verdict
-from warp_utils.progress import step_printer
+from warp_utils.evaluate import plot_front, plot_study_curves
+from warp_utils.evaluate import FRONT_CLAIMS, POINT_CLAIMS, committed_claims, one_seed_verdict
+from warp_utils.execution import step_printer
 
 notebook_start = time.perf_counter()
 transformers_logging.disable_progress_bar()  # dozens of cached runs load: no bar per checkpoint
@@ -213,7 +213,7 @@ plt.show()
 # prompts, judge by judge.
 
 # %%
-from warp_utils.evaluation import vader_scores
+from warp_utils.evaluate import vader_scores
 
 low, high = LRS
 exhibit = pd.DataFrame({
@@ -399,7 +399,7 @@ print("\n".join(lines))
 # --seeds 3 --update-docs` trained the seed report's studies for several training seeds (the $\mu$
 # study with $I = 2$, so that the gap at the second iteration can show), evaluated 256 prompts and
 # graded each claim across seeds; its `docs/results/results.json` is committed, and below its
-# verdicts are graded again from the per-seed numbers it stores (`warp_utils.stats`).
+# verdicts are graded again from the per-seed numbers it stores (`warp_utils.evaluate.stats`).
 #
 # How a claim is graded:
 # - **One direction.** Each claim says which way it goes ("$M = 3$ above $M = 2$", "larger $\mu$,

@@ -8,7 +8,7 @@ import pytest
 from browser_support import pytest_collection_modifyitems  # noqa: F401 (browser tests that reuse the notebooks' artifacts run last)
 
 from warp_utils.config import get_profile
-from warp_utils.runtime import configure_threads
+from warp_utils.execution.runtime import configure_threads
 
 # Unit tests use tiny tensors: one thread avoids OpenMP hand-offs that cost more than the math
 # (measured here: a 4x9x32 layer norm + linear takes 0.14 ms on 1 thread, 9 ms on 2 under load).

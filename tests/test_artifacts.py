@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from warp_utils import artifacts
-from warp_utils.artifacts import BUILDING, CHECKPOINT, STAMP, build_once, status
+from warp_utils.store import artifacts
+from warp_utils.store.artifacts import BUILDING, CHECKPOINT, STAMP, build_once, status
 
 CONFIG = {"stage": "demo", "size": 3}
 
@@ -188,7 +188,7 @@ def test_the_lock_is_reentrant_within_a_process_and_not_beside_the_folder(tmp_pa
 
 
 def test_the_artifact_log_is_quiet_in_a_notebook_and_shown_elsewhere(tmp_path, monkeypatch, capsys):
-    from warp_utils import progress
+    from warp_utils.execution import progress
 
     def write(out):
         (out / "x.txt").write_text("x")
@@ -210,7 +210,7 @@ def test_the_artifact_log_is_quiet_in_a_notebook_and_shown_elsewhere(tmp_path, m
 
 
 def test_the_step_printer_prints_every_kth_step_with_its_name(capsys):
-    from warp_utils.progress import step_printer
+    from warp_utils.execution.progress import step_printer
 
     row = {"iteration": 1, "run": 2, "step": 25, "reward_mean": 0.5, "kl_to_sft": 1.25}
     step_printer(50)(row)

@@ -26,7 +26,7 @@ def test_components_follow_the_execution_device(monkeypatch):
     """Every model of a run lives on Execution.device (resolved: cuda when available, else cpu)."""
     import torch
 
-    from warp_utils.runtime import Components, Execution
+    from warp_utils.execution.runtime import Components, Execution
 
     class Scorer:
         model = torch.nn.Linear(2, 1)

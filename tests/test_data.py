@@ -3,8 +3,8 @@ import re
 import pandas as pd
 import pytest
 
-from warp_utils import data
-from warp_utils.data import (
+from warp_utils.inputs import data
+from warp_utils.inputs.data import (
     ImdbError,
     ImdbFormatError,
     ImdbMissingError,

@@ -1,4 +1,4 @@
-"""warp_utils.dense_fronts: the range statistic against closed forms on piecewise-linear fronts
+"""warp_utils.evaluate.dense_fronts: the range statistic against closed forms on piecewise-linear fronts
 (linear in log-KL between measured points, where the trapezoid rule is exact), the shared range,
 and the eta bisection on synthetic monotone KL(eta)."""
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from warp_utils.dense_fronts import (
+from warp_utils.evaluate.dense_fronts import (
     bisect_eta,
     dense_front_etas,
     envelope_gap,
@@ -248,7 +248,7 @@ def test_dense_front_reuses_evaluations():
 
 # ----------------------------------------------------------------------------- measuring a front
 
-from warp_utils.dense_fronts import (  # noqa: E402
+from warp_utils.evaluate.dense_fronts import (  # noqa: E402
     KL_FLOOR,
     KL_TOLERANCE,
     MAX_TARGETS,
@@ -338,7 +338,7 @@ def test_envelope_at_reads_the_envelope_in_log_kl():
 
 
 def test_envelope_mean_is_the_closed_form_and_splits_the_gap():
-    from warp_utils.dense_fronts import envelope_gap, envelope_mean
+    from warp_utils.evaluate.dense_fronts import envelope_gap, envelope_mean
 
     kls = np.geomspace(0.1, 10.0, 7)
     a, b = (kls, 1.0 + 0.5 * np.log(kls)), (kls, 2.0 + 0.25 * np.log(kls))

@@ -12,11 +12,16 @@ from pathlib import Path
 import pytest
 from tokenizers import BertWordPieceTokenizer
 
-from warp_utils import reward
-from warp_utils.artifacts import STAMP, read_stamp
 from warp_utils.config import get_profile
-from warp_utils.reward import METRICS, SPECIAL_TOKENS, ensure_reward_model, train_reward_tokenizer
-from warp_utils.wordpiece import count_words, train_wordpiece_vocab
+from warp_utils.inputs import reward
+from warp_utils.inputs.reward import (
+    METRICS,
+    SPECIAL_TOKENS,
+    ensure_reward_model,
+    train_reward_tokenizer,
+)
+from warp_utils.inputs.wordpiece import count_words, train_wordpiece_vocab
+from warp_utils.store.artifacts import STAMP, read_stamp
 
 # -----------------------------------------------------------------------------
 # the trainer against a brute force
@@ -115,8 +120,8 @@ SHRUNK = (
     "reward.epochs=1.0 reward.batch_size=8 reward.warmup_steps=2 reward.score_batch_size=16"
 )
 BUILD = """
-from warp_utils.models import ensure_sft_policy
-from warp_utils.reward import ensure_reward_model
+from warp_utils.inputs.models import ensure_sft_policy
+from warp_utils.inputs.reward import ensure_reward_model
 print("ARTIFACT", ensure_sft_policy("tiny"))
 print("ARTIFACT", ensure_reward_model("tiny"))
 """

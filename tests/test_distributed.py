@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from test_pipeline import SMOKE
-from warp_utils.distributed import World
+from warp_utils.execution.distributed import World
 
 STAGES = [item for assignment in SMOKE if not assignment.startswith("warp.") for item in ("--set", assignment)]
 
@@ -75,7 +75,7 @@ def test_workers_from_python_relay_every_step_and_equal_the_sequential_run_m2(sm
     """What a notebook does: ensure_warp_run with Execution(workers=2) and a step_callback."""
     from warp_utils.config import get_profile
     from warp_utils.pipeline import ensure_warp_run, load_components
-    from warp_utils.runtime import Execution
+    from warp_utils.execution.runtime import Execution
 
     env, root = smoke
     for key in ("WARP_IMDB_DIR", "WARP_DATA_ROOT", "OMP_NUM_THREADS"):  # the CLI's environment: same threads,
@@ -98,7 +98,7 @@ def _pool_setup(env, monkeypatch):
 
     from warp_utils.config import get_profile
     from warp_utils.pipeline import load_components
-    from warp_utils.runtime import Execution
+    from warp_utils.execution.runtime import Execution
 
     for key in ("WARP_IMDB_DIR", "WARP_DATA_ROOT", "OMP_NUM_THREADS"):  # as above: same SFT policy as the CLI's
         monkeypatch.setenv(key, env[key])
@@ -118,7 +118,7 @@ def assert_same_single_iteration(root, a, b):
 def test_a_pool_of_two_trains_whole_configs_side_by_side_and_equals_the_sequential_loop(smoke, monkeypatch):
     """What notebooks 05 and 06 do: ensure_warp_runs over independent configs with workers=2; once
     trained, the same calls load the runs without starting a process."""
-    from warp_utils import distributed
+    from warp_utils.execution import distributed
     from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs
 
     env, root = smoke
@@ -160,7 +160,7 @@ def test_the_failure_names_the_worker_that_raised_first_not_the_first_to_exit():
 
     import torch.distributed as dist
 
-    from warp_utils.distributed import _failure_message, _record_error
+    from warp_utils.execution.distributed import _failure_message, _record_error
 
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
     store.set("status/1", "training iter_2/run_2")
@@ -182,7 +182,7 @@ def test_a_forked_one_thread_worker_runs_after_its_parent_ran_on_two_threads():
     region: it must finish (a hang fails on the timeout)."""
     code = (
         "import multiprocessing as mp, torch\n"
-        "from warp_utils.runtime import all_cores\n"
+        "from warp_utils.execution.runtime import all_cores\n"
         "with all_cores():\n"
         "    assert torch.get_num_threads() == 2\n"
         "    a = torch.randn(512, 512); (a @ a).sum(); torch.log_softmax(torch.randn(64, 24, 4096), -1)\n"
@@ -207,8 +207,8 @@ def test_a_forked_one_thread_worker_runs_after_its_parent_ran_on_two_threads():
 
 def test_workers_fork_only_on_cpu_with_one_thread():
     """fork skips the children's imports, but GNU OpenMP is not fork-safe and CUDA cannot be forked."""
-    from warp_utils.distributed import start_method
-    from warp_utils.runtime import Execution
+    from warp_utils.execution.distributed import start_method
+    from warp_utils.execution.runtime import Execution
 
     linux = sys.platform.startswith("linux")
     assert start_method(Execution(device="cpu", threads=1)) == ("fork" if linux else "spawn")
@@ -219,8 +219,8 @@ def test_workers_fork_only_on_cpu_with_one_thread():
 
 def test_a_failed_pool_worker_names_its_config_and_the_rerun_resumes(smoke, monkeypatch):
     """With spawned workers (what CUDA and multi-thread workers use): every other test here forks."""
-    from warp_utils import distributed
-    from warp_utils.distributed import WorkerFailed
+    from warp_utils.execution import distributed
+    from warp_utils.execution.distributed import WorkerFailed
     from warp_utils.pipeline import ensure_warp_runs
 
     env, root = smoke

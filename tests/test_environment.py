@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 
-from warp_utils import environment
+from warp_utils.course import environment
 
 
 def test_every_required_package_is_found_here():

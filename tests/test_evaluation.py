@@ -15,11 +15,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from warp_utils import evaluation, plots
+from warp_utils.evaluate import evaluation, plots
 from warp_utils.config import PolicyConfig, SamplingConfig
-from warp_utils.models import tiny_gpt2, train_policy_tokenizer
-from warp_utils.rl import exact_kl, generate, left_pad, sequence_logprobs
-from warp_utils.warp import clone_state
+from warp_utils.inputs.models import tiny_gpt2, train_policy_tokenizer
+from warp_utils.core.rl import exact_kl, generate, left_pad, sequence_logprobs
+from warp_utils.core.warp import clone_state
 
 CORPUS = ["a wonderful film with a moving story", "a dull and awful mess of a movie",
           "the actors were great", "the plot was boring"] * 10
@@ -395,7 +395,7 @@ def test_the_evaluation_cache_looks_up_equal_evaluations_and_only_those(setup, m
 def test_lmc_barrier_is_the_dip_below_the_chord_with_a_simultaneous_lower_bound():
     from scipy.stats import norm
 
-    from warp_utils.evaluation import lmc_barrier
+    from warp_utils.evaluate.evaluation import lmc_barrier
 
     ts = [0.0, 0.25, 0.5, 0.75, 1.0]
     noise = np.array([[0.3, -0.3, 0.1, -0.1]] * 5) * np.array([[0], [1], [2], [1], [0]])

@@ -1,5 +1,5 @@
-"""The graders of warp_utils.exercises: each accepts its solution (and the package's own
-implementation), rejects every known wrong version in warp_utils.bugs, and treats an unsolved
+"""The graders of warp_utils.course.exercises: each accepts its solution (and the package's own
+implementation), rejects every known wrong version in warp_utils.course.bugs, and treats an unsolved
 stub as unsolved, falling back to the reference."""
 
 import math
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from warp_utils import bugs, exercise_cases, exercises, solutions, toy
-from warp_utils.weights import liti, slerp
+from warp_utils.core.weights import liti, slerp
+from warp_utils.course import bugs, exercise_cases, exercises, solutions, toy
 
 NAMES = sorted(exercises.EXERCISES)
 KNOWN_BUGS = [(name, bug) for name in NAMES for bug in bugs.BUGS.get(name, {})]

@@ -1,6 +1,6 @@
 """The full profile, exercised offline: its hub-loading path against a locally built hub cache
 (tests/hub_cache.py), its values against the seed report, its failure without the hub, and the
-device / mixed-precision policy (warp_utils/device.py) on CPU."""
+device / mixed-precision policy (warp_utils/execution/device.py) on CPU."""
 
 import ast
 import json
@@ -15,9 +15,9 @@ import torch
 from hub_cache import POLICY_REPO, REWARD_REPO, hub_cache_fixture, repo_folder_name  # noqa: F401 (fixture)
 from huggingface_hub import try_to_load_from_cache
 
-from warp_utils import device as devices
 from warp_utils.config import PROFILES, get_profile
-from warp_utils.hub import check_hub_available, hub_error_message
+from warp_utils.execution import device as devices
+from warp_utils.inputs.hub import check_hub_available, hub_error_message
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_REPORT = REPO.parent / "shared" / "reference" / "seed-report-ru.md"
@@ -52,7 +52,7 @@ RESOLVE = r"""
 import json, tempfile
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from warp_utils.config import get_profile
-from warp_utils.models import _download_policy, load_policy
+from warp_utils.inputs.models import _download_policy, load_policy
 out = {}
 model = AutoModelForCausalLM.from_pretrained("lvwerra/gpt2-imdb")
 tokenizer = AutoTokenizer.from_pretrained("lvwerra/gpt2-imdb")
@@ -232,7 +232,7 @@ def test_precision_on_cpu_is_fp32_unless_bf16_is_asked():
 def test_bf16_autocast_log_probs_stay_float32_and_close():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from warp_utils.rl import next_token_log_probs
+    from warp_utils.core.rl import next_token_log_probs
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_layer=1, n_embd=32, n_head=2, n_positions=16)).eval()

@@ -9,10 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from warp_utils import judges
 from warp_utils.config import get_profile
-from warp_utils.data import load_imdb, local_imdb_dir, shuffled_texts
-from warp_utils.judges import (
+from warp_utils.evaluate import judges
+from warp_utils.evaluate.judges import (
     MEASURES,
     DegeneracyBand,
     HeldOutSentiment,
@@ -26,6 +25,7 @@ from warp_utils.judges import (
     hacking_verdict,
     outer_threshold,
 )
+from warp_utils.inputs.data import load_imdb, local_imdb_dir, shuffled_texts
 
 # ----------------------------------------------------------------------------- degeneracy measures
 
@@ -222,7 +222,7 @@ def real(tmp_path_factory):
     if not real_imdb_available():
         pytest.skip("needs the real IMDB (25k reviews a split): set WARP_IMDB_DIR to its parquet folder, "
                     "e.g. /work/shared/data/imdb (CI sets it)")
-    from warp_utils.models import train_policy_tokenizer
+    from warp_utils.inputs.models import train_policy_tokenizer
 
     profile = get_profile("tiny")
     tokenizer = train_policy_tokenizer(shuffled_texts(load_imdb("train"), 42)[:2000], profile.policy.vocab_size)

@@ -3,14 +3,14 @@ import math
 
 import torch
 
-from warp_utils.artifacts import STAMP, read_stamp
+from warp_utils.store.artifacts import STAMP, read_stamp
 import pytest
 
 from warp_utils.config import PolicyConfig
-from warp_utils.data import load_imdb, shuffled_texts
-from warp_utils.models import (ensure_sft_policy, heldout_loss, load_policy, tiny_gpt2, token_stream,
+from warp_utils.inputs.data import load_imdb, shuffled_texts
+from warp_utils.inputs.models import (ensure_sft_policy, heldout_loss, load_policy, tiny_gpt2, token_stream,
                                train_policy_tokenizer)
-from warp_utils.prompts import ensure_prompts, first_tokens, load_prompts
+from warp_utils.inputs.prompts import ensure_prompts, first_tokens, load_prompts
 
 SENTENCES = ["a wonderful film with a moving story", "a dull and awful mess of a movie"] * 20
 
@@ -124,7 +124,7 @@ def test_prompts_are_exactly_prompt_tokens_long(fake_imdb, small_profile):
 def test_interrupted_pretraining_resumes_from_its_checkpoint_bitwise(small_profile, tmp_path, capsys):
     import pytest
 
-    from warp_utils.models import pretrain_causal_lm, tiny_gpt2
+    from warp_utils.inputs.models import pretrain_causal_lm, tiny_gpt2
 
     config = small_profile.policy
     tokenizer = train_policy_tokenizer(SENTENCES * 5, vocab_size=config.vocab_size)

@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from warp_utils import judges
-from warp_utils.judges import describe_comparison, hacking_verdict
-from warp_utils.results import committed_results, hacking_paragraph, one_seed_verdict
+from warp_utils.evaluate import judges
+from warp_utils.evaluate.judges import describe_comparison, hacking_verdict
+from warp_utils.evaluate.results import committed_results, hacking_paragraph, one_seed_verdict
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NUMBER = r"([+-]?\d+\.\d+|nan)"
@@ -166,7 +166,7 @@ def test_06_committed_verdicts_are_those_of_the_committed_results():
     """Section 6 prints one line per claim of the proxy and held-out sentiment families; its
     verdict, seeds, mean and KL range must be those of docs/results/results.json, the verdict
     graded again here (one-sided tests, Holm within each family)."""
-    from warp_utils.stats import grade_family
+    from warp_utils.evaluate.stats import grade_family
 
     claims = committed_results()["claims"]
     expected = {}

@@ -1,4 +1,4 @@
-"""warp_utils.overoptimization on curves of known shape: where hacking starts is known exactly."""
+"""warp_utils.evaluate.overoptimization on curves of known shape: where hacking starts is known exactly."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from warp_utils import overoptimization as oo
+from warp_utils.evaluate import overoptimization as oo
 
 
 def curve(kls, heldout, hacked, proxy=None):

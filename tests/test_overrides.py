@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from warp_utils import warp
+from warp_utils.core import warp
 from warp_utils.cli import main
 from warp_utils.config import artifacts_dir, get_profile
-from warp_utils.overrides import with_overrides
-from warp_utils.runtime import Components, Execution
+from warp_utils.execution.overrides import with_overrides
+from warp_utils.execution.runtime import Components, Execution
 
 
 def test_each_field_is_parsed_to_its_type():
@@ -81,7 +81,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
 def test_execution_settings_change_no_hash(tmp_path, monkeypatch):
     """Threads, progress and cadences are outside every hash: a run made with others is reused."""
     from test_warp import CORPUS, SAMPLING, config, trained_runs, vowel_reward
-    from warp_utils.models import tiny_gpt2, train_policy_tokenizer
+    from warp_utils.inputs.models import tiny_gpt2, train_policy_tokenizer
     from warp_utils.config import PolicyConfig
 
     tokenizer = train_policy_tokenizer(CORPUS, vocab_size=300)

@@ -7,9 +7,11 @@ change of behaviour (new run keys: every trained artifact stale), never a refact
 
 import torch
 
-from warp_utils import report, runstore, toy
+from warp_utils import report
 from warp_utils.config import artifacts_dir, config_hash, get_profile
+from warp_utils.course import toy
 from warp_utils.pipeline import warp_run_dir
+from warp_utils.store import runstore
 
 SECTION_HASHES = {"data": "868fbeb3162d3872", "policy": "37dad53e14890b19", "reward": "a1de0971f8b9953b",
                   "sampling": "3ff401890343c1cd", "warp": "280dd0c6d18ec7e8"}

@@ -1,4 +1,4 @@
-"""warp_utils.results on synthetic evaluations (fronts with known shapes, so the differences at a
+"""warp_utils.evaluate.results on synthetic evaluations (fronts with known shapes, so the differences at a
 KL are known exactly) and the committed README block against docs/results/results.json."""
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from warp_utils import results as res
+from warp_utils.evaluate import results as res
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,7 @@ def results_payload(seeds=(42, 43, 44), builds=None):
 
 
 def test_claims_are_graded_one_sided_with_holm_within_each_judge():
-    from warp_utils.stats import ALPHA, grade_family, seeds_for_power
+    from warp_utils.evaluate.stats import ALPHA, grade_family, seeds_for_power
 
     payload = results_payload()
     for family in ("proxy", "held-out sentiment"):
@@ -203,8 +203,8 @@ def test_markdown_shows_every_claim_from_the_numbers():
         assert f"{claim['mean']:+.3g}" in text and f"**{claim['verdict']}**" in text
     assert "training seeds 42, 43, 44" in text and "256 held-out test prompts" in text
     assert "uncommitted" not in text
-    payload["meta"]["uncommitted"] = ["warp_utils/reward.py"]
-    assert "`0123456789` plus uncommitted changes to warp_utils/reward.py" in res.render_markdown(payload)
+    payload["meta"]["uncommitted"] = ["warp_utils/inputs/reward.py"]
+    assert "`0123456789` plus uncommitted changes to warp_utils/inputs/reward.py" in res.render_markdown(payload)
     payload["claims"][0]["verdict"] = "contradicted"
     assert res.render_markdown(payload) != text
 

@@ -12,11 +12,11 @@ from conftest import fake_review
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardTrainer
 
-from warp_utils import reward
-from warp_utils.artifacts import STAMP, read_stamp
+from warp_utils.inputs import reward
+from warp_utils.store.artifacts import STAMP, read_stamp
 from warp_utils.config import artifacts_dir, get_profile
-from warp_utils.data import clean_text, preference_pairs
-from warp_utils.reward import (
+from warp_utils.inputs.data import clean_text, preference_pairs
+from warp_utils.inputs.reward import (
     RewardScorer,
     base_reward_model,
     ensure_reward_model,

@@ -1,4 +1,4 @@
-"""Tests of warp_utils.rl: rollouts, log-probs, exact KL and the REINFORCE loss.
+"""Tests of warp_utils.core.rl: rollouts, log-probs, exact KL and the REINFORCE loss.
 
 Tiny GPT-2s built from config, eval mode (dropout off: dropout alone makes KL(pi || pi) > 0).
 Oracles are independent computations: sequences scored alone, hand loops over the vocabulary,
@@ -13,7 +13,7 @@ import torch
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from warp_utils.config import SamplingConfig
-from warp_utils.rl import (
+from warp_utils.core.rl import (
     Rollout,
     decode_texts,
     exact_kl,
@@ -250,7 +250,7 @@ def test_generate_is_deterministic_under_seed_and_samples_without_dropout():
 @pytest.mark.parametrize("loop", ["gpt2 blocks", "cache", "hf generate"])
 def test_generate_follows_the_policy_step_by_step_under_left_padding(loop, monkeypatch):
     # Records the logits of every output-layer call of the sampler (prompt, then one per token).
-    from warp_utils import sampling as sampling_module
+    from warp_utils.core import sampling as sampling_module
 
     model = tiny_gpt2(init_std=0.3, n_layer=2)
     if loop == "cache":

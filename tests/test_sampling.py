@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from warp_utils import gpt2_sampling
-from warp_utils import sampling as sampling_module
 from warp_utils.config import SamplingConfig
-from warp_utils.gpt2_sampling import sample_gpt2, supports_gpt2_blocks
-from warp_utils.sampling import (
+from warp_utils.core import gpt2_sampling
+from warp_utils.core import sampling as sampling_module
+from warp_utils.core.gpt2_sampling import sample_gpt2, supports_gpt2_blocks
+from warp_utils.core.sampling import (
     draw_inverse_cdf,
     draw_multinomial,
     generate,

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from warp_utils import scoring
-from warp_utils.sampling import Rollout, left_pad, response_mask_from_completion
-from warp_utils.scoring import exact_kl, score_rollout, sequence_logprobs
+from warp_utils.core import scoring
+from warp_utils.core.sampling import Rollout, left_pad, response_mask_from_completion
+from warp_utils.core.scoring import exact_kl, score_rollout, sequence_logprobs
 
 EOS = 0
 

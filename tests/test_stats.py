@@ -1,4 +1,4 @@
-"""warp_utils.stats against scipy, a brute-force closed test (Holm), simulation (power) and closed
+"""warp_utils.evaluate.stats against scipy, a brute-force closed test (Holm), simulation (power) and closed
 forms."""
 
 import itertools
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from warp_utils.stats import (
+from warp_utils.evaluate.stats import (
     Claim,
     crossed_bootstrap,
     grade_claims,

@@ -1,4 +1,4 @@
-"""warp_utils.textdiff against hand counts and the rl module's own log-probabilities."""
+"""warp_utils.evaluate.textdiff against hand counts and the rl module's own log-probabilities."""
 
 import math
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from warp_utils import rl, textdiff
+from warp_utils.core import rl
+from warp_utils.evaluate import textdiff
 
 
 def tiny_gpt2(seed, vocab_size=30):

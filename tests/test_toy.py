@@ -1,4 +1,4 @@
-"""Oracles for warp_utils.toy: exact sums against brute-force loops, policy gradients against
+"""Oracles for warp_utils.course.toy: exact sums against brute-force loops, policy gradients against
 autograd, and the wiring of Algorithm 1 (EMA anchor, SLERP of the trained policies, LITI)."""
 
 import itertools
@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from warp_utils import toy
-from warp_utils.weights import lerp, liti, slerp
+from warp_utils.core.weights import lerp, liti, slerp
+from warp_utils.course import toy
 
 
 def small_bandit(seed=0):

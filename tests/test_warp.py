@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from warp_utils import rl, runstore, warp
+from warp_utils.core import rl, warp
+from warp_utils.store import runstore
 from warp_utils.config import PolicyConfig, SamplingConfig, WarpConfig
-from warp_utils.runtime import Components, Execution
-from warp_utils.models import tiny_gpt2, train_policy_tokenizer
-from warp_utils.rl import decode_texts, generate, left_pad
+from warp_utils.execution.runtime import Components, Execution
+from warp_utils.inputs.models import tiny_gpt2, train_policy_tokenizer
+from warp_utils.core.rl import decode_texts, generate, left_pad
 
 CORPUS = ["a wonderful film with a moving story", "a dull and awful mess of a movie",
           "the actors were great", "the plot was boring"] * 10
@@ -366,7 +367,7 @@ def test_prompts_fingerprint_hashes_each_row_as_json_writes_it():
     import hashlib
     import json
 
-    from warp_utils.runstore import prompts_fingerprint
+    from warp_utils.store.runstore import prompts_fingerprint
 
     rows = [[50256, 12, 7], [], [0], list(range(300))]
     digest = hashlib.sha256()

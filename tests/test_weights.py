@@ -1,4 +1,4 @@
-"""Exact oracles for warp_utils.weights: a float64 reference written from the paper's formulas,
+"""Exact oracles for warp_utils.core.weights: a float64 reference written from the paper's formulas,
 the paper's lemmas, degenerate angles, dtypes, pass-through buffers, purity and tied weights."""
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from warp_utils.weights import ema, ema_, lerp, liti, slerp, task_vector
+from warp_utils.core.weights import ema, ema_, lerp, liti, slerp, task_vector
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -408,7 +408,7 @@ def test_structural_errors_raise_naming_the_key():
 
 
 def test_task_norm_is_the_float64_norm_of_the_whole_task_vector():
-    from warp_utils.weights import task_norm
+    from warp_utils.core.weights import task_norm
 
     init = {"w": torch.zeros(2, 2), "b": torch.ones(3), "steps": torch.tensor([7])}
     theta = {"w": torch.tensor([[3.0, 0.0], [0.0, 0.0]]), "b": torch.tensor([1.0, 5.0, 1.0]), "steps": torch.tensor([7])}

@@ -1,6 +1,6 @@
 import sys
 
-from .environment import check_environment
+from .course.environment import check_environment
 
 if __name__ == "__main__":  # spawned worker processes re-import this module: they must not rerun the CLI
     try:

@@ -17,18 +17,20 @@ import sys
 import time
 from pathlib import Path
 
-from . import distributed
 from .config import PROFILES, WarpConfig, get_profile
-from .overrides import field_help, field_types, parse_value
-from .progress import interactive, quiet_libraries
-from .runtime import Execution
+from .execution import distributed
+from .execution.overrides import field_help, field_types, parse_value
+from .execution.progress import interactive, quiet_libraries
+from .execution.runtime import Execution
 
 # Exceptions that mean "fix your setup", not "bug": their message is the whole story.
 USER_ERRORS = (ValueError, FileNotFoundError, OSError, ImportError)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .data import ImdbError  # imported when needed: `--help` should not wait for datasets
+    from .inputs.data import (
+        ImdbError,  # imported when needed: `--help` should not wait for datasets
+    )
 
     return (*USER_ERRORS, ImdbError)
 
@@ -53,7 +55,7 @@ def _stage(name: str, build, world=None):
 
 def _check_hub(profile) -> None:
     """Offline and a pretrained model missing from the cache: fail now, not after the imports."""
-    from .hub import check_hub_available
+    from .inputs.hub import check_hub_available
 
     for setting, repo_id in (("policy.pretrained", profile.policy.pretrained),
                              ("reward.pretrained", profile.reward.pretrained)):
@@ -96,7 +98,7 @@ def _values(args, cls) -> dict:
 
 def _execution(args) -> Execution:
     """The execution flags, validated, with the device resolved (cuda when available, else cpu)."""
-    from .device import choose_device
+    from .execution.device import choose_device
 
     execution = Execution(**_values(args, Execution))
     return dataclasses.replace(execution, device=choose_device(execution.device))
@@ -118,10 +120,10 @@ def _components(profile, args):
 
 def run(args) -> None:
     """SFT policy -> reward model -> prompts -> WARP training -> evaluation report."""
-    from .models import ensure_sft_policy
-    from .prompts import ensure_prompts
+    from .inputs.models import ensure_sft_policy
+    from .inputs.prompts import ensure_prompts
+    from .inputs.reward import ensure_reward_model
     from .report import copy_to_docs, summary, write_report
-    from .reward import ensure_reward_model
 
     profile = get_profile(args.profile, args.set)
     seeds = _seeds(args.seeds)

@@ -191,7 +191,7 @@ PROFILES: dict[str, Profile] = {
 def get_profile(name: str | None = None, overrides=()) -> Profile:
     """The profile named by `name`, else by $WARP_PROFILE, else `tiny`; with the SECTION.FIELD=VALUE
     `overrides` and those of $WARP_SET applied (see overrides.py)."""
-    from .overrides import env_assignments, with_overrides
+    from .execution.overrides import env_assignments, with_overrides
 
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     if name not in PROFILES:

@@ -11,11 +11,11 @@ import functools
 import shutil
 from pathlib import Path
 
-from . import distributed
-from .artifacts import STAMP
 from .config import Profile, WarpConfig, artifacts_dir, get_profile
-from .progress import quiet_loading
-from .runtime import Components, Execution, configure_threads, thread_count
+from .execution import distributed
+from .execution.progress import quiet_loading
+from .execution.runtime import Components, Execution, configure_threads, thread_count
+from .store.artifacts import STAMP
 
 
 def load_components(profile: Profile | str | None = None, execution: Execution | None = None) -> Components:
@@ -23,9 +23,9 @@ def load_components(profile: Profile | str | None = None, execution: Execution |
     torch's threads by the one thread policy (or `execution.threads`)."""
     import datasets
 
-    from .models import ensure_sft_policy, load_policy
-    from .prompts import ensure_prompts
-    from .reward import ensure_reward_model, load_reward_scorer
+    from .inputs.models import ensure_sft_policy, load_policy
+    from .inputs.prompts import ensure_prompts
+    from .inputs.reward import ensure_reward_model, load_reward_scorer
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     quiet_loading()
@@ -40,7 +40,7 @@ def load_components(profile: Profile | str | None = None, execution: Execution |
 def notebook_components(profile: Profile | str | None = None) -> Components:
     """load_components as a notebook wants them: WARP's runs on this machine's cores
     (runtime.local_workers), no tqdm bars (a notebook prints a line per step instead)."""
-    from .runtime import local_workers
+    from .execution.runtime import local_workers
 
     return load_components(profile, Execution(workers=local_workers(), progress_bars=False))
 
@@ -93,7 +93,7 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     A run (i, m) already trained with the same inputs in another run directory of the profile is
     linked, not trained again (see runstore.run_config), unless `reuse` (default: the components'
     Execution.reuse) is False. `progress_bars` overrides Execution.progress_bars."""
-    from .warp import train_warp
+    from .core.warp import train_warp
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     config = config or profile.warp

@@ -27,16 +27,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import judges
-from . import overoptimization as oo
-from . import results as res
-from .artifacts import build_once, fingerprint, read_stamp
 from .config import Profile, WarpConfig, artifacts_dir, get_profile, to_dict
-from .dense_fronts import front_targets, measure_front
-from .evaluation import SAMPLE_KEYS, evaluate_policy
-from .judges import ensure_panel, load_panel
-from .stats import standardize_rewards
-from .weights import lerp
+from .core.weights import lerp
+from .evaluate import judges
+from .evaluate import overoptimization as oo
+from .evaluate import results as res
+from .evaluate.dense_fronts import front_targets, measure_front
+from .evaluate.evaluation import SAMPLE_KEYS, evaluate_policy
+from .evaluate.judges import ensure_panel, load_panel
+from .evaluate.stats import standardize_rewards
+from .store.artifacts import build_once, fingerprint, read_stamp
 
 FIGURES = ("pareto_fronts.png", "training_curves.png", "overoptimization.png")
 PER_PROMPT = "per_prompt.csv.gz"  # every evaluation, prompt by prompt (eval_id, prompt_id, ...)
@@ -183,7 +183,7 @@ class Evaluator:
         """A dense LITI front from theta_sft to theta: SFT (eta = 0), then one evaluation per
         target KL of dense_fronts.front_targets, eta searched on the prompt subset
         (dense_fronts.measure_front)."""
-        from .weights import liti
+        from .core.weights import liti
 
         def at(eta):
             return liti(self.theta_sft, theta, eta)
@@ -328,7 +328,7 @@ def second_build_profile(profile: Profile) -> Profile:
     """The other build of the fragility check: the same profile with another data seed, which
     draws the SFT policy's and the reward model's data, order and initialisation (and the prompts)
     again; its artifacts go to their own folder (overrides name it)."""
-    from .overrides import with_overrides
+    from .execution.overrides import with_overrides
 
     return with_overrides(profile, [f"data.seed={profile.data.seed + SECOND_BUILD_SEED_OFFSET}"])
 

@@ -34,8 +34,8 @@ try:
 except ImportError:  # Windows: no inter-process lock (folder_lock does nothing)
     fcntl = None
 
-from .config import config_hash
-from .progress import log as progress_log
+from ..config import config_hash
+from ..execution.progress import log as progress_log
 
 STAMP = "artifact.json"
 BUILDING = "building.json"  # marks a build in progress: config hash and code version

@@ -33,11 +33,11 @@ from transformers import (
 )
 from trl import RewardConfig, RewardTrainer
 
-from .artifacts import build_once, read_stamp
-from .config import Profile, RewardModelConfig, artifacts_dir, get_profile, to_dict
+from ..store.artifacts import build_once, read_stamp
+from ..config import Profile, RewardModelConfig, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, preference_pairs, shuffled_texts
-from .progress import interactive
-from .progress import progress as show_progress
+from ..execution.progress import interactive
+from ..execution.progress import progress as show_progress
 from .wordpiece import count_words, train_wordpiece_vocab
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -6,7 +6,7 @@ One RL step of run m, for a batch of prompts x:
     theta <- theta + lr * r_beta(x, y) * grad log pi_theta(y|x)   reinforce_loss
 
 Rollouts live in `sampling`, log-probs and KL in `scoring`; both are re-exported here
-(`from warp_utils.rl import generate, left_pad, decode_texts, sequence_logprobs, ...`).
+(`from warp_utils.core.rl import generate, left_pad, decode_texts, sequence_logprobs, ...`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from .config import BASELINES, WarpConfig
+from ..config import BASELINES, WarpConfig
 from .sampling import (  # noqa: F401  (re-exported)
     Rollout,
     check_sampling,
@@ -47,7 +47,7 @@ from .scoring import (  # noqa: F401  (re-exported)
     taken_log_probs,
     token_logprobs,
 )
-from .device import backward_and_step
+from ..execution.device import backward_and_step
 from .scoring import _untimed
 from .weights import ema_
 

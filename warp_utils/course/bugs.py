@@ -1,6 +1,6 @@
 """Wrong versions of the exercises: the bugs public WARP reproductions shipped, and the classic
 slips. The notebooks' "spot the bug" cells show them; tests/test_exercises.py proves that each
-grader of `warp_utils.exercises` rejects every one of them.
+grader of `warp_utils.course.exercises` rejects every one of them.
 
 BUGS[exercise] = {what the bug is: the buggy function}. Each function looks plausible on purpose.
 """
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import toy
-from .weights import ema, lerp, liti, slerp
+from ..core.weights import ema, lerp, liti, slerp
 
 # ----------------------------------------------------------------------------- 01
 

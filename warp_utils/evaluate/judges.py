@@ -37,10 +37,10 @@ import sklearn
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from .artifacts import build_once, read_stamp
-from .config import Profile, artifacts_dir, get_profile, to_dict
-from .data import load_imdb, shuffled_texts
-from .prompts import first_tokens
+from ..store.artifacts import build_once, read_stamp
+from ..config import Profile, artifacts_dir, get_profile, to_dict
+from ..inputs.data import load_imdb, shuffled_texts
+from ..inputs.prompts import first_tokens
 from .text_metrics import vader_scores  # a leaf module (imports no warp_utils): VADER
 
 PANEL_VERSION = 1  # bump when the panel's numerics change: a built panel is then rebuilt

@@ -1,6 +1,6 @@
 """Solutions of the notebooks' exercises, written the way a learner would write them.
 
-Each function is graded by `warp_utils.exercises` against the package's own implementation (the
+Each function is graded by `warp_utils.course.exercises` against the package's own implementation (the
 oracle), so the two are independent: the oracle is optimised and defensive, these are short.
 State dicts are `dict[str, Tensor]`; tensors are float64 in the graders' cases.
 """
@@ -12,7 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import toy, weights
+from ..core import weights
+from . import toy
 
 # ----------------------------------------------------------------------------- 01 reward model
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import torch
 
-from .rl import Rollout, next_token_log_probs, taken_log_probs
+from ..core.rl import Rollout, next_token_log_probs, taken_log_probs
 
 
 def before_after_table(prompts: Sequence[str], before: Sequence[str], before_rewards: Sequence[float],

@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 import torch
 
-from .artifacts import build_once, read_stamp
-from .config import Profile, artifacts_dir, get_profile, to_dict
+from ..store.artifacts import build_once, read_stamp
+from ..config import Profile, artifacts_dir, get_profile, to_dict
 from .data import SPLITS, load_imdb
 
 

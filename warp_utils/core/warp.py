@@ -32,13 +32,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import distributed, runstore
-from .artifacts import build_once, folder_lock, is_fresh
-from .config import WarpConfig
-from .device import choose_precision, fused_optimizer
-from .progress import log, progress
+from ..execution import distributed
+from ..store import runstore
+from ..store.artifacts import build_once, folder_lock, is_fresh
+from ..config import WarpConfig
+from ..execution.device import choose_precision, fused_optimizer
+from ..execution.progress import log, progress
 from .rl import rl_step
-from .runtime import Components
+from ..execution.runtime import Components
 from .weights import StateDict, clone_state, liti, slerp
 
 StepCallback = Callable[[dict], None]

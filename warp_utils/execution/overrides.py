@@ -17,7 +17,7 @@ import shlex
 import types
 import typing
 
-from .config import Profile, config_hash
+from ..config import Profile, config_hash
 
 SECTIONS = ("data", "policy", "reward", "sampling", "warp")
 SET_ENV = "WARP_SET"
@@ -93,7 +93,7 @@ def with_overrides(profile: Profile, assignments) -> Profile:
             raise ValueError(f"{section}.{error}") from None
     changed = dataclasses.replace(profile, **sections)
     if "sampling" in sections:
-        from .rl import check_sampling  # a sampling whose distribution is undefined: now, not mid-run
+        from ..core.rl import check_sampling  # a sampling whose distribution is undefined: now, not mid-run
 
         try:
             check_sampling(changed.sampling)

@@ -23,12 +23,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .artifacts import build_once
-from .config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
+from ..store.artifacts import build_once
+from ..config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
 from .data import load_imdb, shuffled_texts
-from .device import fused_optimizer
-from .progress import log, progress
-from .runtime import all_cores
+from ..execution.device import fused_optimizer
+from ..execution.progress import log, progress
+from ..execution.runtime import all_cores
 
 EOS = "<|endoftext|>"
 SFT_VERSION = 1  # the tiny build's numerics (bump when they change): 1, fused AdamW

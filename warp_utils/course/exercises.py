@@ -3,12 +3,12 @@ a few fixed cases, and its outputs are compared with the package's own implement
 oracle: `weights`, `toy`, `rl`, `evaluation`) or with a float64 closed form.
 
     my_merge = exercises.check("warp_merge", next_init)   # prints ✓ / ✗ / "not solved yet"
-    exercises.solution("warp_merge")                      # a solution's source (warp_utils.solutions)
+    exercises.solution("warp_merge")                      # a solution's source (warp_utils.course.solutions)
 
 `check` returns the learner's function when it is right, else the reference (same signature), so
 the rest of the notebook runs either way. A function that raises NotImplementedError or returns
 None counts as not solved yet. `grade` is the quiet version, used by the tests, which prove that
-each grader rejects the known wrong versions of `warp_utils.bugs` and accepts the solutions.
+each grader rejects the known wrong versions of `warp_utils.course.bugs` and accepts the solutions.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import bugs, rl, solutions
-from .evaluation import distinct_n
+from ..core import rl
+from . import bugs, solutions
+from ..evaluate.evaluation import distinct_n
 from .exercise_cases import (
     Unsolved,
     accuracy_cases,
@@ -50,7 +51,7 @@ from .exercise_cases import (
     sequence_kl_oracle,
     slerp_cases,
 )
-from .weights import slerp
+from ..core.weights import slerp
 
 # The policy-gradient grader compares means of 4000 sampled estimates with the exact gradient
 # (entries 0.007-0.08): the tolerance is about 3 standard errors of the noisiest mean (0.0019), so
@@ -195,14 +196,14 @@ def check(name: str, fn: Callable) -> Callable:
 
 
 def solution(name: str) -> str:
-    """The source of a solution, from warp_utils.solutions."""
+    """The source of a solution, from warp_utils.course.solutions."""
     if name not in EXERCISES:
         raise KeyError(f"no exercise {name!r}; exercises: {', '.join(EXERCISES)}")
     return inspect.getsource(getattr(solutions, name))
 
 
 def spot_the_bug(name: str, bug: str) -> str:
-    """Print the grader's verdict on one known wrong version of an exercise (warp_utils.bugs);
+    """Print the grader's verdict on one known wrong version of an exercise (warp_utils.course.bugs);
     returns it ("wrong" for every one of them)."""
     status, message = grade(name, bugs.BUGS[name][bug])
     print(f"the grader of `{name}` on the bug '{bug}': "

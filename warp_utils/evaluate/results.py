@@ -614,7 +614,7 @@ def committed_results(path=None) -> dict:
     import json
     from pathlib import Path
 
-    path = Path(path) if path else Path(__file__).resolve().parent.parent / "docs" / "results" / "results.json"
+    path = Path(path) if path else Path(__file__).resolve().parents[2] / "docs" / "results" / "results.json"
     return json.loads(path.read_text())
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .config import SamplingConfig
+from ..config import SamplingConfig
 from .gpt2_sampling import next_token, sample_gpt2, supports_gpt2_blocks
 
 @dataclass

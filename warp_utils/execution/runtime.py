@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import SamplingConfig
+from ..config import SamplingConfig
 
 # Measured on this project's tiny models (2-core machine, `benchmarks/rl_step.py`): a second
 # thread buys little on matrices of width 128 and costs a lot when the other core is busy, so

@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import SamplingConfig
-from .progress import progress
-from .rl import completion_texts, decode_texts, generate, left_pad, score_rollout
-from .runtime import all_cores
+from ..config import SamplingConfig
+from ..execution.progress import progress
+from ..core.rl import completion_texts, decode_texts, generate, left_pad, score_rollout
+from ..execution.runtime import all_cores
 from .text_metrics import distinct_n, vader_scores  # part of this module's interface
-from .weights import liti
+from ..core.weights import liti
 
 Z_95 = 1.96  # normal quantile of a two-sided 95% interval
 VADER_POSITIVE = 0.05  # VADER's own threshold: compound > 0.05 is "positive"
@@ -119,7 +119,7 @@ def _with_samples(result: dict, return_samples: bool) -> dict:
 
 def _cache_key(policy, reference, reward_scorer, prompts, sampling, seed, batch_size) -> tuple | None:
     """What an evaluation is a function of; None when r exposes no weights (`.model`) to hash."""
-    from .runstore import prompts_fingerprint, scorer_fingerprint, state_fingerprint
+    from ..store.runstore import prompts_fingerprint, scorer_fingerprint, state_fingerprint
 
     scorer = scorer_fingerprint(reward_scorer)
     if scorer is None:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .config import IMDB_DIR_ENV, DataConfig, data_root
+from ..config import IMDB_DIR_ENV, DataConfig, data_root
 
 SPLITS = ("train", "test")
 COLUMNS = {"text": "string", "label": "integer 0/1"}  # the columns of stanfordnlp/imdb the course reads

@@ -35,7 +35,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .weights import StateDict
+from ..core.weights import StateDict
 
 FAIL_ENV = "WARP_FAIL_AT"  # test hook: "rank:iteration:run:step" raises in that worker at that step
 
@@ -164,7 +164,7 @@ def _injected_failure(rank: int):
 
 def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
     """One spawned process: join the group, load the profile's components, train its runs."""
-    from .pipeline import ensure_warp_run, load_components
+    from ..pipeline import ensure_warp_run, load_components
 
     execution = job["execution"]
     me = _join(host, port, rank, size, execution.device)
@@ -191,7 +191,7 @@ def _pool_worker(jobs: list[dict], host: str, port: int, slot: int) -> None:
     """One spawned pool process: take the next job of the list until none is left; each job is a
     whole WARP config trained here alone (a one-process world), its rows sent tagged with its index."""
     global _world
-    from .pipeline import ensure_warp_run, load_components
+    from ..pipeline import ensure_warp_run, load_components
 
     store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(minutes=30))
     me = _world = World(store=store, slot=slot)

@@ -29,9 +29,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .artifacts import CHECKPOINT, is_fresh
-from .progress import quiet_loading
-from .config import SamplingConfig, WarpConfig, to_dict
-from .weights import StateDict, clone_state
+from ..execution.progress import quiet_loading
+from ..config import SamplingConfig, WarpConfig, to_dict
+from ..core.weights import StateDict, clone_state
 
 # Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
 # run trained by older code is then stale, never reused.

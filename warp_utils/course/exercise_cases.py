@@ -1,4 +1,4 @@
-"""The cases and oracles of the graders in `warp_utils.exercises`: for each exercise, a function
+"""The cases and oracles of the graders in `warp_utils.course.exercises`: for each exercise, a function
 `fn -> [(what, output)]` that runs `fn` on fixed inputs, and the reference with the learner's
 signature (the package's implementation: `weights`, `toy`, `rl`, `evaluation`, or a float64 closed
 form). Seeded, float64, no I/O.
@@ -11,8 +11,9 @@ import math
 
 import torch
 
-from . import rl, toy
-from .weights import ema, liti, slerp
+from ..core import rl
+from . import toy
+from ..core.weights import ema, liti, slerp
 
 
 class Unsolved(Exception):

@@ -6,7 +6,7 @@ tensors, like a tiny network with a per-prompt part and a shared part:
 
     logits(x) = table[x] + bias,   pi(y | x) = softmax(logits(x))_y
 
-Everything WARP does to a language model happens here too, with the same `warp_utils.weights`
+Everything WARP does to a language model happens here too, with the same `warp_utils.core.weights`
 functions (Algorithm 1 of the paper):
 
     for i in 1..I:                        # WARP iterations
@@ -30,8 +30,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .stats import chord_dips
-from .weights import ema, liti, slerp
+from ..evaluate.stats import chord_dips
+from ..core.weights import ema, liti, slerp
 
 State = dict[str, Tensor]
 

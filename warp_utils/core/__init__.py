@@ -1,0 +1,40 @@
+"""Algorithm 1 and its maths: no files, no processes.
+
+    weights        state-dict maths: EMA, LERP, SLERP, LITI, task vectors
+    rl             one RL step: sample, reward, KL to the anchor, REINFORCE
+    sampling       the policy's sampler (y ~ pi(.|x)) and its checks
+    gpt2_sampling  the KV-cache forward of GPT-2 the sampler uses
+    scoring        log-probs and rewards of a rollout
+    warp           WARP (Algorithm 1 of the paper) on a language model
+
+May import: config, execution.
+"""
+
+import importlib
+
+_EXPORTS = {  # the names the notebooks import from this wing, and their modules
+    "decode_texts": "rl",
+    "ema": "weights",
+    "ema_": "weights",
+    "exact_kl": "rl",
+    "generate": "rl",
+    "left_pad": "rl",
+    "lerp": "weights",
+    "liti": "weights",
+    "next_token_log_probs": "rl",
+    "reinforce_loss": "rl",
+    "sequence_logprobs": "rl",
+    "slerp": "weights",
+    "task_norm": "weights",
+    "task_vector": "weights",
+}
+
+
+def __getattr__(name):  # a re-exported name is imported from its module when first used
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

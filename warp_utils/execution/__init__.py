@@ -1,0 +1,27 @@
+"""Devices, threads and processes: how a job runs, never what it computes.
+
+    runtime      Execution (device, workers, threads, precision, ...) and Components, the loaded
+                 inputs of one run; the one thread policy
+    device       device and precision choice, fused optimisers
+    distributed  the process world of a WARP job (torchrun, --workers, a pool of jobs)
+    progress     log lines, tqdm bars, the notebooks' step printer
+    overrides    SECTION.FIELD=VALUE overrides of a profile (--set, $WARP_SET)
+
+May import: config. A leaf under everything else: nothing here imports a wing above it.
+"""
+
+import importlib
+
+_EXPORTS = {  # the names the notebooks import from this wing, and their modules
+    "step_printer": "progress",
+}
+
+
+def __getattr__(name):  # a re-exported name is imported from its module when first used
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
