@@ -91,7 +91,7 @@ def build(batch: int, texts: list[str]):
         GPT2TokenizerFast,
     )
 
-    from warp_utils.config import get_profile
+    from warp_utils.execution.overrides import get_profile
     from warp_utils.execution.runtime import Components
     from warp_utils.inputs.prompts import first_tokens
     from warp_utils.inputs.reward import EOS as REWARD_EOS
@@ -242,7 +242,7 @@ def reward_training(m: dict, mfu: float) -> dict:
     """FLOPs and ESTIMATED GPU time of the full profile's reward-model training (RewardTrainer in
     fp32, as reward.reward_training_args sets: bf16=False): both texts of every pair, every epoch,
     6 x matmul params per token (attention's L^2 term ignored: about +20% at 512 tokens)."""
-    from warp_utils.config import get_profile
+    from warp_utils.execution.overrides import get_profile
 
     reward = get_profile("full").reward
     pairs = 12_500 if reward.num_pairs is None else reward.num_pairs  # the smaller IMDB class
@@ -311,7 +311,7 @@ def main():
         if done.returncode != 0:
             sys.exit(f"batch {batch} failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.split("RESULT ", 1)[1]))
-    from warp_utils.config import get_profile
+    from warp_utils.execution.overrides import get_profile
 
     warp = get_profile("full").warp
     total_steps = warp.I * warp.M * warp.T

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from warp_utils.config import SamplingConfig, WarpConfig, data_root, get_profile
+from warp_utils.config import SamplingConfig, WarpConfig, data_root
+from warp_utils.execution.overrides import get_profile
 
 SIZES = {
     "tiny": {"prompts": 32, "samples": 2, "max_new_tokens": 24},

@@ -35,7 +35,7 @@ VARIANTS = {
 def worker(variant: str) -> None:
     import torch
 
-    from warp_utils.config import get_profile
+    from warp_utils.execution.overrides import get_profile
     from warp_utils.inputs.models import build_tiny_policy, heldout_loss, load_policy
 
     profile = get_profile("tiny", VARIANTS[variant])

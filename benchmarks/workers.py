@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from warp_utils.config import get_profile
+from warp_utils.execution.overrides import get_profile
 from warp_utils.pipeline import warp_run_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -61,7 +61,8 @@ import torch
 import transformers
 import trl
 
-from warp_utils.config import artifacts_dir, get_profile, shown_path
+from warp_utils.config import artifacts_dir, shown_path
+from warp_utils.execution import get_profile
 from warp_utils.inputs import load_imdb, local_imdb_dir
 
 profile = get_profile()

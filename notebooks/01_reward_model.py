@@ -40,7 +40,8 @@ from warp_utils.course import check_environment
 check_environment()  # a missing package: one message saying what to install, before any other import
 
 # %%
-from warp_utils.config import get_profile, shown_path
+from warp_utils.config import shown_path
+from warp_utils.execution import get_profile
 
 profile = get_profile()
 print("profile:", profile.name)

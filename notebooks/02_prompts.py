@@ -38,7 +38,7 @@ import collections
 
 import matplotlib.pyplot as plt
 
-from warp_utils.config import get_profile
+from warp_utils.execution import get_profile
 from warp_utils.inputs import ensure_prompts, ensure_sft_policy, load_policy, load_prompts
 from warp_utils.store import read_stamp
 

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from matplotlib.patches import FancyBboxPatch
 
-from warp_utils.config import get_profile
+from warp_utils.execution import get_profile
 from warp_utils.core import lerp
 from warp_utils.course import exercises, toy
 

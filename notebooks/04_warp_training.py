@@ -61,7 +61,8 @@ import copy
 import matplotlib.pyplot as plt
 import torch
 
-from warp_utils.config import get_profile, shown_path
+from warp_utils.config import shown_path
+from warp_utils.execution import get_profile
 from warp_utils.pipeline import ensure_warp_run, notebook_components, warp_run_dir
 from warp_utils.execution import step_printer
 
@@ -259,7 +260,7 @@ assert gaps["not detached (bug)"] > 10 * gaps["detached (correct)"]  # a differe
 # a new state dict. Notebook 03a derives and tests all three. Here is the whole algorithm with the
 # package's own RL step (`rl.rl_step`: rollout, $r$, $r_\beta$, REINFORCE, Adam, then the EMA), on a
 # budget small enough to run in seconds ($I = 1$, $M = 2$, $T = 2$, 4 prompts a step). The
-# package's trainer (`warp.train_warp`, next section) is this loop plus seeds per run, a prompt order
+# package's trainer (`warp_runs.train_warp`, next section) is this loop plus seeds per run, a prompt order
 # per run, checkpoints and metrics.
 
 # %%

@@ -68,7 +68,8 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from warp_utils.config import get_profile, shown_path
+from warp_utils.config import shown_path
+from warp_utils.execution import get_profile
 from warp_utils.core import lerp, liti, slerp, task_norm
 from warp_utils.evaluate import (
     FRONT_CLAIMS,

@@ -64,7 +64,7 @@ import torch
 from IPython.display import display
 from transformers.utils import logging as transformers_logging
 
-from warp_utils.config import get_profile
+from warp_utils.execution import get_profile
 from warp_utils.evaluate import envelope_gap, envelope_mean, shared_range
 from warp_utils.evaluate import evaluate_policy, paired_difference, pareto_front
 from warp_utils.evaluate import judges

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from browser_support import pytest_collection_modifyitems  # noqa: F401 (browser tests that reuse the notebooks' artifacts run last)
 
-from warp_utils.config import get_profile
+from warp_utils.execution.overrides import get_profile
 from warp_utils.execution.runtime import configure_threads
 
 # Unit tests use tiny tensors: one thread avoids OpenMP hand-offs that cost more than the math

@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from warp_utils.config import PROFILES, WarpConfig, artifacts_dir, config_hash, get_profile
+from warp_utils.config import PROFILES, WarpConfig, artifacts_dir, config_hash
+from warp_utils.execution.overrides import get_profile
 
 
 def test_profile_selection_order(monkeypatch):
@@ -33,11 +34,11 @@ def test_full_profile_has_the_seed_report_settings():
 
 def test_artifacts_dir_comes_from_the_package_or_the_override(monkeypatch, tmp_path):
     monkeypatch.delenv("WARP_DATA_ROOT", raising=False)
-    default = artifacts_dir("tiny")
+    default = artifacts_dir(get_profile("tiny"))
     assert default.parts[-3:] == ("data", "artifacts", "tiny")
     assert (default.parents[2] / "warp_utils" / "config.py").is_file()  # the repo root, not the cwd
     monkeypatch.setenv("WARP_DATA_ROOT", str(tmp_path))
-    assert artifacts_dir("full") == tmp_path / "artifacts" / "full"
+    assert artifacts_dir(get_profile("full")) == tmp_path / "artifacts" / "full"
 
 
 def test_config_hash_changes_with_any_field():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tokenizers import BertWordPieceTokenizer
 
-from warp_utils.config import get_profile
+from warp_utils.execution.overrides import get_profile
 from warp_utils.inputs import reward
 from warp_utils.inputs.reward import (
     METRICS,

@@ -73,7 +73,7 @@ def test_two_workers_and_torchrun_equal_the_sequential_run_m3(smoke):
 
 def test_workers_from_python_relay_every_step_and_equal_the_sequential_run_m2(smoke, monkeypatch):
     """What a notebook does: ensure_warp_run with Execution(workers=2) and a step_callback."""
-    from warp_utils.config import get_profile
+    from warp_utils.execution.overrides import get_profile
     from warp_utils.pipeline import ensure_warp_run, load_components
     from warp_utils.execution.runtime import Execution
 
@@ -96,7 +96,7 @@ def test_workers_from_python_relay_every_step_and_equal_the_sequential_run_m2(sm
 def _pool_setup(env, monkeypatch):
     import dataclasses
 
-    from warp_utils.config import get_profile
+    from warp_utils.execution.overrides import get_profile
     from warp_utils.pipeline import load_components
     from warp_utils.execution.runtime import Execution
 

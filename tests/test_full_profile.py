@@ -15,7 +15,8 @@ import torch
 from hub_cache import POLICY_REPO, REWARD_REPO, hub_cache_fixture, repo_folder_name  # noqa: F401 (fixture)
 from huggingface_hub import try_to_load_from_cache
 
-from warp_utils.config import PROFILES, get_profile
+from warp_utils.config import PROFILES
+from warp_utils.execution.overrides import get_profile
 from warp_utils.execution import device as devices
 from warp_utils.inputs.hub import check_hub_available, hub_error_message
 
@@ -51,7 +52,7 @@ def test_hub_cache_has_the_layout_huggingface_hub_reads(hub_cache, repo_id):
 RESOLVE = r"""
 import json, tempfile
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-from warp_utils.config import get_profile
+from warp_utils.execution.overrides import get_profile
 from warp_utils.inputs.models import _download_policy, load_policy
 out = {}
 model = AutoModelForCausalLM.from_pretrained("lvwerra/gpt2-imdb")

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from warp_utils.config import get_profile
+from warp_utils.execution.overrides import get_profile
 from warp_utils.evaluate import judges
 from warp_utils.evaluate.judges import (
     MEASURES,

@@ -7,8 +7,10 @@ import sys
 import pytest
 
 from warp_utils.core import warp
+from warp_utils.store import warp_runs
 from warp_utils.cli import main
-from warp_utils.config import artifacts_dir, get_profile
+from warp_utils.config import artifacts_dir
+from warp_utils.execution.overrides import get_profile
 from warp_utils.execution.overrides import with_overrides
 from warp_utils.execution.runtime import Components, Execution
 
@@ -89,7 +91,7 @@ def test_execution_settings_change_no_hash(tmp_path, monkeypatch):
     prompts = [tokenizer(text)["input_ids"][:3] for text in CORPUS[:4]]
     cfg = config(I=1, M=1, T=3)
     first = Execution(checkpoint_every=1, kl_every=2, progress_bars=False, threads=1)
-    warp.train_warp(cfg, Components(policy, tokenizer, vowel_reward, prompts, SAMPLING, first), tmp_path)
+    warp_runs.train_warp(cfg, Components(policy, tokenizer, vowel_reward, prompts, SAMPLING, first), tmp_path)
     trained = trained_runs(monkeypatch)
-    warp.train_warp(cfg, Components(policy, tokenizer, vowel_reward, prompts, SAMPLING, Execution()), tmp_path)
+    warp_runs.train_warp(cfg, Components(policy, tokenizer, vowel_reward, prompts, SAMPLING, Execution()), tmp_path)
     assert trained == []

@@ -8,7 +8,8 @@ change of behaviour (new run keys: every trained artifact stale), never a refact
 import torch
 
 from warp_utils import report
-from warp_utils.config import artifacts_dir, config_hash, get_profile
+from warp_utils.config import artifacts_dir, config_hash
+from warp_utils.execution.overrides import get_profile
 from warp_utils.course import toy
 from warp_utils.pipeline import warp_run_dir
 from warp_utils.store import runstore

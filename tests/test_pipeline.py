@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from warp_utils.config import get_profile
+from warp_utils.execution.overrides import get_profile
 from warp_utils.pipeline import run_name, warp_run_dir
 
 

@@ -14,7 +14,8 @@ from trl import RewardTrainer
 
 from warp_utils.inputs import reward
 from warp_utils.store.artifacts import STAMP, read_stamp
-from warp_utils.config import artifacts_dir, get_profile
+from warp_utils.config import artifacts_dir
+from warp_utils.execution.overrides import get_profile
 from warp_utils.inputs.data import clean_text, preference_pairs
 from warp_utils.inputs.reward import (
     RewardScorer,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from warp_utils.core import rl, warp
-from warp_utils.store import runstore
+from warp_utils.store import runstore, warp_runs
 from warp_utils.config import PolicyConfig, SamplingConfig, WarpConfig
 from warp_utils.execution.runtime import Components, Execution
 from warp_utils.inputs.models import tiny_gpt2, train_policy_tokenizer
@@ -41,7 +41,7 @@ def components(policy, tokenizer, prompts, scorer=vowel_reward, checkpoint_every
 
 
 def run(setup, run_dir, cfg=None, checkpoint_every=10, **kwargs):
-    return warp.train_warp(cfg or config(), components(*setup, checkpoint_every=checkpoint_every), run_dir, **kwargs)
+    return warp_runs.train_warp(cfg or config(), components(*setup, checkpoint_every=checkpoint_every), run_dir, **kwargs)
 
 
 def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp_path, monkeypatch):
@@ -77,7 +77,7 @@ def test_ema_follows_every_optimiser_step_and_matches_the_closed_form(setup, tmp
 
 def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup, tmp_path, monkeypatch):
     merged_inputs, anchors = [], []
-    real_slerp, real_ema = warp.slerp, rl.ema_
+    real_slerp, real_ema = warp_runs.slerp, rl.ema_
 
     def slerp(theta_init, thetas, lam=None):
         merged_inputs.append([dict(theta) for theta in thetas])
@@ -87,7 +87,7 @@ def test_slerp_merges_the_trained_runs_not_the_emas_and_liti_interpolates(setup,
         real_ema(anchor, model, mu)
         anchors.append(warp.clone_state(anchor))
 
-    monkeypatch.setattr(warp, "slerp", slerp)
+    monkeypatch.setattr(warp_runs, "slerp", slerp)
     monkeypatch.setattr(rl, "ema_", ema)
     cfg = config()
     policy = setup[0]
@@ -235,7 +235,7 @@ def test_a_run_of_another_theta_sft_is_retrained(setup, tmp_path, monkeypatch):
     other = warp.copy.deepcopy(policy)
     with torch.no_grad():
         other.transformer.wte.weight[0, 0] += 1e-3
-    warp.train_warp(cfg, components(other, tokenizer, prompts), tmp_path)
+    warp_runs.train_warp(cfg, components(other, tokenizer, prompts), tmp_path)
     assert trained == [(1, 1)]
 
 
@@ -262,13 +262,13 @@ def test_a_damaged_run_is_detected_and_retrained(setup, tmp_path, monkeypatch, c
 
 def trained_runs(monkeypatch):
     """Record which runs (iteration, run) train_warp actually trains."""
-    trained, real_train_run = [], warp.train_run
+    trained, real_train_run = [], warp_runs.train_run
 
     def train_run(iteration, run, *args, **kwargs):
         trained.append((iteration, run))
         return real_train_run(iteration, run, *args, **kwargs)
 
-    monkeypatch.setattr(warp, "train_run", train_run)
+    monkeypatch.setattr(warp_runs, "train_run", train_run)
     return trained
 
 
@@ -308,7 +308,7 @@ def test_runs_with_other_inputs_are_trained(setup, tmp_path, monkeypatch):
     other = warp.copy.deepcopy(policy)
     with torch.no_grad():
         other.transformer.wte.weight[0, 0] += 1e-3
-    warp.train_warp(config(I=1, M=1), components(other, tokenizer, prompts), tmp_path / "other_sft",
+    warp_runs.train_warp(config(I=1, M=1), components(other, tokenizer, prompts), tmp_path / "other_sft",
                     reuse_runs_from=[tmp_path / "default"])
     assert trained[4:] == [(1, 1)]
 
@@ -331,7 +331,7 @@ def test_a_run_of_another_reward_model_is_retrained_and_not_reused(setup, tmp_pa
     cfg = config(I=1, M=1, T=1)
 
     def train(scorer, run_dir, **kwargs):
-        return warp.train_warp(cfg, components(policy, tokenizer, prompts, scorer), run_dir, **kwargs)
+        return warp_runs.train_warp(cfg, components(policy, tokenizer, prompts, scorer), run_dir, **kwargs)
 
     train(ModelScorer(0.0), tmp_path / "a")
     trained = trained_runs(monkeypatch)
@@ -353,7 +353,7 @@ def test_bf16_autocast_trains_fp32_master_weights(setup, tmp_path):
     fp32 = run(setup, tmp_path / "fp32", cfg)
     mixed = Components(policy, tokenizer, vowel_reward, prompts, SAMPLING,
                        Execution(progress_bars=False, precision="bf16"))
-    bf16 = warp.train_warp(cfg, mixed, tmp_path / "bf16")
+    bf16 = warp_runs.train_warp(cfg, mixed, tmp_path / "bf16")
     assert all(t.dtype == torch.float32 for t in bf16.final.values() if t.is_floating_point())
     assert bf16.metrics[["reward_mean", "kl_to_anchor", "loss"]].notna().all().all()
     name = "transformer.h.0.mlp.c_fc.weight"

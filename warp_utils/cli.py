@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PROFILES, WarpConfig, get_profile
+from .config import PROFILES, WarpConfig
+from .execution.overrides import get_profile
 from .execution import distributed
 from .execution.overrides import field_help, field_types, parse_value
 from .execution.progress import interactive, quiet_libraries
@@ -37,20 +38,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _stage(name: str, build, world=None):
     """One stage, timed. Under torchrun, stages other than WARP run on rank 0 while the other
-    ranks wait at a barrier (no two ranks ever build or delete the same folder)."""
+    ranks wait for it (World.on_main); WARP runs on every rank (each trains its runs)."""
     world = world or distributed.world()
-    if name != "warp" and not world.is_main:
-        world.barrier()
-        return None
-    started = time.perf_counter()
-    if world.is_main:
-        print(f"[{name}] ...", flush=True)
-    result = build()
-    if world.is_main:
-        print(f"[{name}] done in {time.perf_counter() - started:.1f} s -> {result}", flush=True)
-    if name != "warp":
-        world.barrier()
-    return result
+
+    def timed():
+        started = time.perf_counter()
+        if world.is_main:
+            print(f"[{name}] ...", flush=True)
+        result = build()
+        if world.is_main:
+            print(f"[{name}] done in {time.perf_counter() - started:.1f} s -> {result}", flush=True)
+        return result
+
+    return timed() if name == "warp" else world.on_main(timed)
 
 
 def _check_hub(profile) -> None:
@@ -109,13 +109,7 @@ def _components(profile, args):
     ever (re)builds one of them."""
     from .pipeline import load_components
 
-    world = distributed.world()
-    if not world.is_main:
-        world.barrier()
-    components = load_components(profile, _execution(args))
-    if world.is_main:
-        world.barrier()
-    return components
+    return distributed.world().main_first(lambda: load_components(profile, _execution(args)))
 
 
 def run(args) -> None:

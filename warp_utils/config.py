@@ -7,7 +7,8 @@ runs in minutes on a CPU with no hub access.
 `full` (opt-in, GPU): lvwerra/gpt2-imdb policy, distilbert-base-cased reward model,
 stanfordnlp/imdb; its defaults are the seed report's (../shared/reference/).
 
-Selection: an explicit argument, else the WARP_PROFILE environment variable, else `tiny`.
+Selection (execution.overrides.get_profile, which also applies the SECTION.FIELD=VALUE overrides):
+an explicit argument, else the WARP_PROFILE environment variable, else `tiny`.
 """
 
 from __future__ import annotations
@@ -110,6 +111,20 @@ class SamplingConfig:
     do_sample: bool = True
 
 
+def check_sampling(sampling: SamplingConfig) -> None:
+    """Reject a sampling config whose distribution is not defined, before any compute."""
+    if isinstance(sampling.max_new_tokens, bool) or not isinstance(sampling.max_new_tokens, int) \
+            or sampling.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {sampling.max_new_tokens!r}")
+    if not 0.0 < sampling.temperature < math.inf:  # also False for NaN
+        raise ValueError(f"temperature must be a finite number > 0, got {sampling.temperature!r}")
+    top_k = sampling.top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0: disabled), got {sampling.top_k!r}")
+    if not 0.0 < sampling.top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {sampling.top_p!r}")
+
+
 @dataclass(frozen=True)
 class WarpConfig:
     """Algorithm 1 of the paper. Symbols: I iterations, M runs, T steps, mu EMA rate, eta LITI
@@ -188,17 +203,6 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def get_profile(name: str | None = None, overrides=()) -> Profile:
-    """The profile named by `name`, else by $WARP_PROFILE, else `tiny`; with the SECTION.FIELD=VALUE
-    `overrides` and those of $WARP_SET applied (see overrides.py)."""
-    from .execution.overrides import env_assignments, with_overrides
-
-    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
-    if name not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
-    return with_overrides(PROFILES[name], [*env_assignments(os.environ), *overrides])
-
-
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
@@ -228,7 +232,6 @@ def shown_path(path: Path | str) -> str:
         return str(path)
 
 
-def artifacts_dir(profile: Profile | str | None = None) -> Path:
+def artifacts_dir(profile: Profile) -> Path:
     """data/artifacts/<profile>/ : sft_policy/, reward_model/, prompts/, warp/, warp_runs/, report/."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    return data_root() / "artifacts" / name
+    return data_root() / "artifacts" / profile.name

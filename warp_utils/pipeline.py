@@ -11,7 +11,8 @@ import functools
 import shutil
 from pathlib import Path
 
-from .config import Profile, WarpConfig, artifacts_dir, get_profile
+from .config import Profile, WarpConfig, artifacts_dir
+from .execution.overrides import get_profile
 from .execution import distributed
 from .execution.progress import quiet_loading
 from .execution.runtime import Components, Execution, configure_threads, thread_count
@@ -93,7 +94,7 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
     A run (i, m) already trained with the same inputs in another run directory of the profile is
     linked, not trained again (see runstore.run_config), unless `reuse` (default: the components'
     Execution.reuse) is False. `progress_bars` overrides Execution.progress_bars."""
-    from .core.warp import train_warp
+    from .store.warp_runs import train_warp
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     config = config or profile.warp
@@ -107,12 +108,22 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
         # start the workers, then load their result (a finished run is only loaded: no process starts)
         if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
-        job = {"profile": profile, "config": config, "name": name, "execution": worker_execution(components)}
-        distributed.launch(job, execution.workers, step_callback)
+        job = distributed.Job(profile, config, name, worker_execution(components))
+        distributed.launch(job, run_job, execution.workers, step_callback)
         fresh, step_callback = False, None
     reuse_runs_from = profile_run_dirs(profile) if execution.reuse else ()
     return train_warp(config, components, run_dir, resume=not fresh, reuse_runs_from=reuse_runs_from,
                       step_callback=step_callback)
+
+
+def run_job(job: distributed.Job, step_callback, loaded: dict) -> None:
+    """What a worker process does with its Job (the entrypoint pipeline hands to distributed.launch
+    and launch_pool): load the job's components (once per process: `loaded` is kept from one job of
+    a pool to the next), then train or resume its run, each step's row to `step_callback`."""
+    key = (job.profile, job.execution)
+    if key not in loaded:
+        loaded[key] = load_components(job.profile, job.execution)
+    ensure_warp_run(job.profile, job.config, name=job.name, components=loaded[key], step_callback=step_callback)
 
 
 def ensure_warp_runs(profile: Profile | str | None, configs, names=None, components: Components | None = None,
@@ -134,15 +145,15 @@ def ensure_warp_runs(profile: Profile | str | None, configs, names=None, compone
         folder = warp_run_dir(profile, config, name)
         if folder not in folders and not finished(folder):
             folders.add(folder)
-            jobs.append({"profile": profile, "config": config, "name": name, "execution": worker_execution(components),
-                         "label": folder.relative_to(artifacts_dir(profile)).as_posix(), "index": index})
+            jobs.append(distributed.Job(profile, config, name, worker_execution(components),
+                                        label=folder.relative_to(artifacts_dir(profile)).as_posix(), index=index))
     if components.execution.workers > 1 and distributed.world().size == 1 and len(jobs) > 1:
         def relay(row):
             job = jobs[row.pop("job")]
             if step_callback is not None:
-                step_callback(job["index"], row)
+                step_callback(job.index, row)
 
-        distributed.launch_pool(jobs, components.execution.workers, relay)
+        distributed.launch_pool(jobs, run_job, components.execution.workers, relay)
         return [ensure_warp_run(profile, config, name=name, components=serial)
                 for config, name in zip(configs, names)]  # trained: loaded from disk
     # In order, in this process (a lone config still spreads its M runs over the workers)

@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .config import Profile, WarpConfig, artifacts_dir, get_profile, to_dict
+from .config import Profile, WarpConfig, artifacts_dir, to_dict
+from .execution.overrides import get_profile
 from .core.weights import lerp
 from .evaluate import judges
 from .evaluate import overoptimization as oo

@@ -21,13 +21,12 @@ Three samplers draw from the same distribution softmax(logits / temperature):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..config import SamplingConfig
+from ..config import SamplingConfig, check_sampling
 from .gpt2_sampling import next_token, sample_gpt2, supports_gpt2_blocks
 
 @dataclass
@@ -99,20 +98,6 @@ def response_mask_from_completion(completion_ids: Tensor, eos_token_id: int) -> 
     is_eos = (completion_ids == eos_token_id).long()
     eos_seen_before = is_eos.cumsum(-1) - is_eos  # EOS tokens strictly before position t
     return (eos_seen_before == 0).long()
-
-
-def check_sampling(sampling: SamplingConfig) -> None:
-    """Reject a sampling config whose distribution is not defined, before any compute."""
-    if isinstance(sampling.max_new_tokens, bool) or not isinstance(sampling.max_new_tokens, int) \
-            or sampling.max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an integer >= 1, got {sampling.max_new_tokens!r}")
-    if not 0.0 < sampling.temperature < math.inf:  # also False for NaN
-        raise ValueError(f"temperature must be a finite number > 0, got {sampling.temperature!r}")
-    top_k = sampling.top_k
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an integer >= 0 (0: disabled), got {sampling.top_k!r}")
-    if not 0.0 < sampling.top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {sampling.top_p!r}")
 
 
 def generation_kwargs(sampling: SamplingConfig, eos_token_id: int, pad_token_id: int) -> dict:

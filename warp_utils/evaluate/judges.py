@@ -38,7 +38,8 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
 from ..store.artifacts import build_once, read_stamp
-from ..config import Profile, artifacts_dir, get_profile, to_dict
+from ..config import Profile, artifacts_dir, to_dict
+from ..execution.overrides import get_profile
 from ..inputs.data import load_imdb, shuffled_texts
 from ..inputs.prompts import first_tokens
 from .text_metrics import vader_scores  # a leaf module (imports no warp_utils): VADER

@@ -5,7 +5,8 @@
     device       device and precision choice, fused optimisers
     distributed  the process world of a WARP job (torchrun, --workers, a pool of jobs)
     progress     log lines, tqdm bars, the notebooks' step printer
-    overrides    SECTION.FIELD=VALUE overrides of a profile (--set, $WARP_SET)
+    overrides    the profile in use (get_profile) with its SECTION.FIELD=VALUE overrides
+                 (--set, $WARP_SET)
 
 May import: config. A leaf under everything else: nothing here imports a wing above it.
 """
@@ -13,6 +14,7 @@ May import: config. A leaf under everything else: nothing here imports a wing ab
 import importlib
 
 _EXPORTS = {  # the names the notebooks import from this wing, and their modules
+    "get_profile": "overrides",
     "step_printer": "progress",
 }
 

@@ -17,6 +17,10 @@ notebook's step_callback still sees every step) and names the run a failed rank 
 `launch_pool` is the other way to use K processes: several independent WARP configs (a study
 grid, the baselines), each trained whole by one process alone in its world, each process taking
 the next config of the list when it finishes one. No process group: only the parent's store.
+
+What a worker trains is a typed `Job`; how it trains it is the `entrypoint` the caller hands to
+`launch` or `launch_pool` (pipeline.run_job): this module starts processes and carries rows, and
+knows nothing of the pipeline above it.
 """
 
 from __future__ import annotations
@@ -29,19 +33,43 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from ..core.weights import StateDict
+from ..config import Profile, WarpConfig
+from .runtime import Execution
+
+StateDict = dict[str, torch.Tensor]
 
 FAIL_ENV = "WARP_FAIL_AT"  # test hook: "rank:iteration:run:step" raises in that worker at that step
 
 
 class WorkerFailed(RuntimeError):
     """A worker process died or raised: names the rank and the run it was training."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One WARP configuration for worker processes to train: the profile whose components they
+    load, the config, the run folder's name (None: from the changed fields), how they execute;
+    `label` names it in a failure, `index` is its place in the caller's list."""
+
+    profile: Profile
+    config: WarpConfig
+    name: str | None
+    execution: Execution
+    label: str = ""
+    index: int = 0
+
+
+# entrypoint(job, step_callback, loaded): train `job` in this process (joined to its world), each
+# step's metric row to step_callback; `loaded` is a dict the entrypoint may keep this process's
+# loaded components in, from one job of a pool to the next.
+Entrypoint = Callable[[Job, Callable[[dict], None], dict], None]
 
 
 @dataclass
@@ -69,6 +97,23 @@ class World:
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+    def on_main(self, build: Callable[[], object]):
+        """build() on rank 0 while the other ranks wait for it to finish: its result on rank 0,
+        None on the others (no two ranks ever build or delete the same folder)."""
+        result = build() if self.is_main else None
+        self.barrier()
+        return result
+
+    def main_first(self, load: Callable[[], object]):
+        """load() on rank 0 first, then on the other ranks: only rank 0 ever (re)builds what it
+        loads; the others find it built."""
+        if not self.is_main:
+            self.barrier()
+        result = load()
+        if self.is_main:
+            self.barrier()
+        return result
 
     def broadcast_object(self, value, src: int = 0):
         if self.size == 1:
@@ -162,14 +207,10 @@ def _injected_failure(rank: int):
     return fail
 
 
-def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
-    """One spawned process: join the group, load the profile's components, train its runs."""
-    from ..pipeline import ensure_warp_run, load_components
-
-    execution = job["execution"]
-    me = _join(host, port, rank, size, execution.device)
+def _worker(job: Job, entrypoint: Entrypoint, host: str, port: int, rank: int, size: int) -> None:
+    """One spawned process: join the group, then the entrypoint trains this rank's runs of `job`."""
+    me = _join(host, port, rank, size, job.execution.device)
     try:
-        components = load_components(job["profile"], execution)
         fail = _injected_failure(rank)
 
         def on_step(row):
@@ -177,8 +218,7 @@ def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
             if fail is not None:
                 fail(row)
 
-        ensure_warp_run(job["profile"], job["config"], name=job["name"], components=components,
-                        step_callback=on_step)
+        entrypoint(job, on_step, {})
     except BaseException as error:
         _record_error(me.store, rank, error)
         raise
@@ -187,32 +227,26 @@ def _worker(job: dict, host: str, port: int, rank: int, size: int) -> None:
             dist.destroy_process_group()
 
 
-def _pool_worker(jobs: list[dict], host: str, port: int, slot: int) -> None:
+def _pool_worker(jobs: list[Job], entrypoint: Entrypoint, host: str, port: int, slot: int) -> None:
     """One spawned pool process: take the next job of the list until none is left; each job is a
     whole WARP config trained here alone (a one-process world), its rows sent tagged with its index."""
     global _world
-    from ..pipeline import ensure_warp_run, load_components
-
     store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(minutes=30))
     me = _world = World(store=store, slot=slot)
     try:
-        loaded = {}  # (profile, execution) -> components: loaded once per process
+        loaded = {}  # the entrypoint's components, loaded once per process
         fail = _injected_failure(slot)
         while (index := store.add("next_job", 1) - 1) < len(jobs):
             job = jobs[index]
-            me.job = job["label"]
+            me.job = job.label
             me.status("starting")
-            key = (job["profile"], job["execution"])
-            if key not in loaded:
-                loaded[key] = load_components(job["profile"], job["execution"])
 
             def on_step(row, index=index):
                 me.send_row({"job": index, **row})
                 if fail is not None:
                     fail(row)
 
-            ensure_warp_run(job["profile"], job["config"], name=job["name"], components=loaded[key],
-                            step_callback=on_step)
+            entrypoint(job, on_step, loaded)
     except BaseException as error:
         _record_error(store, slot, error)
         raise
@@ -220,25 +254,26 @@ def _pool_worker(jobs: list[dict], host: str, port: int, slot: int) -> None:
         _world = World()
 
 
-def launch(job: dict, workers: int, step_callback=None) -> None:
-    """Run `job` (profile, config, name, execution) on `workers` local processes and wait; every
+def launch(job: Job, entrypoint: Entrypoint, workers: int, step_callback=None) -> None:
+    """Run `entrypoint` on `job` in `workers` local processes, one process group, and wait; every
     step's metric row reaches `step_callback` here. A failure ends all of them (WorkerFailed);
-    an interrupt (Ctrl-C, a notebook's stop button) terminates them: no orphan processes."""
-    check_devices(job["execution"].device, workers)
-    _start(_worker, lambda port, rank: (job, "127.0.0.1", port, rank, workers), workers,
-           job["execution"], step_callback, who="worker rank")
+    an interrupt (Ctrl-C, a notebook's stop button) terminates them: no orphan processes.
+    `entrypoint` must be picklable (a module-level function): spawned workers receive it."""
+    check_devices(job.execution.device, workers)
+    _start(_worker, lambda port, rank: (job, entrypoint, "127.0.0.1", port, rank, workers), workers,
+           job.execution, step_callback, who="worker rank")
 
 
-def launch_pool(jobs: list[dict], workers: int, step_callback=None) -> None:
-    """Train independent `jobs` (each: profile, config, name, execution, label) on `workers` local
-    processes, each process taking the next job of the list as soon as it is free (the list's
-    order is the order jobs start: longest first keeps both busy). Every step's metric row reaches
-    `step_callback` with a "job" key, the job's index. Failure and interrupt: as `launch`."""
+def launch_pool(jobs: list[Job], entrypoint: Entrypoint, workers: int, step_callback=None) -> None:
+    """Train independent `jobs` on `workers` local processes, each process taking the next job of
+    the list as soon as it is free and running `entrypoint` on it (the list's order is the order
+    jobs start: longest first keeps both busy). Every step's metric row reaches `step_callback`
+    with a "job" key, the job's position in the list. Failure and interrupt: as `launch`."""
     workers = min(workers, len(jobs))
     if workers < 1:
         return
-    _start(_pool_worker, lambda port, slot: (jobs, "127.0.0.1", port, slot), workers,
-           jobs[0]["execution"], step_callback, who="pool worker")
+    _start(_pool_worker, lambda port, slot: (jobs, entrypoint, "127.0.0.1", port, slot), workers,
+           jobs[0].execution, step_callback, who="pool worker")
 
 
 def _start(entrypoint, args, workers: int, execution, step_callback, who: str) -> None:

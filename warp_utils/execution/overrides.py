@@ -4,6 +4,9 @@ dataclasses themselves (no hand-kept list of flags).
     python -m warp_utils run --set warp.T=2 --set reward.epochs=0.1
     WARP_SET="warp.T=2 reward.epochs=0.1" jupyter lab        # the notebooks' get_profile()
 
+`get_profile` is where a profile is chosen and its overrides applied (above config, which only
+holds the profiles as written).
+
 A profile with overrides is renamed `<profile>-set-<hash>` (the hash of every section), so its
 artifacts go to their own folder: a smoke run never overwrites or invalidates the default ones.
 """
@@ -12,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import re
 import shlex
 import types
 import typing
 
-from ..config import Profile, config_hash
+from ..config import DEFAULT_PROFILE, PROFILE_ENV, PROFILES, Profile, check_sampling, config_hash
 
 SECTIONS = ("data", "policy", "reward", "sampling", "warp")
 SET_ENV = "WARP_SET"
@@ -93,9 +97,7 @@ def with_overrides(profile: Profile, assignments) -> Profile:
             raise ValueError(f"{section}.{error}") from None
     changed = dataclasses.replace(profile, **sections)
     if "sampling" in sections:
-        from ..core.rl import check_sampling  # a sampling whose distribution is undefined: now, not mid-run
-
-        try:
+        try:  # a sampling whose distribution is undefined: now, not mid-run
             check_sampling(changed.sampling)
         except ValueError as error:
             raise ValueError(f"sampling.{error}") from None
@@ -107,3 +109,12 @@ def with_overrides(profile: Profile, assignments) -> Profile:
 
 def env_assignments(environ) -> list[str]:
     return shlex.split(environ.get(SET_ENV, ""))
+
+
+def get_profile(name: str | None = None, overrides=()) -> Profile:
+    """The profile named by `name`, else by $WARP_PROFILE, else `tiny`; with the SECTION.FIELD=VALUE
+    `overrides` and those of $WARP_SET applied."""
+    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {name!r}")
+    return with_overrides(PROFILES[name], [*env_assignments(os.environ), *overrides])

@@ -24,7 +24,8 @@ from transformers import (
 )
 
 from ..store.artifacts import build_once
-from ..config import PolicyConfig, Profile, artifacts_dir, get_profile, to_dict
+from ..config import PolicyConfig, Profile, artifacts_dir, to_dict
+from ..execution.overrides import get_profile
 from .data import load_imdb, shuffled_texts
 from ..execution.device import fused_optimizer
 from ..execution.progress import log, progress

@@ -13,7 +13,8 @@ import datasets
 import torch
 
 from ..store.artifacts import build_once, read_stamp
-from ..config import Profile, artifacts_dir, get_profile, to_dict
+from ..config import Profile, artifacts_dir, to_dict
+from ..execution.overrides import get_profile
 from .data import SPLITS, load_imdb
 
 

@@ -34,7 +34,8 @@ from transformers import (
 from trl import RewardConfig, RewardTrainer
 
 from ..store.artifacts import build_once, read_stamp
-from ..config import Profile, RewardModelConfig, artifacts_dir, get_profile, to_dict
+from ..config import Profile, RewardModelConfig, artifacts_dir, to_dict
+from ..execution.overrides import get_profile
 from .data import load_imdb, preference_pairs, shuffled_texts
 from ..execution.progress import interactive
 from ..execution.progress import progress as show_progress

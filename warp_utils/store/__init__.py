@@ -2,6 +2,7 @@
 
     artifacts  one lifecycle for every artifact folder (stamp, lock, build once, resume)
     runstore   a WARP run directory: weights, checkpoints, metrics, run keys, linking
+    warp_runs  WARP on a language model, each run and merge kept (resumed, linked) in a run directory
 
 May import: config, execution, core.
 """
