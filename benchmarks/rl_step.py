@@ -1,5 +1,5 @@
 """Seconds per WARP RL step, phase by phase: the step `train_warp` calls (warp_utils.core.rl.rl_step),
-timed through its own `timer` hook, so every phase is the product's code, nothing re-implemented.
+timed through the product's named phases (warp_utils.execution.phases), so every phase is the product's code, nothing re-implemented.
 
 Phases (rl_step's): generation (y ~ pi_theta, lean KV-cache sampler), reward (decode + r(x, y)),
 policy forward (blocks, with grad), reference forward (pi_sft's blocks, the KL-to-SFT metric),
@@ -43,13 +43,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from warp_utils.core import rl
 from warp_utils.execution.device import fused_optimizer
+from warp_utils.execution.phases import timed_phases
 from warp_utils.execution.runtime import thread_count
 
 RESULT = Path(__file__).resolve().parent / "results" / "rl_step.json"
 
 
 class PhaseTimer:
-    """rl_step's `timer`: wall and CPU seconds (and optionally FLOPs) per phase."""
+    """A timer of rl_step's phases (execution.phases.timed_phases): wall and CPU seconds (and
+    optionally FLOPs) per phase."""
 
     def __init__(self, flop_counter: FlopCounterMode | None = None):
         self.wall, self.cpu, self.flops = defaultdict(float), defaultdict(float), defaultdict(int)
@@ -93,8 +95,9 @@ class Step:
     def run(self, timer: PhaseTimer, seed: int = 0) -> tuple[dict, float]:
         torch.manual_seed(seed)
         start = time.perf_counter()
-        metrics = rl.rl_step(self.policy, self.anchor, self.optimizer, self.setup.prompts,
-                             self.components, self.setup.warp, measure_kl_to_sft=True, timer=timer)
+        with timed_phases(timer):
+            metrics = rl.rl_step(self.policy, self.anchor, self.optimizer, self.setup.prompts,
+                                 self.components, self.setup.warp, measure_kl_to_sft=True)
         return metrics, time.perf_counter() - start
 
     def restore(self):

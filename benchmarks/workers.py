@@ -6,7 +6,9 @@ Each round runs both commands in fresh processes (--no-reuse --fresh: every run 
 K = 1 first in odd rounds and second in even ones; best of the rounds. Reported:
 - the wall time of the whole command (process start, loading, WARP, merges);
 - the WARP compute alone: per iteration, the slowest rank's sum of its runs' training seconds
-  (read from the run stamps the product writes), summed over iterations;
+  (each run timed here: the command runs through `--timed-cli`, which wraps the product's
+  store.warp_runs.train_run in this benchmark's timer; forked workers inherit it), summed over
+  iterations;
 - for the full profile on G GPUs, what moving the weights costs (GPT-2 124M state dicts, by
   broadcast, at 10 GB/s) beside the expected wall time, from benchmarks/results/full_memory.json's
   GPU step estimates (estimates, not measurements).
@@ -23,12 +25,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from warp_utils.execution.overrides import get_profile
-from warp_utils.pipeline import warp_run_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANDWIDTH = 10e9  # bytes/s: the issue's yardstick for a GPU interconnect
@@ -36,27 +38,47 @@ BANDWIDTH = 10e9  # bytes/s: the issue's yardstick for a GPU interconnect
 
 def run_command(workers: int, args) -> dict:
     name = f"bench_workers{workers}"
-    command = [sys.executable, "-m", "warp_utils", "train", "--I", str(args.I), "--M", str(args.M), "--T", str(args.T),
-               "--no-reuse", "--fresh", "--no-progress-bars", "--name", name, "--workers", str(workers)]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    with tempfile.TemporaryDirectory(prefix="bench_workers_") as scratch:
+        timings = Path(scratch) / "runs.jsonl"
+        command = [sys.executable, __file__, "--timed-cli", str(timings), "train", "--I", str(args.I), "--M", str(args.M),
+                   "--T", str(args.T), "--no-reuse", "--fresh", "--no-progress-bars", "--name", name,
+                   "--workers", str(workers)]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        runs = [json.loads(line) for line in timings.read_text().splitlines()]
     stage = float(re.search(r"\[warp\] done in ([\d.]+) s", done.stdout).group(1))
-    profile = get_profile()
-    config = profile.warp.__class__(**{**profile.warp.__dict__, "I": args.I, "M": args.M, "T": args.T})
-    return {"workers": workers, "command_s": wall, "warp_stage_s": stage,
-            "compute_s": compute_seconds(warp_run_dir(profile, config, name))}
+    return {"workers": workers, "command_s": wall, "warp_stage_s": stage, "compute_s": compute_seconds(runs)}
 
 
-def compute_seconds(run_dir: Path) -> float:
+def timed_cli(timings: str, argv: list[str]) -> int:
+    """`python -m warp_utils ARGV` with every run's training timed: one line per run (iteration,
+    the rank that trained it, seconds) appended to `timings` by whichever process trained it."""
+    from warp_utils import cli
+    from warp_utils.execution import distributed
+    from warp_utils.store import warp_runs
+
+    real = warp_runs.train_run
+
+    def train_run(iteration, run, *rest, **kwargs):
+        started = time.perf_counter()
+        result = real(iteration, run, *rest, **kwargs)
+        with open(timings, "a") as out:
+            out.write(json.dumps({"iteration": iteration, "rank": distributed.world().rank,
+                                  "seconds": time.perf_counter() - started}) + "\n")
+        return result
+
+    warp_runs.train_run = train_run
+    return cli.main(argv)
+
+
+def compute_seconds(runs: list[dict]) -> float:
     """Sum over iterations of the slowest rank's training seconds (runs of one rank are sequential)."""
     per_rank = defaultdict(float)
-    for stamp in run_dir.glob("iter_*/run_*/artifact.json"):
-        facts = json.loads(stamp.read_text())
-        iteration = stamp.parent.parent.name
-        per_rank[(iteration, facts["rank"])] += facts["seconds"]
+    for run in runs:
+        per_rank[(run["iteration"], run["rank"])] += run["seconds"]
     iterations = {iteration for iteration, _ in per_rank}
     return sum(max(s for (i, _), s in per_rank.items() if i == it) for it in iterations)
 
@@ -77,6 +99,8 @@ def full_profile_table(M: int, T: int, I: int) -> list[dict]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--timed-cli"]:
+        sys.exit(timed_cli(sys.argv[2], sys.argv[3:]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)

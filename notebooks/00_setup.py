@@ -161,7 +161,7 @@ if losses:  # tiny: we trained it here, so we have its curve
     plt.plot(smooth, label=f"mean of {window}")
     plt.xlabel("step")
     plt.ylabel("cross-entropy (nats/token)")
-    plt.title(f"SFT pre-training, {stamp['sft_tokens']:,} tokens in {stamp['seconds']:.0f} s")
+    plt.title(f"SFT pre-training, {stamp['sft_tokens']:,} tokens")
     plt.legend()
     plt.show()
 

@@ -251,7 +251,7 @@ def test_heldout_sentiment_is_accurate_on_whole_reviews_and_openings(real):
     assert facts["accuracy_openings"] >= 0.72
     # the saved and loaded classifier scores the test openings (prompt + completion tokens) alike
     assert panel.sentiment.accuracy(cut.texts, real["labels"]) == pytest.approx(facts["accuracy_openings"])
-    assert facts["train_seconds"] < 120  # the budget is 60 s here; twice that on a loaded machine
+    assert panel.facts["train_seconds"] < 120  # panel.json (not the stamp); 60 s budget, twice on a loaded machine
     assert facts["calibration_texts"] >= 5000
 
 

@@ -48,7 +48,7 @@ from .scoring import (  # noqa: F401  (re-exported)
     token_logprobs,
 )
 from ..execution.device import backward_and_step
-from .scoring import _untimed
+from ..execution.phases import phase
 from .weights import ema_
 
 # ----------------------------------------------------------------------------- the loss
@@ -129,7 +129,7 @@ def reinforce_loss(logprobs: Tensor, rewards: Tensor, log_ratio: Tensor, beta: f
 
 
 def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, config: WarpConfig,
-            measure_kl_to_sft: bool = True, timer=None, precision=None, scaler=None) -> dict[str, float]:
+            measure_kl_to_sft: bool = True, precision=None, scaler=None) -> dict[str, float]:
     """One step of run m (Algorithm 1, lines 6-9), then the EMA update of the anchor:
 
         y ~ pi_theta(.|x);  r_beta = r(x, y) - beta * log[pi_theta(y|x) / pi_ema(y|x)]
@@ -137,12 +137,11 @@ def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, 
 
     `components` supplies pi_sft (`.policy`, the KL-to-SFT reference of the metrics), the tokenizer,
     the reward scorer r and the sampling settings. `measure_kl_to_sft=False` skips the SFT forward
-    (a metric only: the update is the same). `timer(name)`, a context manager factory, times each
-    phase (benchmarks/rl_step.py). `precision` (device.Precision): every forward, sampling and
+    (a metric only: the update is the same). Each phase is named for profilers and benchmarks
+    (execution.phases). `precision` (device.Precision): every forward, sampling and
     scoring included, runs under its autocast, and `scaler` (its GradScaler) steps the optimiser;
     None: plain fp32. Returns the step's metrics (floats; at a KL-measuring step also
     `samples`, the batch's texts with their reward and KL to SFT)."""
-    phase = timer or _untimed
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
     tokenizer, sampling = components.tokenizer, components.sampling
     temperature = sampling.temperature
@@ -158,7 +157,7 @@ def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, 
     # One forward per model; the policy's log-softmax (with grad) serves the loss and the KL to SFT.
     reference = components.policy if measure_kl_to_sft else None
     with autocast():  # the backward pass runs outside autocast, as torch.amp asks
-        scores = score_rollout(policy, rollout, temperature, reference=reference, timer=phase)
+        scores = score_rollout(policy, rollout, temperature, reference=reference)
     with phase("anchor forward"), torch.no_grad(), autocast():  # the anchor is never differentiated
         anchor_logprobs = score_rollout(anchor, rollout, temperature).logprobs
     log_ratio = scores.logprobs.detach() - anchor_logprobs

@@ -13,13 +13,13 @@ response mask and are the plain definitions the chunked primitive is tested agai
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..execution.phases import phase
 from .sampling import Rollout, position_ids_from_mask
 
 # Floats in one (B, chunk, V) block of logits: chunk = max(1, CHUNK_ELEMENTS // (B * V)).
@@ -184,10 +184,6 @@ class RolloutScores:
     kl: Tensor | None = None
 
 
-def _untimed(name: str):
-    return contextlib.nullcontext()
-
-
 def completion_hidden(model, rollout: Rollout):
     """One forward of `model` over prompt + completion. Returns (features, head): features at the
     positions P-1 .. L-2, those that predict the completion tokens (B, N, .), and the function
@@ -206,7 +202,7 @@ def chunk_length(batch_size: int, vocab_size: int) -> int:
 
 
 def score_rollout(policy, rollout: Rollout, temperature: float, reference=None,
-                  chunk_size: int | None = None, timer=None) -> RolloutScores:
+                  chunk_size: int | None = None) -> RolloutScores:
     """log pi(y|x) and, with a reference, log pi_ref(y|x) and the exact KL(pi || pi_ref), all under
     softmax(logits / temperature): two forwards at most, then per chunk of positions one
     log-softmax per model shared by the log-probs and the KL (without a reference, one logsumexp:
@@ -214,10 +210,9 @@ def score_rollout(policy, rollout: Rollout, temperature: float, reference=None,
     divides the hidden states before it (lm_head(h / T) = logits / T), not the vocabulary-wide logits.
 
     The policy is scored with grad when grad is enabled (call it under torch.no_grad() for a
-    metric); the reference never is. `timer(name)` (a context manager factory) times the phases
-    "policy forward", "reference forward" and "log-softmax + KL" (benchmarks/rl_step.py)."""
+    metric); the reference never is. Its phases ("policy forward", "reference forward",
+    "log-softmax + KL") are named for profilers and benchmarks (execution.phases)."""
     check_temperature(temperature)
-    phase = timer or _untimed
     targets = rollout.completion_ids  # (B, N)
     keep = rollout.completion_mask.bool()
     with phase("policy forward"):

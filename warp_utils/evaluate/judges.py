@@ -441,7 +441,8 @@ def build_panel(profile: Profile, tokenizer, proxy_scorer, folder: Path | str) -
     panel.facts = {**_test_facts(panel, test, tokenizer, proxy_scorer), "train_seconds": train_seconds,
                    "train_rows": len(reviews) + len(cut.texts), "sklearn": sklearn.__version__}
     panel.save(folder)
-    return {**panel.facts, **panel.calibration_facts()}
+    stamped = {key: value for key, value in panel.facts.items() if key != "train_seconds"}  # no durations
+    return {**stamped, **panel.calibration_facts()}
 
 
 def _test_facts(panel: Panel, test, tokenizer, proxy_scorer) -> dict:

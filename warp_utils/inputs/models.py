@@ -156,9 +156,7 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
     """Tokenizer + tiny GPT-2 pre-trained on IMDB train reviews, saved to `folder`."""
     config, seed = profile.policy, profile.data.seed
     torch.manual_seed(seed)
-    seconds, started = {}, time.perf_counter()
     reviews = shuffled_texts(load_imdb("train", profile.data), seed)
-    seconds["data"] = time.perf_counter() - started
     checkpoint = Path(folder) / "checkpoint.pt"
     if checkpoint.is_file() and (Path(folder) / "tokenizer.json").is_file():
         # An interrupted build: its checkpoint was trained on this tokenizer (BPE training is not
@@ -170,21 +168,17 @@ def build_tiny_policy(profile: Profile, folder: Path) -> dict:
         tokenizer.save_pretrained(folder)
     model = tiny_gpt2(config, tokenizer)
     stream = token_stream(reviews, tokenizer, config.sft_tokens)
-    seconds["tokenizer_and_stream"] = time.perf_counter() - started - seconds["data"]
     # A batch of 2048 tokens is matmul work, which a second core speeds up (unlike the RL step's
     # small calls): pre-training uses every core unless OMP_NUM_THREADS says otherwise.
     with all_cores():
-        threads, tic = torch.get_num_threads(), time.perf_counter()
+        threads = torch.get_num_threads()
         losses = pretrain_causal_lm(model, stream, config, seed, checkpoint_path=checkpoint)
-        seconds["pretraining"] = time.perf_counter() - tic
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return {
         "sft_losses": losses,
         "sft_tokens": len(stream),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "seconds": time.perf_counter() - started,
-        "phase_seconds": seconds,
         "threads": threads,
     }
 

@@ -364,7 +364,7 @@ def build_reward_model(profile: Profile, folder: Path) -> dict:
         **trained,
     }
     (Path(folder) / METRICS).write_text(json.dumps(metrics, indent=2))
-    return {key: metrics[key] for key in ("eval_accuracy", "num_pairs", "train_seconds")}
+    return {key: metrics[key] for key in ("eval_accuracy", "num_pairs")}  # the stamp: no durations
 
 
 def ensure_reward_model(profile: Profile | str | None = None, fresh: bool = False) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -133,15 +132,13 @@ class RunsOfAnIteration:
         components = self.loop.components
 
         def build(out):
-            started = time.perf_counter()
             theta_m, theta_ema, rows = train_run(iteration, run, theta_init, self.loop, out)
-            seconds = time.perf_counter() - started  # of this invocation (a resumed run: the rest)
             runstore.save_weights(components.policy, theta_m, components.tokenizer, out)
             runstore.save_ema(theta_ema, out)
             runstore.write_rows(out / runstore.METRICS_FILE, rows)
             runstore.write_samples(out / runstore.SAMPLES_FILE, rows)
             return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size,
-                    "pid": os.getpid(), "seconds": seconds}  # pid: which process trained it (a pool's worker)
+                    "pid": os.getpid()}  # who trained it: threads, rank of how many, which process
 
         build_once(folder, run_cfg, build, version=runstore.STEP_VERSION)
 
