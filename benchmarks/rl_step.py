@@ -97,7 +97,7 @@ class Step:
         start = time.perf_counter()
         with timed_phases(timer):
             metrics = rl.rl_step(self.policy, self.anchor, self.optimizer, self.setup.prompts,
-                                 self.components, self.setup.warp, measure_kl_to_sft=True)
+                                 self.components, self.setup.warp, rl.StepContext(measure_kl_to_sft=True))
         return metrics, time.perf_counter() - start
 
     def restore(self):

@@ -61,7 +61,7 @@ def run_project(size: str, steps: int, kl_every: int) -> dict:
         start = time.perf_counter()
         # The cadence of train_warp: step s (1-based) measures the KL to SFT when s % kl_every == 0.
         metrics = rl.rl_step(policy, anchor, optimizer, setup.prompts, components, setup.warp,
-                             measure_kl_to_sft=(step + 1) % kl_every == 0)
+                             rl.StepContext(measure_kl_to_sft=(step + 1) % kl_every == 0))
         if step:
             seconds.append(time.perf_counter() - start)
             tokens.append(metrics["response_len"] * setup.batch_size)

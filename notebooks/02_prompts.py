@@ -127,7 +127,7 @@ for name, (texts, rewards) in by_label.items():
         print(f"   r = {r:+.2f} | {text}")
 gap = (by_label["positive"][1].mean() - by_label["negative"][1].mean()).item()
 noise = 1.96 * (sum(r.var() / len(r) for _, r in by_label.values()) ** 0.5).item()
-print(describe_comparison("The positive openings", "mean reward", gap, gap - noise, gap + noise,
+print(describe_comparison("The positive openings", "mean reward", (gap, gap - noise, gap + noise),
                           reference="the negative openings"))
 print("so the SFT policy " + ("follows the opening's mood: RL has to learn to turn a negative opening around."
                               if gap - noise > 0 else "does not measurably follow the opening's mood on 32 samples "

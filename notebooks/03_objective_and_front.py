@@ -237,8 +237,7 @@ plt.show()
 
 # %%
 warp_history = toy.warp(theta_sft, reward)  # I=3, M=2, T=50: 300 steps in all
-reinforce = toy.rl_run(theta_sft, reward, T=300, mu=0.0, beta=0.1, lr=4.0, batch_size=8,
-                       generator=torch.Generator().manual_seed(0))[0]
+reinforce = toy.rl_run(theta_sft, reward, toy.ToyConfig(T=300, mu=0.0, beta=0.1, lr=4.0, batch_size=8), torch.Generator().manual_seed(0))[0]
 curves = {f"WARP iteration {i + 1}": record["theta_merged"] for i, record in enumerate(warp_history)}
 curves["WARP with LERP, iteration 3"] = toy.warp(theta_sft, reward, merge=lerp)[-1]["theta_merged"]
 curves["REINFORCE, SFT anchor"] = reinforce

@@ -133,7 +133,7 @@ for seed in (0, 1, 2):
         step = toy.make_step(reward, generator=torch.Generator().manual_seed(seed), **settings)
         points[a].append(anchor_point(theta_sft, reward, step, mu, T))
     for a, mu in anchors.items():  # the same runs again, for their weights
-        theta = toy.rl_run(theta_sft, reward, T=T, mu=mu, generator=torch.Generator().manual_seed(seed), **settings)[0]
+        theta = toy.rl_run(theta_sft, reward, toy.ToyConfig(T=T, mu=mu, **settings), torch.Generator().manual_seed(seed))[0]
         kls, rewards = toy.liti_path(theta_sft, theta, np.linspace(0, 1, 401), reward, theta_sft)
         equal[a].append(float(np.interp(min(p[-1][0] for p in points.values()), kls, rewards)))
 mean = {a: (*np.mean(points[a], axis=0), np.mean(equal[a])) for a in anchors}  # KL, reward, at equal KL
@@ -233,8 +233,7 @@ print(exercises.solution("warp_merge"))
 # %%
 one = lambda z: {"table": torch.tensor([z], dtype=torch.float64), "bias": torch.zeros(3, dtype=torch.float64)}
 r_two, start_1, start_2 = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64), one([10.0, 0.0, 5.0]), one([0.0, 10.0, 5.0])
-run_from = lambda theta, rew, seed: toy.rl_run(
-    theta, rew, T=50, mu=0.01, generator=torch.Generator().manual_seed(seed), **settings)[0]
+run_from = lambda theta, rew, seed: toy.rl_run(theta, rew, toy.ToyConfig(T=50, mu=0.01, **settings), torch.Generator().manual_seed(seed))[0]
 pairs = {"different starts: the two policies": (start_1, start_2, r_two),
          "different starts: a run from each": (run_from(start_1, r_two, 0), run_from(start_2, r_two, 1), r_two),
          "shared start: two runs, r = (1, 1, 0)": (run_from(start_1, r_two, 0), run_from(start_1, r_two, 1), r_two),
@@ -272,7 +271,7 @@ print(inspect.getsource(bugs.warp_merge_liti_does_nothing))
 # %%
 assert exercises.spot_the_bug("warp_merge", "LITI that does nothing") == "wrong"
 for eta in (0.5, 0.0):  # eta = 0: what the bug does
-    last = toy.warp(theta_sft, reward, eta=eta)[-1]["theta_merged"]
+    last = toy.warp(theta_sft, reward, toy.ToyConfig(eta=eta))[-1]["theta_merged"]
     print(f"eta = {eta}: iteration 3 merges at reward {toy.expected_reward(last, reward):.4f}, "
           f"KL {toy.kl(last, theta_sft):.4f}")
 
@@ -341,7 +340,7 @@ def draw_warp(mu=0.01, eta=0.5, beta=0.1, M=2, I=3):
 
     _, ax = plt.subplots(figsize=(7, 4))
     for merge, color in ((slerp, "tab:blue"), (lerp, "tab:orange")):
-        for i, record in enumerate(toy.warp(theta_sft, reward, I=I, M=M, mu=mu, eta=eta, beta=beta, merge=merge)):
+        for i, record in enumerate(toy.warp(theta_sft, reward, toy.ToyConfig(I=I, M=M, mu=mu, eta=eta, beta=beta), merge=merge)):
             ax.plot(*toy.liti_path(record["theta_init"], record["theta_merged"], np.linspace(0, 1, 11),
                                    reward, theta_sft), color=color, alpha=0.5)
             ax.plot(*point(record["theta_merged"]), "*", color=color, ms=9)

@@ -276,7 +276,7 @@ print(
 
 # %%
 theta_sft, reward = toy.make_bandit()
-first = toy.warp(theta_sft, reward, I=1)[0]  # one WARP iteration with the default settings
+first = toy.warp(theta_sft, reward, toy.ToyConfig(I=1))[0]  # one WARP iteration with the default settings
 # WARP's next initialisation is the point eta = 0.5 (the default) of the LITI segment:
 theta_half = liti(first["theta_init"], first["theta_merged"], 0.5)
 assert all(torch.equal(theta_half[k], first["theta_next"][k]) for k in theta_half)
@@ -366,7 +366,7 @@ assert not (reward_curvature[on_segment] <= 0).all()  # the reward is not concav
 sweep = []
 for beta in (0.03, 0.1, 0.3):
     for num_runs in (2, 3, 4):
-        record = toy.warp(theta_sft, reward, I=1, M=num_runs, beta=beta)[0]
+        record = toy.warp(theta_sft, reward, toy.ToyConfig(I=1, M=num_runs, beta=beta))[0]
         merged_slerp, merged_lerp = (
             merge(record["theta_init"], record["thetas"]) for merge in (slerp, lerp)
         )

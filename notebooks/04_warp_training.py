@@ -328,15 +328,15 @@ plt.show()
 # SFT policy against $\theta^I_{\text{slerp}}$, the same test prompts and the same seed.
 
 # %%
-from warp_utils.evaluate import evaluate_policy
+from warp_utils.evaluate import EvalContext, evaluate_policy
 
 warp_policy = copy.deepcopy(policy)
 warp_policy.load_state_dict(result.final)
 test_prompts = prompts["test"].shuffle(seed=0).select(range(128))["input_ids"]
 evaluation = {}
 for name, model in (("sft", policy), ("warp", warp_policy)):
-    evaluation[name] = evaluate_policy(model, tokenizer, policy, reward_scorer, test_prompts, sampling,
-                                       seed=0, return_samples=True)
+    context = EvalContext(policy, tokenizer, reward_scorer, test_prompts, sampling, seed=0)
+    evaluation[name] = evaluate_policy(model, context, return_samples=True)
 from warp_utils.evaluate import before_after_table
 
 prompt_texts = [tokenizer.decode(ids) for ids in test_prompts[:6]]

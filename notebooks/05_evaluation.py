@@ -73,6 +73,7 @@ from warp_utils.execution import get_profile
 from warp_utils.core import lerp, liti, slerp, task_norm
 from warp_utils.evaluate import (
     FRONT_CLAIMS,
+    EvalContext,
     committed_claims,
     committed_results,
     envelope_gap,
@@ -120,8 +121,8 @@ evaluated = {}  # evaluate_policy's cache: a front's eta = 0 (SFT) and eta = 1 a
 def evaluate_state(state, prompts=test_prompts, **kwargs):
     """evaluate_policy of the weights `state`, against pi_sft, with the notebook's seed."""
     work.load_state_dict(state)
-    return evaluate_policy(work, tokenizer, policy, reward_scorer, prompts, sampling, seed=EVAL_SEED,
-                           cache=evaluated, **kwargs)
+    context = EvalContext(policy, tokenizer, reward_scorer, prompts, sampling, seed=EVAL_SEED, cache=evaluated)
+    return evaluate_policy(work, context, **kwargs)
 
 
 states = {"SFT": theta_sft}
@@ -209,9 +210,8 @@ print("distinct-2 per policy:", {name: round(distinct(s["completions"], 2), 3) f
 # further in KL.
 
 # %%
-front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy, "reward_scorer": reward_scorer,
-              "prompts": test_prompts, "sampling": sampling, "seed": EVAL_SEED, "cache": evaluated}
-warp_fronts = [pareto_front(theta_sft, result.theta_slerp[i], ETAS, label=f"iteration {i + 1}", **front_args)
+front_context = EvalContext(policy, tokenizer, reward_scorer, test_prompts, sampling, seed=EVAL_SEED, cache=evaluated)
+warp_fronts = [pareto_front(theta_sft, result.theta_slerp[i], ETAS, policy, front_context, label=f"iteration {i + 1}")
                for i in range(config.I)]
 fronts = pd.concat(warp_fronts, ignore_index=True)
 ax = plot_front(fronts)
@@ -293,7 +293,7 @@ baseline_names, configs = zip(*baseline_configs.values())
 runs = ensure_warp_runs(profile, configs, names=baseline_names, components=parts,
                         step_callback=step_printer(baseline_T, names=baseline_names))
 baselines = dict(zip(baseline_configs, runs))
-baseline_fronts = [pareto_front(theta_sft, run.final, ETAS, label=label, **front_args)
+baseline_fronts = [pareto_front(theta_sft, run.final, ETAS, policy, front_context, label=label)
                    for label, run in baselines.items()]
 
 # %% [markdown]
@@ -322,7 +322,7 @@ kept = task_norm(theta_lerp_1, theta_sft) / (sum(run_norms) / len(run_norms))
 print(f"LERP keeps {kept:.0%} of the runs' mean task-vector norm; orthogonal task vectors would keep "
       f"{1 / 2 ** 0.5:.0%} (notebook 03a) and identical ones all of it: the shrink measures how far apart the runs went.")
 slerp_front = warp_fronts[0].assign(label="SLERP (iteration 1)")
-lerp_front = pareto_front(theta_sft, theta_lerp_1, ETAS, label="LERP (iteration 1)", **front_args)
+lerp_front = pareto_front(theta_sft, theta_lerp_1, ETAS, policy, front_context, label="LERP (iteration 1)")
 fig, ax = plt.subplots(figsize=(6.4, 4.4))
 plot_front(pd.concat([slerp_front, lerp_front], ignore_index=True), ax=ax)
 ax.set_title("SLERP vs LERP of the same M runs, LITI towards SFT")

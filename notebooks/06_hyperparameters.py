@@ -66,7 +66,7 @@ from transformers.utils import logging as transformers_logging
 
 from warp_utils.execution import get_profile
 from warp_utils.evaluate import envelope_gap, envelope_mean, shared_range
-from warp_utils.evaluate import evaluate_policy, paired_difference, pareto_front
+from warp_utils.evaluate import EvalContext, evaluate_policy, paired_difference, pareto_front
 from warp_utils.evaluate import judges
 from warp_utils.pipeline import ensure_warp_run, ensure_warp_runs, notebook_components, run_name
 from warp_utils.evaluate import plot_front, plot_study_curves
@@ -145,27 +145,24 @@ plt.show()
 EVAL_SEED, ETAS = 0, [0.1, 0.2, 0.3, 0.5, 0.8, 1.0]
 test_prompts = prompts["test"].shuffle(seed=EVAL_SEED).select(range(64))["input_ids"]
 evaluated = {}  # evaluate_policy's cache: each front's eta = 1 is evaluated again below, with its samples
-front_args = {"policy_template": policy, "tokenizer": tokenizer, "reference": policy, "reward_scorer": reward_scorer,
-              "prompts": test_prompts, "sampling": sampling, "seed": EVAL_SEED, "cache": evaluated}
-sft_row = {"eta": 0.0, **evaluate_policy(policy, tokenizer, policy, reward_scorer, test_prompts, sampling, seed=EVAL_SEED)}
+context = EvalContext(policy, tokenizer, reward_scorer, test_prompts, sampling, seed=EVAL_SEED, cache=evaluated)
+sft_row = {"eta": 0.0, **evaluate_policy(policy, dataclasses.replace(context, cache=None))}
 fronts = {}  # config -> front (eta = 0 to 1)
 for cfg, result in results.items():
-    front = pareto_front(theta_sft, result.final, ETAS, label=run_name(config, cfg), **front_args)
+    front = pareto_front(theta_sft, result.final, ETAS, policy, context, label=run_name(config, cfg))
     fronts[cfg] = pd.concat([pd.DataFrame([{**sft_row, "label": front.label[0]}]), front], ignore_index=True)
 
 work = copy.deepcopy(policy)
 samples, per_prompt = {}, {}  # config -> samples at eta = 1 (the same as the front's), their rewards
 for cfg, result in results.items():
     work.load_state_dict(result.final)
-    samples[cfg] = evaluate_policy(work, tokenizer, policy, reward_scorer, test_prompts, sampling,
-                                   seed=EVAL_SEED, return_samples=True, cache=evaluated)
+    samples[cfg] = evaluate_policy(work, context, return_samples=True)
     per_prompt[cfg] = samples[cfg]["rewards"]
 center = studies["M"][config.M]  # the default config with I = 1
 
 # the held-out panel of notebook 01 judges every run's samples (and SFT's, on the same prompts)
 panel = judges.panel_for(parts, profile)
-sft_samples = evaluate_policy(policy, tokenizer, policy, reward_scorer, test_prompts, sampling, seed=EVAL_SEED,
-                              return_samples=True, cache=evaluated)
+sft_samples = evaluate_policy(policy, context, return_samples=True)
 judged = {cfg: panel.judge(run["samples"], run["completions"], run["rewards"]) for cfg, run in samples.items()}
 judged_sft = panel.judge(sft_samples["samples"], sft_samples["completions"], sft_samples["rewards"])
 

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from warp_utils.evaluate import evaluation, plots
+from warp_utils.evaluate.evaluation import EvalContext
 from warp_utils.config import PolicyConfig, SamplingConfig
 from warp_utils.inputs.models import tiny_gpt2, train_policy_tokenizer
 from warp_utils.core.rl import exact_kl, generate, left_pad, sequence_logprobs
@@ -50,10 +51,11 @@ def setup():
     return policy, other, tokenizer, prompts
 
 
-def evaluate(setup, policy=None, reference=None, seed=0, **kwargs):
+def evaluate(setup, policy=None, reference=None, seed=0, return_samples=False, **context):
     sft, _, tokenizer, prompts = setup
-    return evaluation.evaluate_policy(policy or sft, tokenizer, reference or sft, vowel_reward,
-                                      kwargs.pop("prompts", prompts), SAMPLING, seed, **kwargs)
+    context = EvalContext(reference or sft, tokenizer, vowel_reward, context.pop("prompts", prompts), SAMPLING, seed,
+                          **context)
+    return evaluation.evaluate_policy(policy or sft, context, return_samples=return_samples)
 
 
 # ----------------------------------------------------------------------------- exact KL
@@ -232,8 +234,8 @@ def test_evaluation_runs_on_every_core_with_the_same_samples_as_on_one(setup, mo
     results, before = {}, torch.get_num_threads()
     for threads in ("2", "1"):
         monkeypatch.setenv("OMP_NUM_THREADS", threads)
-        results[threads] = evaluation.evaluate_policy(policy, tokenizer, perturbed(policy, 0.02, 4), reward,
-                                                      prompts * 4, SAMPLING, seed=5, return_samples=True)
+        context = EvalContext(perturbed(policy, 0.02, 4), tokenizer, reward, prompts * 4, SAMPLING, seed=5)
+        results[threads] = evaluation.evaluate_policy(policy, context, return_samples=True)
         assert torch.get_num_threads() == before
     assert seen == [2, 1]
     assert results["2"] == results["1"]
@@ -245,8 +247,8 @@ def test_evaluation_runs_on_every_core_with_the_same_samples_as_on_one(setup, mo
 def test_pareto_front_endpoints_match_direct_evaluation_and_etas_are_checked(setup):
     policy, other, tokenizer, prompts = setup
     theta_start, theta_merged = clone_state(policy), clone_state(other)
-    front = evaluation.pareto_front(theta_start, theta_merged, [0.0, 0.5, 1.0], policy, tokenizer, policy,
-                                    vowel_reward, prompts, SAMPLING, seed=5, label="iteration 1")
+    context = EvalContext(policy, tokenizer, vowel_reward, prompts, SAMPLING, seed=5)
+    front = evaluation.pareto_front(theta_start, theta_merged, [0.0, 0.5, 1.0], policy, context, label="iteration 1")
     assert front["eta"].tolist() == [0.0, 0.5, 1.0]
     assert (front["label"] == "iteration 1").all()
     start = evaluate(setup, policy=policy, reference=policy, seed=5)
@@ -258,8 +260,7 @@ def test_pareto_front_endpoints_match_direct_evaluation_and_etas_are_checked(set
     assert torch.equal(policy.state_dict()["transformer.wte.weight"], theta_start["transformer.wte.weight"])
     for eta in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="eta"):
-            evaluation.pareto_front(theta_start, theta_merged, [0.0, eta], policy, tokenizer, policy,
-                                    vowel_reward, prompts, SAMPLING, seed=5)
+            evaluation.pareto_front(theta_start, theta_merged, [0.0, eta], policy, context)
     assert evaluation.interpolate(theta_start, theta_merged, 1.0)["lm_head.weight"].equal(theta_merged["lm_head.weight"])
 
 
@@ -370,25 +371,26 @@ def test_the_evaluation_cache_looks_up_equal_evaluations_and_only_those(setup, m
     monkeypatch.setattr(evaluation, "_evaluate", lambda *args: calls.append(1) or real(*args))
     cache, scorer = {}, ModelScorer(bias=0.0)
 
-    def run(policy, seed=0, reward_scorer=scorer, **kwargs):
-        return evaluation.evaluate_policy(policy, tokenizer, sft, reward_scorer, prompts, SAMPLING, seed,
-                                          cache=cache, **kwargs)
+    def run(policy, seed=0, reward_scorer=scorer, batch_size=64, return_samples=False):
+        context = EvalContext(sft, tokenizer, reward_scorer, prompts, SAMPLING, seed, batch_size, cache)
+        return evaluation.evaluate_policy(policy, context, return_samples=return_samples)
 
     first = run(other, return_samples=True)
     assert run(other, return_samples=True) == first and len(calls) == 1
     plain = run(copy.deepcopy(other))  # equal weights in another object: looked up, without samples
     assert len(calls) == 1 and "samples" not in plain and all(plain[key] == first[key] for key in plain)
-    uncached = evaluation.evaluate_policy(other, tokenizer, sft, scorer, prompts, SAMPLING, 0, return_samples=True)
+    uncached = evaluation.evaluate_policy(other, EvalContext(sft, tokenizer, scorer, prompts, SAMPLING, 0),
+                                          return_samples=True)
     assert uncached == first and len(calls) == 2
     first["samples"].clear()  # the caller's copy: the cache keeps its own
     assert run(other, return_samples=True)["samples"] == uncached["samples"]
     run(other, seed=1), run(sft), run(other, reward_scorer=ModelScorer(bias=1.0)), run(other, batch_size=3)
     assert len(calls) == 6  # another seed, policy, reward model or batching: evaluated
-    front = evaluation.pareto_front(clone_state(sft), clone_state(other), [0.0, 0.5, 1.0], sft, tokenizer, sft,
-                                    scorer, prompts, SAMPLING, seed=0, cache=cache)
+    front = evaluation.pareto_front(clone_state(sft), clone_state(other), [0.0, 0.5, 1.0], sft,
+                                    EvalContext(sft, tokenizer, scorer, prompts, SAMPLING, seed=0, cache=cache))
     assert len(calls) == 7  # eta = 0 is sft, eta = 1 is other: both looked up
     assert front.loc[2, "reward_mean"] == uncached["reward_mean"]
-    assert evaluation.evaluate_policy(other, tokenizer, sft, vowel_reward, prompts, SAMPLING, 0, cache=cache)
+    assert evaluation.evaluate_policy(other, EvalContext(sft, tokenizer, vowel_reward, prompts, SAMPLING, 0, cache=cache))
     assert len(calls) == 8  # a reward function without weights is never cached
 
 

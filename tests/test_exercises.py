@@ -127,7 +127,7 @@ def test_warp_merge_rejects_the_stored_answer_and_a_liti_that_skips_slerp():
     # own theta_next, and LITI towards its stored merge (no SLERP written). A record in scope
     # (the notebook's) is all a cheat can use now.
     theta_sft, reward = toy.make_bandit(num_prompts=6, num_tokens=5, seed=2)
-    record = toy.warp(theta_sft, reward, I=1, M=2, T=20, eta=0.5, seed=0)[0]
+    record = toy.warp(theta_sft, reward, toy.ToyConfig(I=1, M=2, T=20, eta=0.5, seed=0))[0]
 
     def stored_answer(theta_init, thetas, eta):
         return record["theta_next"]
@@ -149,7 +149,7 @@ def test_warp_merge_rejects_the_stored_answer_and_a_liti_that_skips_slerp():
 
 def test_warp_merge_and_loop_oracles_are_what_toy_warp_computes():
     theta_sft, reward = toy.make_bandit(num_prompts=6, num_tokens=5, seed=2)
-    history = toy.warp(theta_sft, reward, I=2, M=3, T=20, eta=0.3, seed=1)
+    history = toy.warp(theta_sft, reward, toy.ToyConfig(I=2, M=3, T=20, eta=0.3, seed=1))
     for record in history:
         got = exercise_cases.merge_oracle(record["theta_init"], record["thetas"], 0.3)
         assert all(torch.equal(got[k], record["theta_next"][k]) for k in theta_sft)
@@ -188,8 +188,7 @@ def test_anchor_point_oracle_is_the_toys_training_with_mu_zero_and_mu_positive()
     theta_sft, reward = exercise_cases.anchor_bandit()
     for mu in (0.0, 0.05):
         generator = torch.Generator().manual_seed(3)
-        theta, _ = toy.rl_run(theta_sft, reward, T=30, mu=mu, beta=0.1, lr=4.0, batch_size=8,
-                              generator=generator)
+        theta, _ = toy.rl_run(theta_sft, reward, toy.ToyConfig(T=30, mu=mu, beta=0.1, lr=4.0, batch_size=8), generator)
         point = exercise_cases.anchor_oracle(theta_sft, reward, exercise_cases.anchor_step(reward, 3), mu, 30)
         assert point == (toy.kl(theta, theta_sft), toy.expected_reward(theta, reward))
     # the two anchors really end in different places (else the exercise could not tell them apart)

@@ -167,17 +167,17 @@ def test_panel_judges_saves_loads_and_fingerprints(tmp_path):
 
 
 def test_describe_comparison_says_what_the_interval_says():
-    up = describe_comparison("The WARP policy", "held-out sentiment", 0.12, 0.05, 0.19)
+    up = describe_comparison("The WARP policy", "held-out sentiment", (0.12, 0.05, 0.19))
     assert up == "The WARP policy's held-out sentiment is higher than the SFT policy's: +0.12 [+0.05, +0.19]."
-    down = describe_comparison("The WARP policy", "completion length", -0.2, -0.3, -0.1, "longer", "shorter")
+    down = describe_comparison("The WARP policy", "completion length", (-0.2, -0.3, -0.1), ("longer", "shorter"))
     assert "is shorter than the SFT policy's: -0.20 [-0.30, -0.10]" in down
-    unsure = describe_comparison("The WARP policy", "held-out sentiment", 0.02, -0.03, 0.08)
+    unsure = describe_comparison("The WARP policy", "held-out sentiment", (0.02, -0.03, 0.08))
     assert unsure.startswith("The data are inconclusive about whether the WARP policy's held-out sentiment")
     assert "[-0.03, +0.08] includes 0" in unsure
-    assert "cannot be measured here (no interval)" in describe_comparison("The WARP policy", "KL", math.nan,
-                                                                           math.nan, math.nan)
+    assert "cannot be measured here (no interval)" in describe_comparison("The WARP policy", "KL", (math.nan,
+                                                                           math.nan, math.nan))
     with pytest.raises(ValueError, match="low must be <= high"):
-        describe_comparison("The WARP policy", "KL", 0.0, 1.0, -1.0)
+        describe_comparison("The WARP policy", "KL", (0.0, 1.0, -1.0))
 
 
 def test_hacking_verdict_for_each_branch():

@@ -52,7 +52,7 @@ def comparison_findings(lines):
         match = decided or unsure
         if match:
             mean, low, high = floats(*match.groups()[-3:])
-            found.append((comparison_kind(line), comparison_kind(describe_comparison("X", "q", mean, low, high))))
+            found.append((comparison_kind(line), comparison_kind(describe_comparison("X", "q", (mean, low, high)))))
     return found
 
 

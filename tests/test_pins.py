@@ -91,7 +91,7 @@ def test_the_run_keys_are_as_before():
 
 def test_the_toy_warp_gives_the_same_float64_numbers():
     theta_sft, reward = toy.make_bandit(num_prompts=6, num_tokens=5, seed=3)
-    history = toy.warp(theta_sft, reward, I=2, M=2, T=10, seed=1)
+    history = toy.warp(theta_sft, reward, toy.ToyConfig(I=2, M=2, T=10, seed=1))
     got = [([toy.expected_reward(t, reward).hex() for t in record["thetas"]],
             toy.expected_reward(record["theta_merged"], reward).hex(),
             toy.kl(record["theta_next"], theta_sft).hex(),

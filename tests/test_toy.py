@@ -131,15 +131,11 @@ def test_batch_of_one_raises():
 def test_rl_run_anchor_follows_the_ema_recursion():
     theta_sft, reward = small_bandit()
     run = {"T": 5, "beta": 0.1, "lr": 1.0, "batch_size": 4}
-    theta, anchor = toy.rl_run(
-        theta_sft, reward, mu=0.0, generator=torch.Generator().manual_seed(0), **run
-    )
+    theta, anchor = toy.rl_run(theta_sft, reward, toy.ToyConfig(mu=0.0, **run), torch.Generator().manual_seed(0))
     for key in theta_sft:
         assert torch.equal(anchor[key], theta_sft[key])  # mu = 0: the anchor never moves
         assert not torch.equal(theta[key], theta_sft[key])
-    theta, anchor = toy.rl_run(
-        theta_sft, reward, mu=1.0, generator=torch.Generator().manual_seed(0), **run
-    )
+    theta, anchor = toy.rl_run(theta_sft, reward, toy.ToyConfig(mu=1.0, **run), torch.Generator().manual_seed(0))
     for key in theta_sft:
         assert torch.equal(anchor[key], theta[key])  # mu = 1: the anchor is the policy
 
@@ -147,7 +143,7 @@ def test_rl_run_anchor_follows_the_ema_recursion():
 def test_warp_wiring():
     theta_sft, reward = small_bandit()
     settings = {"I": 2, "M": 3, "T": 5, "batch_size": 4, "seed": 3}
-    history = toy.warp(theta_sft, reward, eta=0.5, **settings)
+    history = toy.warp(theta_sft, reward, toy.ToyConfig(eta=0.5, **settings))
     assert len(history) == 2 and all(len(rec["thetas"]) == 3 for rec in history)
     assert all(torch.equal(history[0]["theta_init"][k], theta_sft[k]) for k in theta_sft)
     for rec in history:
@@ -159,9 +155,9 @@ def test_warp_wiring():
         assert not torch.equal(rec["thetas"][0]["table"], rec["thetas"][1]["table"])  # runs differ
     for key in theta_sft:  # the next iteration starts from LITI's output
         assert torch.equal(history[1]["theta_init"][key], history[0]["theta_next"][key])
-    again = toy.warp(theta_sft, reward, eta=0.5, **settings)
+    again = toy.warp(theta_sft, reward, toy.ToyConfig(eta=0.5, **settings))
     assert torch.equal(again[-1]["theta_next"]["table"], history[-1]["theta_next"]["table"])
-    lerped = toy.warp(theta_sft, reward, eta=0.5, merge=lerp, **settings)
+    lerped = toy.warp(theta_sft, reward, toy.ToyConfig(eta=0.5, **settings), merge=lerp)
     for key in theta_sft:  # same seeds: same first-iteration runs, merged the LERP way
         assert torch.equal(lerped[0]["thetas"][1][key], history[0]["thetas"][1][key])
         assert torch.equal(
@@ -171,7 +167,7 @@ def test_warp_wiring():
 
 def test_warp_is_algorithm1_around_make_run_and_rl_run_is_anchored_run_around_make_step():
     theta_sft, reward = small_bandit()
-    history = toy.warp(theta_sft, reward, I=2, M=2, T=5, batch_size=4, seed=2, mu=0.1)
+    history = toy.warp(theta_sft, reward, toy.ToyConfig(I=2, M=2, T=5, batch_size=4, seed=2, mu=0.1))
     run = toy.make_run(reward, T=5, batch_size=4, seed=2, mu=0.1)
     again = toy.algorithm1(theta_sft, run, I=2, M=2, eta=0.5)
     for key in theta_sft:
@@ -181,7 +177,7 @@ def test_warp_is_algorithm1_around_make_run_and_rl_run_is_anchored_run_around_ma
         assert torch.equal(theta[key], history[1]["thetas"][0][key])
         assert torch.equal(anchor[key], history[1]["theta_emas"][0][key])
     settings = {"beta": 0.1, "lr": 1.0, "batch_size": 4}
-    by_run = toy.rl_run(theta_sft, reward, T=6, mu=0.2, generator=torch.Generator().manual_seed(5), **settings)
+    by_run = toy.rl_run(theta_sft, reward, toy.ToyConfig(T=6, mu=0.2, **settings), torch.Generator().manual_seed(5))
     step = toy.make_step(reward, generator=torch.Generator().manual_seed(5), **settings)
     theta, anchor = dict(theta_sft), dict(theta_sft)
     for _ in range(6):  # the loop written out: step, then the EMA of the anchor
@@ -194,10 +190,10 @@ def test_warp_is_algorithm1_around_make_run_and_rl_run_is_anchored_run_around_ma
 
 def test_warp_with_eta_zero_never_leaves_sft_and_eta_one_m_one_is_the_run():
     theta_sft, reward = small_bandit()
-    frozen = toy.warp(theta_sft, reward, I=2, M=2, T=5, eta=0.0, batch_size=4)
+    frozen = toy.warp(theta_sft, reward, toy.ToyConfig(I=2, M=2, T=5, eta=0.0, batch_size=4))
     for key in theta_sft:
         assert torch.equal(frozen[-1]["theta_next"][key], theta_sft[key])
-    single = toy.warp(theta_sft, reward, I=1, M=1, T=5, eta=1.0, batch_size=4)
+    single = toy.warp(theta_sft, reward, toy.ToyConfig(I=1, M=1, T=5, eta=1.0, batch_size=4))
     for key in theta_sft:
         assert torch.equal(single[0]["theta_next"][key], single[0]["thetas"][0][key])
 
@@ -252,7 +248,7 @@ def test_runs_from_a_shared_start_show_no_barrier_and_policies_from_different_st
     settings = {"T": 50, "mu": 0.01, "beta": 0.1, "lr": 4.0, "batch_size": 8}
 
     def run(start, seed):
-        return toy.rl_run(start, reward, generator=torch.Generator().manual_seed(seed), **settings)[0]
+        return toy.rl_run(start, reward, toy.ToyConfig(**settings), torch.Generator().manual_seed(seed))[0]
 
     different = toy.lmc_barrier(run(start_1, 0), run(start_2, 1), reward)
     shared = toy.lmc_barrier(run(start_1, 0), run(start_1, 1), reward)
@@ -311,7 +307,7 @@ def test_optimal_reward_at_kl_matches_a_brute_force_search_over_the_simplex():
 
 def test_no_toy_policy_lies_above_the_optimal_front():
     theta_sft, reward = small_bandit()
-    history = toy.warp(theta_sft, reward, I=2, M=2, T=30, lr=4.0)
+    history = toy.warp(theta_sft, reward, toy.ToyConfig(I=2, M=2, T=30, lr=4.0))
     policies = [theta for record in history for theta in (*record["thetas"], record["theta_merged"])]
     policies += [perturbed(theta_sft, seed, scale=1.5) for seed in range(10)]
     for theta in policies:

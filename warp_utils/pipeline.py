@@ -89,19 +89,19 @@ def finished(run_dir: Path) -> bool:
 
 def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | None = None,
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
-                    reuse: bool | None = None, step_callback=None, progress_bars: bool | None = None):
+                    step_callback=None, progress_bars: bool | None = None):
     """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult.
     A run (i, m) already trained with the same inputs in another run directory of the profile is
-    linked, not trained again (see runstore.run_config), unless `reuse` (default: the components'
-    Execution.reuse) is False. `progress_bars` overrides Execution.progress_bars."""
+    linked, not trained again (see runstore.run_config), unless the components' Execution.reuse is
+    False. `progress_bars` overrides Execution.progress_bars."""
     from .store.warp_runs import train_warp
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     config = config or profile.warp
     components = components or load_components(profile)
-    changes = {key: value for key, value in (("reuse", reuse), ("progress_bars", progress_bars)) if value is not None}
-    if changes:
-        components = dataclasses.replace(components, execution=dataclasses.replace(components.execution, **changes))
+    if progress_bars is not None:
+        components = dataclasses.replace(components, execution=dataclasses.replace(components.execution,
+                                                                                   progress_bars=progress_bars))
     run_dir = warp_run_dir(profile, config, name)
     execution = components.execution
     if execution.workers > 1 and distributed.world().size == 1 and (fresh or not finished(run_dir)):

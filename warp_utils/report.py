@@ -34,7 +34,7 @@ from .evaluate import judges
 from .evaluate import overoptimization as oo
 from .evaluate import results as res
 from .evaluate.dense_fronts import front_targets, measure_front
-from .evaluate.evaluation import SAMPLE_KEYS, evaluate_policy
+from .evaluate.evaluation import SAMPLE_KEYS, EvalContext, evaluate_policy
 from .evaluate.judges import ensure_panel, load_panel
 from .evaluate.stats import standardize_rewards
 from .store.artifacts import build_once, fingerprint, read_stamp
@@ -142,8 +142,8 @@ class Evaluator:
 
     def _evaluate(self, policy) -> tuple[dict, dict]:
         c = self.components
-        full = evaluate_policy(policy, c.tokenizer, c.policy, c.reward_scorer, self.prompts, self.sampling,
-                               seed=self.seed, return_samples=True)
+        full = evaluate_policy(policy, EvalContext(c.policy, c.tokenizer, c.reward_scorer, self.prompts, self.sampling,
+                                                   self.seed), return_samples=True)
         judged = self.panel.judge(full["samples"], full["completions"], full["rewards"])
         eval_id = len(self.per_prompt)
         values = {"proxy_reward": full["rewards"], "heldout_sentiment": judged["heldout_sentiment"].to_numpy()}
@@ -176,8 +176,8 @@ class Evaluator:
         """KL to SFT on the first SUBSET_PROMPTS prompts (nothing judged, nothing kept)."""
         self.candidate.load_state_dict(theta)
         c = self.components
-        out = evaluate_policy(self.candidate, c.tokenizer, c.policy, c.reward_scorer, self.prompts[:SUBSET_PROMPTS],
-                              self.sampling, seed=self.seed)
+        out = evaluate_policy(self.candidate, EvalContext(c.policy, c.tokenizer, c.reward_scorer,
+                                                          self.prompts[:SUBSET_PROMPTS], self.sampling, self.seed))
         return float(out["kl_to_sft"])
 
     def front(self, theta) -> list[dict]:
@@ -337,16 +337,21 @@ def second_build_profile(profile: Profile) -> Profile:
 SECOND_BUILD_SEED_OFFSET = 1
 
 
-def write_report(profile: Profile | str | None = None, components=None, seeds: int = 1,
-                 num_prompts: int = 256, eval_seed: int = 0, fresh: bool = False,
+REPORT_PROMPTS = 256  # held-out test prompts every policy of the report is evaluated on
+REPORT_EVAL_SEED = 0  # their sampling seed
+
+
+def write_report(profile: Profile | str | None = None, components=None, seeds: int = 1, fresh: bool = False,
                  headline_seeds: int | None = None, second_build: int = 0) -> Path:
     """Train every study for training seeds profile.warp.seed .. + seeds - 1 (HEADLINE_STUDIES for
     max(seeds, headline_seeds) seeds), evaluate and write report/ (results.json + figures): an
     artifact, rebuilt when a run or a setting changed. second_build > 0: also build a second SFT
     policy and reward model (second_build_profile), re-score every completion with that reward
-    model, train the headline studies for `second_build` seeds on it and grade them again."""
+    model, train the headline studies for `second_build` seeds on it and grade them again.
+    Every policy is evaluated on REPORT_PROMPTS test prompts with sampling seed REPORT_EVAL_SEED."""
     from .pipeline import load_components, warp_run_dir
 
+    num_prompts, eval_seed = REPORT_PROMPTS, REPORT_EVAL_SEED
     for name, value in (("seeds", seeds), ("headline_seeds", seeds if headline_seeds is None else headline_seeds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

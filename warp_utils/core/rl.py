@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -128,20 +129,31 @@ def reinforce_loss(logprobs: Tensor, rewards: Tensor, log_ratio: Tensor, beta: f
 # ----------------------------------------------------------------------------- one RL step
 
 
+@dataclass(frozen=True)
+class StepContext:
+    """How one RL step runs, beside what it trains: whether it measures the KL to SFT (a metric
+    only: False skips the SFT forward, the update is the same), the precision (device.Precision:
+    every forward, sampling and scoring included, under its autocast; None: plain fp32) and the
+    GradScaler the optimiser steps through (fp16; None: none)."""
+
+    measure_kl_to_sft: bool = True
+    precision: object = None
+    scaler: object = None
+
+
 def rl_step(policy, anchor, optimizer, prompt_ids: list[list[int]], components, config: WarpConfig,
-            measure_kl_to_sft: bool = True, precision=None, scaler=None) -> dict[str, float]:
+            step: StepContext = StepContext()) -> dict[str, float]:
     """One step of run m (Algorithm 1, lines 6-9), then the EMA update of the anchor:
 
         y ~ pi_theta(.|x);  r_beta = r(x, y) - beta * log[pi_theta(y|x) / pi_ema(y|x)]
         theta <- Adam(theta, -mean (r_beta - b) grad log pi_theta(y|x));  theta_ema <- (1-mu) theta_ema + mu theta
 
     `components` supplies pi_sft (`.policy`, the KL-to-SFT reference of the metrics), the tokenizer,
-    the reward scorer r and the sampling settings. `measure_kl_to_sft=False` skips the SFT forward
-    (a metric only: the update is the same). Each phase is named for profilers and benchmarks
-    (execution.phases). `precision` (device.Precision): every forward, sampling and
-    scoring included, runs under its autocast, and `scaler` (its GradScaler) steps the optimiser;
-    None: plain fp32. Returns the step's metrics (floats; at a KL-measuring step also
+    the reward scorer r and the sampling settings; `step` how it runs (StepContext: KL to SFT
+    measured or not, precision, scaler). Each phase is named for profilers and benchmarks
+    (execution.phases). Returns the step's metrics (floats; at a KL-measuring step also
     `samples`, the batch's texts with their reward and KL to SFT)."""
+    measure_kl_to_sft, precision, scaler = step.measure_kl_to_sft, step.precision, step.scaler
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
     tokenizer, sampling = components.tokenizer, components.sampling
     temperature = sampling.temperature

@@ -33,7 +33,7 @@ from ..config import WarpConfig
 from ..execution.device import choose_precision, fused_optimizer
 from ..execution.progress import log, progress
 from ..execution.runtime import Components
-from .rl import rl_step
+from .rl import StepContext, rl_step
 from .weights import StateDict, clone_state
 
 StepCallback = Callable[[dict], None]
@@ -108,7 +108,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
         indices = prompt_indices(len(loop.prompts), config.batch_size, config.seed, iteration, run, step)
         measure_kl = step in (1, config.T) or step % execution.kl_every == 0
         metrics = rl_step(policy, anchor, optimizer, [loop.prompts[i] for i in indices], loop.components,
-                          config, measure_kl_to_sft=measure_kl, precision=precision, scaler=scaler)
+                          config, StepContext(measure_kl, precision, scaler))
         rows.append({"iteration": iteration, "run": run, "step": step, **metrics})
         steps.set_postfix(reward=f"{metrics['reward_mean']:.2f}")
         if loop.step_callback is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -142,21 +143,29 @@ def anchored_run(
     return theta, theta_ema
 
 
-def rl_run(
-    theta_init: State,
-    reward: Tensor,
-    *,
-    T: int,
-    mu: float,
-    beta: float,
-    lr: float,
-    batch_size: int,
-    generator: torch.Generator,
-) -> tuple[State, State]:
-    """One RL run from theta_init with its own EMA anchor: T steps of SGD ascent on sampled
-    (prompt, token) batches. Returns (theta_m, theta_ema)."""
-    step = make_step(reward, beta=beta, lr=lr, batch_size=batch_size, generator=generator)
-    return anchored_run(theta_init, step, T, mu)
+@dataclass(frozen=True)
+class ToyConfig:
+    """The toy's WarpConfig: Algorithm 1's symbols (I iterations, M runs, T steps, mu EMA rate,
+    eta LITI step, beta KL weight), plain SGD at rate `lr` on `batch_size` sampled (prompt, token)
+    pairs per step, and the seed every run's generator derives from."""
+
+    I: int = 3
+    M: int = 2
+    T: int = 50
+    mu: float = 0.01
+    eta: float = 0.5
+    beta: float = 0.1
+    lr: float = 4.0
+    batch_size: int = 8
+    seed: int = 0
+
+
+def rl_run(theta_init: State, reward: Tensor, config: ToyConfig, generator: torch.Generator) -> tuple[State, State]:
+    """One RL run from theta_init with its own EMA anchor: config.T steps of SGD ascent on sampled
+    (prompt, token) batches (config's mu, beta, lr and batch_size; I, M, eta and seed are not
+    used). Returns (theta_m, theta_ema)."""
+    step = make_step(reward, beta=config.beta, lr=config.lr, batch_size=config.batch_size, generator=generator)
+    return anchored_run(theta_init, step, config.T, config.mu)
 
 
 def make_run(
@@ -174,8 +183,8 @@ def make_run(
 
     def run(i: int, m: int, theta_init: State) -> tuple[State, State]:
         generator = torch.Generator().manual_seed(1_000_003 * seed + 1_009 * i + m)
-        return rl_run(theta_init, reward, T=T, mu=mu, beta=beta, lr=lr, batch_size=batch_size,
-                      generator=generator)
+        return rl_run(theta_init, reward, ToyConfig(T=T, mu=mu, beta=beta, lr=lr, batch_size=batch_size),
+                      generator)
 
     return run
 
@@ -203,30 +212,18 @@ def algorithm1(
     return history
 
 
-def warp(
-    theta_sft: State,
-    reward: Tensor,
-    *,
-    I: int = 3,
-    M: int = 2,
-    T: int = 50,
-    mu: float = 0.01,
-    eta: float = 0.5,
-    beta: float = 0.1,
-    lr: float = 4.0,
-    batch_size: int = 8,
-    seed: int = 0,
-    merge: Callable[..., State] = slerp,
-) -> list[dict]:
-    """Algorithm 1 on the toy. Returns one record per iteration: `theta_init`, the M trained
+def warp(theta_sft: State, reward: Tensor, config: ToyConfig = ToyConfig(),
+         merge: Callable[..., State] = slerp) -> list[dict]:
+    """Algorithm 1 on the toy, with `config`'s settings. Returns one record per iteration: `theta_init`, the M trained
     policies `thetas`, their anchors `theta_emas`, `theta_merged` = merge(theta_init, thetas)
     (SLERP by default; pass `weights.lerp` for the baseline) and `theta_next` =
     liti(theta_init, theta_merged, eta), the next iteration's theta_init.
 
     Run m of iteration i draws from its own seeded generator: runs differ, re-runs are identical,
     and the runs of a SLERP and a LERP call with the same seed see the same first iteration."""
-    run = make_run(reward, T=T, mu=mu, beta=beta, lr=lr, batch_size=batch_size, seed=seed)
-    return algorithm1(theta_sft, run, I=I, M=M, eta=eta, merge=merge)
+    run = make_run(reward, T=config.T, mu=config.mu, beta=config.beta, lr=config.lr,
+                   batch_size=config.batch_size, seed=config.seed)
+    return algorithm1(theta_sft, run, I=config.I, M=config.M, eta=config.eta, merge=merge)
 
 
 def liti_path(

@@ -25,6 +25,7 @@ _EXPORTS = {  # the names the notebooks import from this wing, and their modules
     "describe_comparison": "judges",
     "envelope_gap": "dense_fronts",
     "envelope_mean": "dense_fronts",
+    "EvalContext": "evaluation",
     "evaluate_policy": "evaluation",
     "hacking_paragraph": "results",
     "judge_disagreements": "results",

@@ -20,9 +20,11 @@ the global RNG forked (the caller's random stream continues as if nothing happen
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -77,33 +79,54 @@ def _check_int(name: str, value, minimum: int) -> int:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling: SamplingConfig,
-                    seed: int, batch_size: int = 64, return_samples: bool = False,
-                    cache: dict | None = None) -> dict:
-    """Test-set statistics of `policy`: one sampled completion per prompt, seeded.
+@dataclass(frozen=True)
+class EvalContext:
+    """What the evaluations of one comparison share (everything but the policy evaluated).
 
-    policy, reference: causal LMs (pi_theta and pi_sft); reward_scorer: list of texts -> float
-    tensor (the reward model r); prompts: token-id lists (or a Dataset with `input_ids`);
-    sampling: the training generation settings (its temperature is also used for log-probs and
-    KL); seed: the generation seed (same seed, same prompts, same batch_size: same samples for
-    two policies that are equal). Returns the METRIC_COLUMNS as a dict of floats (`n` an int);
+    reference: pi_sft, the causal LM the KL is measured to; tokenizer: the policies'; reward_scorer:
+    list of texts -> float tensor (the reward model r); prompts: token-id lists (or a Dataset with
+    `input_ids`); sampling: the training generation settings (its temperature is also used for
+    log-probs and KL); seed: the generation seed (same seed, same prompts, same batch_size: same
+    samples for two policies that are equal); cache: see evaluate_policy."""
+
+    reference: object
+    tokenizer: object
+    reward_scorer: object
+    prompts: object
+    sampling: SamplingConfig
+    seed: int = 0
+    batch_size: int = 64
+    cache: dict | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, components, prompts, seed: int, cache: dict | None = None) -> "EvalContext":
+        """The context of runtime.Components: pi_sft as the reference, its tokenizer, r, sampling."""
+        return cls(components.policy, components.tokenizer, components.reward_scorer, prompts,
+                   components.sampling, seed, cache=cache)
+
+
+def evaluate_policy(policy, context: EvalContext, return_samples: bool = False) -> dict:
+    """Test-set statistics of `policy` (a causal LM, pi_theta): one sampled completion per prompt of
+    `context`, seeded, KL to its reference. Returns the METRIC_COLUMNS as a dict of floats (`n` an int);
     with return_samples=True also `samples` (prompt + completion texts, what r and VADER score),
     `completions` (completion texts) and the per-sample `rewards`, `kl` and `kl_sampled` lists.
 
     Side-effect free: no gradients, no parameter touched, models in eval mode during the call and
     put back in their mode after, the global torch RNG forked (its state after == before).
 
-    cache: a dict (yours, e.g. one per notebook) keeping each result under what it is a function
-    of (the weights of policy and reference, r's weights, the prompts, sampling, seed, batch_size):
-    an evaluation equal to an earlier one (a front's eta = 0 is the start policy) is looked up.
+    context.cache: a dict (yours, e.g. one per notebook) keeping each result under what it is a
+    function of (the weights of policy and reference, r's weights, the prompts, sampling, seed,
+    batch_size): an evaluation equal to an earlier one (a front's eta = 0 is the start policy) is
+    looked up.
     """
-    prompts = _prompt_list(prompts)
-    seed = _check_int("seed", seed, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    key = _cache_key(policy, reference, reward_scorer, prompts, sampling, seed, batch_size) if cache is not None else None
+    context = dataclasses.replace(context, prompts=_prompt_list(context.prompts),
+                                  seed=_check_int("seed", context.seed, 0),
+                                  batch_size=_check_int("batch_size", context.batch_size, 1))
+    cache = context.cache
+    key = _cache_key(policy, context) if cache is not None else None
     if key is not None and key in cache:
         return _with_samples(cache[key], return_samples)
-    result = _evaluate(policy, tokenizer, reference, reward_scorer, prompts, sampling, seed, batch_size)
+    result = _evaluate(policy, context)
     if key is not None:
         cache[key] = result
     return _with_samples(result, return_samples)
@@ -117,10 +140,12 @@ def _with_samples(result: dict, return_samples: bool) -> dict:
     return copy.deepcopy({key: value for key, value in result.items() if return_samples or key not in SAMPLE_KEYS})
 
 
-def _cache_key(policy, reference, reward_scorer, prompts, sampling, seed, batch_size) -> tuple | None:
+def _cache_key(policy, context: EvalContext) -> tuple | None:
     """What an evaluation is a function of; None when r exposes no weights (`.model`) to hash."""
     from ..store.runstore import prompts_fingerprint, scorer_fingerprint, state_fingerprint
 
+    reference, reward_scorer, prompts = context.reference, context.reward_scorer, context.prompts
+    sampling, seed, batch_size = context.sampling, context.seed, context.batch_size
     scorer = scorer_fingerprint(reward_scorer)
     if scorer is None:
         return None
@@ -129,8 +154,10 @@ def _cache_key(policy, reference, reward_scorer, prompts, sampling, seed, batch_
             batch_size, str(next(policy.parameters()).device))
 
 
-def _evaluate(policy, tokenizer, reference, reward_scorer, prompts, sampling, seed, batch_size) -> dict:
+def _evaluate(policy, context: EvalContext) -> dict:
     """evaluate_policy's work, samples included."""
+    tokenizer, reference, reward_scorer = context.tokenizer, context.reference, context.reward_scorer
+    prompts, sampling, seed, batch_size = context.prompts, context.sampling, context.seed, context.batch_size
     temperature = sampling.temperature
     device = next(policy.parameters()).device
     modes = [(model, model.training) for model in (policy, reference)]
@@ -207,23 +234,21 @@ def _check_etas(etas) -> list[float]:
     return [float(eta) for eta in etas]
 
 
-def pareto_front(theta_start, theta_merged, etas, policy_template, tokenizer, reference, reward_scorer,
-                 prompts, sampling: SamplingConfig, seed: int, label=None,
-                 batch_size: int = 64, cache: dict | None = None) -> pd.DataFrame:
+def pareto_front(theta_start, theta_merged, etas, policy_template, context: EvalContext,
+                 label=None) -> pd.DataFrame:
     """Evaluate theta_eta = liti(theta_start, theta_merged, eta) for each eta, all with the SAME
     seed and prompts (so eta = 0 is exactly `theta_start` evaluated, eta = 1 `theta_merged`).
 
     theta_start/theta_merged: state dicts keyed like policy_template.state_dict() (e.g. theta_sft
     and theta_slerp_i); policy_template is deep-copied once and never modified. Returns one row per
     eta: `label`, `eta` and the METRIC_COLUMNS. Every eta is validated before any evaluation.
-    cache: as in evaluate_policy (eta = 0 and 1 are often evaluated elsewhere too)."""
+    context: as in evaluate_policy, its cache too (eta = 0 and 1 are often evaluated elsewhere)."""
     etas = _check_etas(etas)
     policy = copy.deepcopy(policy_template)
     rows = []
     for eta in progress(etas, f"LITI front{'' if label is None else f' ({label})'}"):
         policy.load_state_dict(interpolate(theta_start, theta_merged, eta))
-        metrics = evaluate_policy(policy, tokenizer, reference, reward_scorer, prompts, sampling,
-                                  seed, batch_size=batch_size, cache=cache)
+        metrics = evaluate_policy(policy, context)
         rows.append({"label": label, "eta": eta, **metrics})
     return pd.DataFrame(rows, columns=["label", "eta", *METRIC_COLUMNS])
 

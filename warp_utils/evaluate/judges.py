@@ -605,11 +605,14 @@ def _measured(mean, low, high) -> bool:
     return True
 
 
-def describe_comparison(subject: str, quantity: str, mean: float, low: float, high: float,
-                        higher: str = "higher", lower: str = "lower", reference: str = "the SFT policy",
+def describe_comparison(subject: str, quantity: str, interval: tuple[float, float, float],
+                        words: tuple[str, str] = ("higher", "lower"), reference: str = "the SFT policy",
                         digits: int = 2) -> str:
-    """One sentence for a difference (subject minus reference) and its 95% interval: higher or
-    lower when the interval excludes 0, inconclusive when it includes 0."""
+    """One sentence for a difference (subject minus reference) and its 95% interval
+    (mean, low, high): `words[0]` (higher) or `words[1]` (lower) when the interval excludes 0,
+    inconclusive when it includes 0."""
+    mean, low, high = interval
+    higher, lower = words
     whose = f"{_possessive(subject)} {quantity}"
     if not _measured(mean, low, high):
         return f"{whose} cannot be measured here (no interval)."
