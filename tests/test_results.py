@@ -238,7 +238,9 @@ def test_readme_block_replacement_keeps_the_rest():
     block = res.readme_block(results_payload())
     updated = res.replace_readme_block(readme, block)
     assert updated.startswith("# title\n\n## Results\n\n") and updated.endswith("\n\n## Next\ntext\n")
-    assert res.current_readme_block(updated) == block and "docs/results/pareto_fronts.png" in block
+    assert res.current_readme_block(updated) == block and "(docs/results/RESULTS.md)" in block
+    assert "pareto_fronts.png" not in block and res.READING not in block  # short: the rest is in RESULTS.md
+    assert all(f"| {c['name']} | {c['family']} |" in block for c in results_payload()["claims"])
     with pytest.raises(ValueError, match="results block"):
         res.replace_readme_block("# no markers\n", block)
 
@@ -248,7 +250,34 @@ def test_committed_readme_block_is_what_results_json_renders_to():
     readme = (REPO / "README.md").read_text()
     assert res.current_readme_block(readme) == res.readme_block(payload)
     assert (REPO / "docs" / "results" / "RESULTS.md").read_text().endswith(res.render_markdown(payload))
-    assert payload["claims"] == res.claims(payload)  # the verdicts are what the code computes
+    per_prompt = pd.read_csv(REPO / "docs" / "results" / "per_prompt.csv.gz")
+    assert payload["claims"] == res.claims(payload, per_prompt)  # the verdicts are what the code computes
+
+
+def test_committed_results_are_dense_and_sized_as_declared():
+    """The committed run: 10 training seeds behind the two headline claims, 5 behind every other,
+    every front point within 10% of its target KL, and every claim carrying its whole reading."""
+    from warp_utils.dense_fronts import KL_TOLERANCE
+
+    payload = json.loads((REPO / "docs" / "results" / "results.json").read_text())
+    rows = [*payload["fronts"], *payload["builds"]["rebuilt"]["fronts"]]
+    targeted = [row for row in rows if row["target_kl"] is not None]
+    assert len(targeted) == sum(row["eta"] > 0 for row in rows)  # every point but SFT has a target
+    assert all(abs(row["kl_to_sft"] - row["target_kl"]) <= KL_TOLERANCE * row["target_kl"] for row in targeted)
+    fields = {"k_low", "k_high", "mean", "ci_low", "ci_high", "p_expected", "p_opposite", "family", "family_size",
+              "expected_sign", "one_point", "smallest_effect", "seeds_for_power", "bootstrap", "fragile", "builds",
+              "spread"}
+    for claim in payload["claims"]:
+        assert fields <= set(claim)
+        assert claim["n_seeds"] == (10 if claim["name"] in res.HEADLINE_CLAIMS else 5), claim["name"]
+        assert claim["bootstrap"] is not None and claim["seeds_for_power"] is not None
+        if claim["kind"] == "front":
+            assert claim["k_low"] < claim["k_high"] and claim["one_point"]["kl"] == claim["k_high"]
+        if claim["name"] in res.HEADLINE_CLAIMS and claim["family"] != "KL":
+            assert set(claim["builds"]) >= {"rebuilt"} and claim["fragile"] in (True, False)
+    assert len(payload["builds"]["rebuilt"]["meta"]["seeds"]) == 5
+    families = {c["family"] for c in payload["claims"]}
+    assert families == {"proxy", "held-out sentiment", "KL"}
 
 
 @pytest.mark.parametrize("flag, value, message", [("--seeds", "0", "--seeds must be an integer >= 1, got '0'"),

@@ -1,0 +1,80 @@
+"""The lean Llama sampler against HF `generate`, token for token, on a float64 random Llama with
+grouped-query attention (the architecture of SmolLM2), left-padded prompts and early EOS."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from warp_utils.config import SamplingConfig
+from warp_utils.llama_sampling import sample_llama, supports_llama_layers
+from warp_utils.sampling import draw_multinomial, generation_kwargs, left_pad
+
+EOS = 0
+PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [EOS, 12, 13], [14], [3, 3, 3]]
+
+
+def llama(seed=0, vocab_size=48):
+    """A 2-layer Llama, 4 query heads sharing 2 key-value heads, float64 (so that the loop and
+    transformers' forward agree to the last bits and every draw is the same)."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         initializer_range=0.3, bos_token_id=EOS, eos_token_id=EOS, pad_token_id=EOS,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config).double().eval()
+
+
+@pytest.mark.parametrize("temperature, max_new_tokens, seed", [(0.7, 12, 0), (1.0, 12, 1), (0.5, 3, 2)])
+def test_llama_loop_replays_hf_generate_token_for_token(temperature, max_new_tokens, seed):
+    model = llama(seed)
+    assert supports_llama_layers(model)
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature)
+    ids, mask = left_pad(PROMPTS * 4, EOS)
+    torch.manual_seed(seed)
+    expected = model.generate(input_ids=ids, attention_mask=mask, **generation_kwargs(sampling, EOS, EOS))
+    torch.manual_seed(seed)
+    got = sample_llama(model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
+    assert torch.equal(got, expected)
+
+
+def test_llama_loop_gives_the_logits_of_the_hf_forward_at_every_step():
+    model = llama(3)
+    sampling = SamplingConfig(max_new_tokens=8, temperature=0.9)
+    ids, mask = left_pad(PROMPTS, EOS)
+    seen = []
+
+    def draw(probs):  # records each step's distribution, then draws as HF does
+        seen.append(probs)
+        return draw_multinomial(probs)
+
+    torch.manual_seed(0)
+    sequences = sample_llama(model, ids, mask, sampling, EOS, EOS, draw=draw)
+    full_mask = torch.cat([mask, torch.ones_like(sequences[:, ids.shape[1]:])], dim=1)
+    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=sequences, attention_mask=full_mask, position_ids=positions).logits
+    for step, probs in enumerate(seen):
+        expected = torch.softmax(logits[:, ids.shape[1] - 1 + step] / 0.9, -1)
+        live = torch.ones(len(PROMPTS), dtype=torch.bool)  # rows before their EOS
+        done = (sequences[:, ids.shape[1]:ids.shape[1] + step] == EOS).any(-1)
+        live &= ~done
+        assert torch.allclose(probs[live].double(), expected[live], atol=1e-6)  # the draw is in float32
+
+
+def test_llama_loop_stops_when_every_row_ended_like_hf_generate():
+    model = llama(0, vocab_size=6)  # EOS is one token of 6: rows end at different steps
+    sampling = SamplingConfig(max_new_tokens=40, temperature=1.0)
+    ids, mask = left_pad([[1, 2, 3], [4], [5, 5, 1, 2]], EOS)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        expected = model.generate(input_ids=ids, attention_mask=mask, **generation_kwargs(sampling, EOS, EOS))
+        torch.manual_seed(seed)
+        got = sample_llama(model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
+        assert torch.equal(got, expected)
+        assert got.shape[1] < ids.shape[1] + 40  # stopped once every row emitted EOS
+
+
+def test_llama_layers_need_plain_rotary_attention():
+    model = llama(0)
+    assert supports_llama_layers(model)
+    model.config.attention_bias = True
+    assert not supports_llama_layers(model)
