@@ -6,8 +6,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from warp_utils.config import SamplingConfig
-from warp_utils.llama_sampling import sample_llama, supports_llama_layers
-from warp_utils.sampling import draw_multinomial, generation_kwargs, left_pad
+from warp_utils.core.llama_sampling import sample_llama, supports_llama_layers
+from warp_utils.core.sampling import draw_multinomial, generation_kwargs, left_pad
 
 EOS = 0
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [EOS, 12, 13], [14], [3, 3, 3]]

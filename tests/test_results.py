@@ -257,7 +257,7 @@ def test_committed_readme_block_is_what_results_json_renders_to():
 def test_committed_results_are_dense_and_sized_as_declared():
     """The committed run: 10 training seeds behind the two headline claims, 5 behind every other,
     every front point within 10% of its target KL, and every claim carrying its whole reading."""
-    from warp_utils.dense_fronts import KL_TOLERANCE
+    from warp_utils.evaluate.dense_fronts import KL_TOLERANCE
 
     payload = json.loads((REPO / "docs" / "results" / "results.json").read_text())
     rows = [*payload["fronts"], *payload["builds"]["rebuilt"]["fronts"]]

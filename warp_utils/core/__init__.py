@@ -4,6 +4,7 @@
     rl             one RL step: sample, reward, KL to the anchor, REINFORCE
     sampling       the policy's sampler (y ~ pi(.|x)) and its checks
     gpt2_sampling  the KV-cache forward of GPT-2 the sampler uses
+    llama_sampling the same for Llama-architecture policies (SmolLM2)
     scoring        log-probs and rewards of a rollout
     warp           WARP (Algorithm 1 of the paper) on a language model
 
