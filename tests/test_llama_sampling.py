@@ -78,3 +78,23 @@ def test_llama_layers_need_plain_rotary_attention():
     assert supports_llama_layers(model)
     model.config.attention_bias = True
     assert not supports_llama_layers(model)
+
+
+def test_generate_picks_the_llama_loop_and_scoring_works_on_llama(monkeypatch):
+    """generate dispatches a Llama to sample_llama; score_rollout's lm_head-after-base path gives
+    the log-probs and exact KL of the reference functions (full logits) on a Llama."""
+    from warp_utils.core import llama_sampling, sampling as sampling_module
+    from warp_utils.core.scoring import exact_kl, score_rollout, sequence_logprobs
+
+    policy, reference = llama(5), llama(6)
+    calls = []
+    monkeypatch.setattr(sampling_module, "sample_llama",
+                        lambda *a, **k: calls.append(1) or llama_sampling.sample_llama(*a, **k))
+    ids, mask = left_pad(PROMPTS, EOS)
+    torch.manual_seed(0)
+    rollout = sampling_module.generate(policy, ids, mask, SamplingConfig(max_new_tokens=6, temperature=0.8), EOS, EOS)
+    assert calls == [1]
+    scores = score_rollout(policy, rollout, 0.8, reference=reference)
+    args = (rollout.input_ids, rollout.attention_mask, rollout.response_mask, 0.8)
+    assert torch.allclose(scores.logprobs, sequence_logprobs(policy, *args), atol=1e-10)
+    assert torch.allclose(scores.kl, exact_kl(policy, reference, *args), atol=1e-10)

@@ -11,6 +11,7 @@ Conventions (GPT-2 style, as in the tiny profile):
 Three samplers draw from the same distribution softmax(logits / temperature):
 - `gpt2_sampling.sample_gpt2` for GPT-2 (the tiny and full policies): the lean loop running GPT-2's
   blocks itself, without transformers' per-call machinery; tested token for token against HF.
+- `llama_sampling.sample_llama`, the same for Llama-architecture policies (SmolLM2).
 - `sample_with_cache`, the lean loop (plain temperature sampling, causal LMs that take a `cache`):
   one forward per token and one uniform number per row and token (inverse CDF). It replays
   HF `generate` token for token when given `draw=draw_multinomial` (tested), which is how its
@@ -28,6 +29,7 @@ from torch import Tensor
 
 from ..config import SamplingConfig, check_sampling
 from .gpt2_sampling import next_token, sample_gpt2, supports_gpt2_blocks
+from .llama_sampling import sample_llama, supports_llama_layers
 
 @dataclass
 class Rollout:
@@ -227,6 +229,9 @@ def generate(
         if use_lean and supports_gpt2_blocks(policy):
             sequences = sample_gpt2(policy, prompt_ids, prompt_mask, sampling, eos_token_id, pad_token_id,
                                     draw=draw_inverse_cdf)
+        elif use_lean and supports_llama_layers(policy):
+            sequences = sample_llama(policy, prompt_ids, prompt_mask, sampling, eos_token_id, pad_token_id,
+                                     draw=draw_inverse_cdf)
         elif use_lean:
             sequences = sample_with_cache(policy, prompt_ids, prompt_mask, sampling, eos_token_id,
                                           pad_token_id)

@@ -188,13 +188,19 @@ def completion_hidden(model, rollout: Rollout):
     """One forward of `model` over prompt + completion. Returns (features, head): features at the
     positions P-1 .. L-2, those that predict the completion tokens (B, N, .), and the function
     turning features into logits. For GPT-2 the features are the final hidden states and the head
-    is the output layer, applied later chunk by chunk; other models return their logits."""
+    is the output layer, applied later chunk by chunk (GPT-2 and Llama: a base model, then lm_head
+    without bias); other models return their logits."""
     P = rollout.prompt_length
     inputs = dict(input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
                   position_ids=position_ids_from_mask(rollout.attention_mask))
-    if getattr(model.config, "model_type", None) == "gpt2":  # logits = lm_head(transformer(x))
-        return model.transformer(**inputs)[0][:, P - 1 : -1], model.lm_head
+    base = BASE_MODELS.get(getattr(model.config, "model_type", None))
+    head = getattr(model, "lm_head", None)
+    if base and head is not None and head.bias is None:  # logits = lm_head(base(x))
+        return getattr(model, base)(**inputs)[0][:, P - 1 : -1], head
     return model(**inputs).logits[:, P - 1 : -1], (lambda logits: logits)
+
+
+BASE_MODELS = {"gpt2": "transformer", "llama": "model"}  # model type -> attribute of its base model
 
 
 def chunk_length(batch_size: int, vocab_size: int) -> int:
