@@ -188,7 +188,11 @@ def test_hacking_verdict_for_each_branch():
     assert "games the proxy" in gamed and "so does its hacked share" in gamed and "+0.25 [+0.18, +0.31]" in gamed
     both = hacking_verdict(proxy_up, up, small_rise)
     assert "improves on both judges" in both and "+0.80 [+0.60, +1.00]" in both
-    assert "hacked share rises too, by less than the 0.10" in both  # a clear rise is said, even a small one
+    assert "hacked share rises too, by +0.050 on average, under the 0.10" in both  # a clear rise is said
+    assert "not ruled out" not in both  # its interval stays under 0.10
+    near = hacking_verdict(proxy_up, up, (0.097, 0.079, 0.116))  # the mean under 0.10, the interval across
+    assert "by +0.097 on average, under the 0.10" in near and "interval reaches +0.116" in near
+    assert "not ruled out" in near and "improves on both judges" in near
     clean = hacking_verdict(proxy_up, up, (0.01, -0.01, 0.03))
     assert "improves on both judges" in clean and "rises too" not in clean
     worse_text = hacking_verdict(proxy_up, up, (0.01, -0.01, 0.03), degenerate_diff=(0.5, 0.4, 0.6))

@@ -558,6 +558,12 @@ def copy_to_docs(report_folder: Path, docs_folder: Path, readme: Path | None = N
     docs_folder.mkdir(parents=True, exist_ok=True)
     for name in ("results.json", PER_PROMPT, *FIGURES):
         shutil.copy2(report_folder / name, docs_folder / name)
+    render_docs(docs_folder, readme)
+
+
+def render_docs(docs_folder: Path, readme: Path | None = None) -> None:
+    """RESULTS.md and the README's results block, rendered from docs_folder/results.json by this
+    code (after a change to the text alone, nothing needs to be evaluated again)."""
     payload = json.loads((docs_folder / "results.json").read_text())
     (docs_folder / "RESULTS.md").write_text("# Results (tiny profile)\n\n" + res.render_markdown(payload))
     readme = readme or REPO / "README.md"
