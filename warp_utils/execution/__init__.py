@@ -11,19 +11,11 @@
 May import: config. A leaf under everything else: nothing here imports a wing above it.
 """
 
-import importlib
+from ..lazy import lazy_exports
 
 _EXPORTS = {  # the names the notebooks import from this wing, and their modules
     "get_profile": "overrides",
     "step_printer": "progress",
 }
 
-
-def __getattr__(name):  # a re-exported name is imported from its module when first used
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
