@@ -257,6 +257,6 @@ if losses:
 # | reward hacking | | the policy raises the proxy reward without getting better by judges it never saw | 01, 05 |
 # | on-policy, off-policy | | samples drawn from the policy being trained, or from another distribution; REINFORCE needs the former | 04 |
 # | one-sided test | | a test of a claim with a direction ("A above B"): only a difference on the claimed side counts as evidence | 05 |
-# | Holm | `stats.holm_levels` | a correction for testing several claims at once: the smallest $p$ must pass $\alpha/k$, the next $\alpha/(k-1)$, ...; it keeps the chance of any false claim below $\alpha$ | 05, 06 |
+# | Holm | `stats.holm_reject` | a correction for testing several claims at once: the smallest $p$ must pass $\alpha/k$, the next $\alpha/(k-1)$, ...; it keeps the chance of any false claim below $\alpha$; the course corrects each judge's claims together (one family per judge) | 05, 06 |
 # | MDE | `mde` | minimum detectable effect: the smallest true difference that the number of seeds would detect with 80% probability | 05, 06 |
 # | bootstrap | | resampling the data (seeds, prompts) with replacement to see how much a statistic would move on another draw | 05 |
