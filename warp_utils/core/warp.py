@@ -96,6 +96,8 @@ TrainRun = Callable[[int, int, StateDict, object], tuple]
 
 
 class Executor(Protocol):
+    """Where the runs of an iteration train (execution.executors: InProcess, ProcessGroup)."""
+
     def map(self, train: Callable[[int], Run], runs: Iterable[int]) -> list[Run]:
         """train(m) for every m of `runs`, returned in that order (by every process)."""
 
@@ -104,6 +106,8 @@ class Executor(Protocol):
 
 
 class Store(Protocol):
+    """Where results are kept (InMemory below; store.warp_runs.RunFolders, a run directory)."""
+
     def run(self, iteration: int, run: int, theta_init: StateDict, train: TrainRun) -> Run:
         """Run m of iteration i: the one kept, else train(...)'s, kept."""
 
@@ -129,9 +133,10 @@ def algorithm1(theta_sft: StateDict, config, train: TrainRun, executor: Executor
     Iteration per i. `merge` is SLERP (the paper); the toy also passes LERP, its baseline."""
     history, theta_init = [], theta_sft
     for i in range(1, config.I + 1):
-        # for m in 1..M: run m from theta_init, with its own seed (run_seed). The runs do not
-        # depend on each other, so the executor may train several at once; the store hands back
-        # a run it already keeps (trained before, or in another run directory) instead.
+        # for m in 1..M: run m from theta_init, T steps of sample, reward, KL to its EMA anchor,
+        # REINFORCE, EMA update (`train`), with its own seed (run_seed). The runs do not depend on
+        # each other, so the executor may train several at once; the store hands back a run it
+        # already keeps (trained before, or in another run directory) instead of training it.
         runs = executor.map(lambda m: store.run(i, m, theta_init, train), range(1, config.M + 1))
         thetas = [run.theta for run in runs]  # the trained weights theta_m, never their EMA anchors
         # SLERP of the M runs relative to theta_init, then LITI: theta_init moves a step eta towards
