@@ -261,7 +261,7 @@ assert gaps["not detached (bug)"] > 10 * gaps["detached (correct)"]  # a differe
 # package's own RL step (`rl.rl_step`: rollout, $r$, $r_\beta$, REINFORCE, Adam, then the EMA), on a
 # budget small enough to run in seconds ($I = 1$, $M = 2$, $T = 2$, 4 prompts a step). The
 # package's trainer (`warp_runs.train_warp`, next section) is this loop plus seeds per run, a prompt order
-# per run, checkpoints and metrics.
+# per run, checkpoints and metrics; the loop itself is `core.warp.algorithm1`, the one `toy.warp` runs too.
 
 # %%
 import dataclasses

@@ -6,7 +6,8 @@
     gpt2_sampling  the KV-cache forward of GPT-2 the sampler uses
     llama_sampling the same for Llama-architecture policies (SmolLM2)
     scoring        log-probs and rewards of a rollout
-    warp           WARP (Algorithm 1 of the paper) on a language model
+    warp           Algorithm 1 of the paper: the one loop the toy and the LM run, the seed of a
+                   run, and the T steps of one LM run
 
 May import: config, execution.
 """

@@ -13,20 +13,28 @@
         theta_init <- (1 - eta) theta_init + eta theta_slerp_i     # LITI
     return theta_slerp_I
 
-The step itself is `rl.rl_step`; the merges are `weights.slerp` and `weights.liti`. This module
-holds the pieces that are maths (each run's seed and prompt order, the T steps of one run); the
-loop over a run directory, with its runs resumed, linked and saved, is `store.warp_runs`. A run's
-checkpoints go through the `checkpoints` object it is handed (store.runstore in practice).
+`algorithm1` is that loop, and the only one: the toy (course.toy) and the language model
+(store.warp_runs) both run it. What differs between them is handed in as small objects:
+
+    train     how to train run m of iteration i from theta_init: T steps of `rl.rl_step` here
+              (`train_run`), the toy's exact-gradient bandit steps there
+    executor  where the runs of an iteration train: one after another in this process, or spread
+              over a process group (execution.executors); it returns them in m order
+    store     where results are kept: nowhere for the toy (`InMemory`), a run directory for the
+              LM, which finds, links, resumes and saves runs and merges (store.warp_runs)
+
+The merges are `weights.slerp` and `weights.liti`; the seed of run m of iteration i is `run_seed`,
+for the toy and the LM alike.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-import pandas as pd
 import torch
 
 from ..config import WarpConfig
@@ -34,7 +42,10 @@ from ..execution.device import choose_precision, fused_optimizer
 from ..execution.progress import log, progress
 from ..execution.runtime import Components
 from .rl import StepContext, rl_step
-from .weights import StateDict, clone_state
+from .weights import StateDict, clone_state, liti, slerp
+
+if TYPE_CHECKING:  # the toy runs this module's loop: it need not import pandas
+    import pandas as pd
 
 StepCallback = Callable[[dict], None]
 
@@ -53,6 +64,95 @@ class WarpResult:
         return self.theta_slerp[-1]
 
 
+# ----------------------------------------------------------------------------- Algorithm 1
+
+
+@dataclass
+class Run:
+    """Run m of an iteration, finished: its trained weights theta_m and its EMA anchor; the LM's
+    runs also carry their metric rows and the batches of their KL-measuring steps."""
+
+    theta: StateDict
+    theta_ema: StateDict
+    rows: list = field(default_factory=list)
+    samples: list = field(default_factory=list)
+
+
+@dataclass
+class Iteration:
+    """What iteration i of Algorithm 1 started from and made."""
+
+    iteration: int
+    theta_init: StateDict  # where its M runs started
+    runs: list[Run]  # in m order
+    theta_slerp: StateDict  # merge(theta_init, [theta_1 .. theta_M])
+    theta_next: StateDict  # liti(theta_init, theta_slerp, eta): the next iteration's theta_init
+
+
+# train(i, m, theta_init, folder) -> (theta_m, theta_m_ema) or (theta_m, theta_m_ema, rows): run m
+# of iteration i from theta_init. `folder` is where the store lets the run keep its checkpoints
+# (None: nowhere, the run is trained in one go).
+TrainRun = Callable[[int, int, StateDict, object], tuple]
+
+
+class Executor(Protocol):
+    """Where the runs of an iteration train (execution.executors: InProcess, ProcessGroup)."""
+
+    def map(self, train: Callable[[int], Run], runs: Iterable[int]) -> list[Run]:
+        """train(m) for every m of `runs`, returned in that order (by every process)."""
+
+    def on_main(self, compute: Callable[[], StateDict]) -> StateDict:
+        """compute() once, on one process; its result on every process."""
+
+
+class Store(Protocol):
+    """Where results are kept (InMemory below; store.warp_runs.RunFolders, a run directory)."""
+
+    def run(self, iteration: int, run: int, theta_init: StateDict, train: TrainRun) -> Run:
+        """Run m of iteration i: the one kept, else train(...)'s, kept."""
+
+    def merge(self, iteration: int, step: str, theta_init: StateDict, runs: list[Run],
+              compute: Callable[[], StateDict]) -> StateDict:
+        """The `step` ("slerp" or "liti") merge of iteration i: the one kept, else compute()'s, kept."""
+
+
+class InMemory:
+    """The store that keeps nothing: every run is trained and every merge computed (the toy's)."""
+
+    def run(self, iteration: int, run: int, theta_init: StateDict, train: TrainRun) -> Run:
+        return Run(*train(iteration, run, theta_init, None))
+
+    def merge(self, iteration: int, step: str, theta_init: StateDict, runs: list[Run],
+              compute: Callable[[], StateDict]) -> StateDict:
+        return compute()
+
+
+def algorithm1(theta_sft: StateDict, config, train: TrainRun, executor: Executor, store: Store,
+               merge: Callable[..., StateDict] = slerp) -> list[Iteration]:
+    """Algorithm 1 with `config`'s I, M and eta (a WarpConfig, or the toy's ToyConfig): one
+    Iteration per i. `merge` is SLERP (the paper); the toy also passes LERP, its baseline."""
+    history, theta_init = [], theta_sft
+    for i in range(1, config.I + 1):
+        # for m in 1..M: run m from theta_init, T steps of sample, reward, KL to its EMA anchor,
+        # REINFORCE, EMA update (`train`), with its own seed (run_seed). The runs do not depend on
+        # each other, so the executor may train several at once; the store hands back a run it
+        # already keeps (trained before, or in another run directory) instead of training it.
+        runs = executor.map(lambda m: store.run(i, m, theta_init, train), range(1, config.M + 1))
+        thetas = [run.theta for run in runs]  # the trained weights theta_m, never their EMA anchors
+        # SLERP of the M runs relative to theta_init, then LITI: theta_init moves a step eta towards
+        # it. One process computes each merge (the store writes it once); every process gets it.
+        theta_slerp = executor.on_main(lambda: store.merge(
+            i, "slerp", theta_init, runs, lambda: merge(theta_init, thetas)))
+        theta_next = executor.on_main(lambda: store.merge(
+            i, "liti", theta_init, runs, lambda: liti(theta_init, theta_slerp, config.eta)))
+        history.append(Iteration(i, theta_init, runs, theta_slerp, theta_next))
+        theta_init = theta_next
+    return history
+
+
+# ----------------------------------------------------------------------------- one run of the LM
+
+
 def prompt_indices(num_prompts: int, batch_size: int, seed: int, iteration: int, run: int, step: int):
     """Indices of the prompts of step t (1-based) of run m: a seeded permutation per run and per
     pass over the prompts, so every run sees its own order and a resumed run the same one."""
@@ -67,6 +167,9 @@ def prompt_indices(num_prompts: int, batch_size: int, seed: int, iteration: int,
 
 
 def run_seed(seed: int, iteration: int, run: int) -> int:
+    """The seed of run `run` of iteration `iteration`, for the LM and the toy alike: distinct for
+    every (iteration, run) of a config (runs differ), the same on every re-run (re-runs are
+    identical). The LM counts both from 1 (iter_1/run_1); the toy from 0 (course.toy.make_run)."""
     return seed * 1_000_003 + iteration * 1_009 + run
 
 

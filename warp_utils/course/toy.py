@@ -6,8 +6,9 @@ tensors, like a tiny network with a per-prompt part and a shared part:
 
     logits(x) = table[x] + bias,   pi(y | x) = softmax(logits(x))_y
 
-Everything WARP does to a language model happens here too, with the same `warp_utils.core.weights`
-functions (Algorithm 1 of the paper):
+Everything WARP does to a language model happens here too, in the same loop
+(`warp_utils.core.warp.algorithm1`, Algorithm 1 of the paper) with the same merges
+(`warp_utils.core.weights`) and the same seed per run (`core.warp.run_seed`):
 
     for i in 1..I:                        # WARP iterations
         for m in 1..M:                    # independent RL runs from theta_init
@@ -31,8 +32,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..evaluate.stats import chord_dips
+from ..core import warp as core_warp
 from ..core.weights import ema, liti, slerp
+from ..evaluate.stats import chord_dips
+from ..execution.executors import InProcess
 
 State = dict[str, Tensor]
 
@@ -178,11 +181,12 @@ def make_run(
     batch_size: int = 8,
     seed: int = 0,
 ) -> Callable[[int, int, State], tuple[State, State]]:
-    """run(i, m, theta_init) -> (theta_m, theta_ema): run m of WARP iteration i, trained by
-    `rl_run` from theta_init on its own seeded generator: runs differ, re-runs are identical."""
+    """run(i, m, theta_init) -> (theta_m, theta_ema): run m of WARP iteration i (both counted from
+    0, as range(I) and range(M) count), trained by `rl_run` from theta_init on a generator seeded
+    by core.warp.run_seed, the LM's seed of a run: runs differ, re-runs are identical."""
 
     def run(i: int, m: int, theta_init: State) -> tuple[State, State]:
-        generator = torch.Generator().manual_seed(1_000_003 * seed + 1_009 * i + m)
+        generator = torch.Generator().manual_seed(core_warp.run_seed(seed, i, m))
         return rl_run(theta_init, reward, ToyConfig(T=T, mu=mu, beta=beta, lr=lr, batch_size=batch_size),
                       generator)
 
@@ -198,18 +202,21 @@ def algorithm1(
     eta: float,
     merge: Callable[..., State] = slerp,
 ) -> list[dict]:
-    """Algorithm 1's loop around any `run(i, m, theta_init) -> (theta_m, theta_ema)`: one record
-    per iteration (see `warp`)."""
-    history = []
-    theta_init = {k: v.clone() for k, v in theta_init.items()}
-    for i in range(I):
-        thetas, theta_emas = zip(*(run(i, m, theta_init) for m in range(M)))
-        theta_merged = merge(theta_init, list(thetas))  # the trained policies, not their EMAs
-        theta_next = liti(theta_init, theta_merged, eta)
-        history.append({"theta_init": theta_init, "thetas": list(thetas), "theta_emas": list(theta_emas),
-                        "theta_merged": theta_merged, "theta_next": theta_next})
-        theta_init = theta_next
-    return history
+    """Algorithm 1 around any `run(i, m, theta_init) -> (theta_m, theta_ema)`: the LM's loop
+    (core.warp.algorithm1), in this process, keeping nothing but what it returns: one record per
+    iteration (see `warp`)."""
+
+    def train(i: int, m: int, theta: State, folder) -> tuple[State, State]:
+        # The loop counts from 1 like the paper; `run` from 0, like the course's exercises (a
+        # learner's loop calls run(i, m, theta) for i in range(I)) and the toy's pinned seeds.
+        return run(i - 1, m - 1, theta)
+
+    config = ToyConfig(I=I, M=M, eta=eta)
+    theta_sft = {k: v.clone() for k, v in theta_init.items()}  # the records never alias the caller's
+    history = core_warp.algorithm1(theta_sft, config, train, InProcess(), core_warp.InMemory(), merge)
+    return [{"theta_init": it.theta_init, "thetas": [r.theta for r in it.runs],
+             "theta_emas": [r.theta_ema for r in it.runs], "theta_merged": it.theta_slerp,
+             "theta_next": it.theta_next} for it in history]
 
 
 def warp(theta_sft: State, reward: Tensor, config: ToyConfig = ToyConfig(),

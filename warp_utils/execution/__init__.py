@@ -4,6 +4,7 @@
                  inputs of one run; the one thread policy
     device       device and precision choice, fused optimisers
     distributed  the process world of a WARP job (torchrun, --workers, a pool of jobs)
+    executors    where the runs of an iteration train: in this process, or over a process group
     progress     log lines, tqdm bars, the notebooks' step printer
     overrides    the profile in use (get_profile) with its SECTION.FIELD=VALUE overrides
                  (--set, $WARP_SET)

@@ -4,11 +4,11 @@
     python -m warp_utils train|run --workers K                   # K local processes, same code
     ensure_warp_run(..., components with Execution(workers=K))   # from a notebook
 
-Rank r trains the runs m with (m - 1) mod world_size == r; rank 0 plans each iteration (runs
-done, linked or to train), merges (SLERP folds the runs in m order) and writes merges and
-metrics; weights travel by broadcast through the process group (never all_reduce), so a K-process
-run is bitwise the sequential one at the same threads per process. Backend: gloo on CPU, nccl on
-CUDA with each rank on its local GPU.
+Rank r trains the runs m with (m - 1) mod world_size == r (executors.ProcessGroup, the executor
+core.warp.algorithm1 is handed in a process group); rank 0 merges (SLERP folds the runs in m
+order) and writes merges and metrics; weights travel by broadcast through the process group (never
+all_reduce), so a K-process run is bitwise the sequential one at the same threads per process.
+Backend: gloo on CPU, nccl on CUDA with each rank on its local GPU.
 
 `--workers` starts the processes with torch's launcher API (torch.distributed.elastic
 start_processes; forked for one-thread CPU workers, spawned otherwise: `start_method`); a TCPStore hosted by the parent carries each step's metric row back (so a

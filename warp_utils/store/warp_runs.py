@@ -1,12 +1,13 @@
-"""WARP (Algorithm 1, see core.warp) on a language model, every result kept in a run directory:
+"""WARP (Algorithm 1, core.warp.algorithm1) on a language model, every result kept in a run directory:
 
     run_dir/iter_<i>/run_<m>/   each run, trained by its owner rank (or linked from another run
                                 directory of the profile when its run config is the same)
     run_dir/iter_<i>/slerp/     theta_slerp_i    run_dir/iter_<i>/init/   theta_init after LITI
     run_dir/final/              theta_slerp_I    run_dir/metrics.csv      every run's rows
 
-Every folder is an artifact (store.artifacts.build_once): resumed after an interrupt, reused when
-fresh. The layout and the I/O of one run are `runstore`.
+`RunFolders` is the store the loop is handed: every folder is an artifact (store.artifacts.
+build_once), resumed after an interrupt, reused when fresh. The layout and the I/O of one run are
+`runstore`; where the runs train (this process, or a process group) is execution.executors.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from ..core.warp import RunLoop, StepCallback, WarpResult, train_run
-from ..core.weights import StateDict, clone_state, liti, slerp
+from ..core.warp import Run, RunLoop, StepCallback, TrainRun, WarpResult, algorithm1, train_run
+from ..core.weights import StateDict, clone_state, slerp
 from ..config import WarpConfig
 from ..execution import distributed
-from ..execution.progress import progress
+from ..execution.executors import InProcess, ProcessGroup
 from ..execution.runtime import Components
 from . import runstore
 from .artifacts import build_once, folder_lock, is_fresh
@@ -38,7 +38,7 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
     interrupted run continues from its checkpoint; `resume=False` starts over. `reuse_runs_from`:
     other run directories whose finished runs with the same run config are linked, not trained.
     In a process group (distributed.py) the M runs of an iteration are spread over the ranks;
-    rank 0 merges and returns the whole result."""
+    rank 0 merges and writes the merges and metrics."""
     prompts = components.train_prompts()
     if len(prompts) < 1:
         raise ValueError("prompts must hold at least 1 prompt")
@@ -47,104 +47,104 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
         shutil.rmtree(run_dir)
     world.barrier()
     loop = RunLoop(components, config, prompts, runstore, step_callback)
-    runs = RunsOfAnIteration(loop, run_dir, runstore.shared_inputs(components, prompts),
-                             [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()])
-    result, all_rows, all_samples = WarpResult(), [], []
-    theta_init = clone_state(components.policy.eval())  # theta_init <- theta_sft
+    store = RunFolders(run_dir, config, components, runstore.shared_inputs(components, prompts),
+                       [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()])
+    theta_sft = clone_state(components.policy.eval())
 
-    for iteration in progress(range(1, config.I + 1), "WARP iterations", enabled=components.execution.progress_bars):
-        theta_runs, theta_emas, rows, samples = runs.train(iteration, theta_init, world)
-        all_rows += rows
-        all_samples += samples
-        theta_slerp = theta_next = None
-        if world.is_main:
-            merged = {"runs": [runstore.state_fingerprint(t) for t in theta_runs],
-                      "theta_init": runstore.state_fingerprint(theta_init)}
-            folder = run_dir / f"iter_{iteration}"
-            theta_slerp = _merge(folder / "slerp", {**merged, "merge": "slerp"}, components,
-                                 partial(slerp, theta_init, theta_runs))  # the trained theta_m, never the EMAs
-            theta_next = _merge(folder / "init", {**merged, "merge": "liti", "eta": config.eta}, components,
-                                partial(liti, theta_init, theta_slerp, config.eta))
-            runstore.write_rows(run_dir / runstore.METRICS_FILE, all_rows)
-        theta_init = world.broadcast_state(theta_next, theta_init, src=0)  # every rank starts i+1 from it
-        result.theta_runs.append(theta_runs)
-        result.theta_ema_runs.append(theta_emas)
-        result.theta_slerp.append(theta_slerp)
-        result.theta_init.append(theta_init)
+    def train(iteration, run, theta_init, folder):
+        world.status(f"training iter_{iteration}/run_{run}")  # named if this process dies
+        return train_run(iteration, run, theta_init, loop, folder)
 
-    result.metrics = pd.DataFrame(all_rows, columns=runstore.METRIC_COLUMNS)
-    result.samples = pd.DataFrame(all_samples)
+    executor = InProcess() if world.size == 1 else ProcessGroup(world, like=theta_sft)
+    history = algorithm1(theta_sft, config, train, executor, store, merge=slerp)
+    result = WarpResult(
+        theta_slerp=[it.theta_slerp for it in history], theta_init=[it.theta_next for it in history],
+        theta_runs=[[run.theta for run in it.runs] for it in history],
+        theta_ema_runs=[[run.theta_ema for run in it.runs] for it in history],
+        metrics=pd.DataFrame(_rows([it.runs for it in history]), columns=runstore.METRIC_COLUMNS),
+        samples=pd.DataFrame([sample for it in history for run in it.runs for sample in run.samples]))
     if world.is_main:
-        _merge(run_dir / "final", {"theta_slerp": runstore.state_fingerprint(result.final)}, components,
-               lambda: result.final)
+        store.keep_final(result.final)
     world.barrier()  # nobody reads final/ before it exists
     return result
 
 
 @dataclass
-class RunsOfAnIteration:
-    """The M runs of one iteration: planned by rank 0 (done, linked from another run directory, or
-    to train), trained by their owner rank, then sent to every rank in m order."""
+class RunFolders:
+    """Where the LM's Algorithm 1 keeps its runs and merges: folders of `run_dir` (module doc).
+    A run is loaded from its folder when fresh, linked from another run directory (`reuse`) that
+    holds the same run, else trained into its folder (resumed from its checkpoint there); a merge
+    is computed once, saved, and loaded."""
 
-    loop: RunLoop
     run_dir: Path
+    config: WarpConfig
+    components: Components
     inputs: dict  # fingerprints shared by every run: pi_sft, prompts, reward model
     reuse: list[Path]
+    _made_of: dict = field(default_factory=dict)  # iteration -> fingerprints of its merges' inputs
+    _done: list = field(default_factory=list)  # the iterations merged so far, for metrics.csv
 
-    def train(self, iteration: int, theta_init: StateDict, world):
-        config, components = self.loop.config, self.loop.components
-        folders = [self.run_dir / f"iter_{iteration}" / f"run_{m}" for m in range(1, config.M + 1)]
-        configs = [runstore.run_config(config, components.sampling, iteration, m, theta_init, self.inputs)
-                   for m in range(1, config.M + 1)]
-        plan = world.broadcast_object(self._plan(folders, configs) if world.is_main else None)
-        if world.rank >= config.M and iteration == 1:
-            print(f"rank {world.rank}: no run to train (M = {config.M} runs on {world.size} ranks); waiting")
-        for m, (folder, run_cfg) in enumerate(zip(folders, configs), start=1):
-            if plan[m - 1] == "train" and world.owner(m) == world.rank:
-                world.status(f"training iter_{iteration}/run_{m}")
-                self._build(iteration, m, theta_init, folder, run_cfg, world)
-        theta_runs, theta_emas, rows, samples = [], [], [], []
-        for m, folder in enumerate(folders, start=1):
-            src = world.owner(m) if plan[m - 1] == "train" else 0
-            mine = world.rank == src
-            reference = components.policy
-            theta_runs.append(world.broadcast_state(runstore.load_weights(reference, folder) if mine else None,
-                                                    theta_init, src))
-            theta_emas.append(world.broadcast_state(runstore.load_ema(folder) if mine else None, theta_init, src))
-            rows += world.broadcast_object(runstore.read_rows(folder / runstore.METRICS_FILE) if mine else None, src)
-            samples += world.broadcast_object(runstore.read_samples(folder / runstore.SAMPLES_FILE) if mine else None, src)
-        return theta_runs, theta_emas, rows, samples
+    def run(self, iteration: int, run: int, theta_init: StateDict, train: TrainRun) -> Run:
+        folder = self.run_dir / f"iter_{iteration}" / f"run_{run}"
+        key = runstore.run_config(self.config, self.components.sampling, iteration, run, theta_init, self.inputs)
+        if not self._fresh_or_linked(folder, key):
+            build_once(folder, key, lambda out: self._train(train, iteration, run, theta_init, out),
+                       version=runstore.STEP_VERSION)
+        # read back from the folder, trained just now or not: a run is the same bytes either way
+        return Run(runstore.load_weights(self.components.policy, folder), runstore.load_ema(folder),
+                   runstore.read_rows(folder / runstore.METRICS_FILE),
+                   runstore.read_samples(folder / runstore.SAMPLES_FILE))
 
-    def _plan(self, folders, configs) -> list[str]:
-        """done | train for each run; a run finished in another run directory is linked here."""
-        plan = []
-        for folder, run_cfg in zip(folders, configs):
-            with folder_lock(folder):  # never link over a folder another process is building
-                if not is_fresh(folder, run_cfg, runstore.STEP_VERSION):
-                    relative = folder.relative_to(self.run_dir).as_posix()
-                    source = runstore.find_run(self.reuse, relative, run_cfg, runstore.STEP_VERSION)
-                    if source is not None:
-                        runstore.link_run(source, folder)  # the same run, already trained elsewhere
-                plan.append("done" if is_fresh(folder, run_cfg, runstore.STEP_VERSION) else "train")
-        return plan
+    def _fresh_or_linked(self, folder: Path, key: dict) -> bool:
+        """The run's folder is fresh, or is now: linked from a run directory that holds the run."""
+        with folder_lock(folder):  # never link over a folder another process is building
+            if is_fresh(folder, key, runstore.STEP_VERSION):
+                return True
+            relative = folder.relative_to(self.run_dir).as_posix()
+            source = runstore.find_run(self.reuse, relative, key, runstore.STEP_VERSION)
+            if source is None:
+                return False
+            runstore.link_run(source, folder)  # the same run, already trained elsewhere
+            return is_fresh(folder, key, runstore.STEP_VERSION)
 
-    def _build(self, iteration: int, run: int, theta_init: StateDict, folder: Path, run_cfg: dict, world) -> None:
-        components = self.loop.components
+    def _train(self, train: TrainRun, iteration: int, run: int, theta_init: StateDict, out: Path) -> dict:
+        components, world = self.components, distributed.world()
+        theta_m, theta_ema, rows = train(iteration, run, theta_init, out)
+        runstore.save_weights(components.policy, theta_m, components.tokenizer, out)
+        runstore.save_ema(theta_ema, out)
+        runstore.write_rows(out / runstore.METRICS_FILE, rows)
+        runstore.write_samples(out / runstore.SAMPLES_FILE, rows)
+        return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size,
+                "pid": os.getpid()}  # who trained it: threads, rank of how many, which process
 
-        def build(out):
-            theta_m, theta_ema, rows = train_run(iteration, run, theta_init, self.loop, out)
-            runstore.save_weights(components.policy, theta_m, components.tokenizer, out)
-            runstore.save_ema(theta_ema, out)
-            runstore.write_rows(out / runstore.METRICS_FILE, rows)
-            runstore.write_samples(out / runstore.SAMPLES_FILE, rows)
-            return {"threads": torch.get_num_threads(), "rank": world.rank, "world_size": world.size,
-                    "pid": os.getpid()}  # who trained it: threads, rank of how many, which process
+    def merge(self, iteration: int, step: str, theta_init: StateDict, runs: list[Run],
+              compute: Callable[[], StateDict]) -> StateDict:
+        """iter_<i>/slerp/ or iter_<i>/init/ (LITI). The iteration's metrics.csv rows are written
+        with its last merge, so an interrupted run directory holds those of its whole iterations."""
+        if iteration not in self._made_of:  # both merges are functions of the same inputs
+            self._made_of[iteration] = {"runs": [runstore.state_fingerprint(run.theta) for run in runs],
+                                        "theta_init": runstore.state_fingerprint(theta_init)}
+        made_of, folder = self._made_of[iteration], self.run_dir / f"iter_{iteration}"
+        if step == "slerp":
+            return self._keep(folder / "slerp", {**made_of, "merge": "slerp"}, compute)
+        if step != "liti":
+            raise ValueError(f"step must be 'slerp' or 'liti', got {step!r}")
+        theta_next = self._keep(folder / "init", {**made_of, "merge": "liti", "eta": self.config.eta}, compute)
+        self._done.append(runs)
+        runstore.write_rows(self.run_dir / runstore.METRICS_FILE, _rows(self._done))
+        return theta_next
 
-        build_once(folder, run_cfg, build, version=runstore.STEP_VERSION)
+    def keep_final(self, theta_slerp: StateDict) -> None:
+        self._keep(self.run_dir / "final", {"theta_slerp": runstore.state_fingerprint(theta_slerp)},
+                   lambda: theta_slerp)
+
+    def _keep(self, folder: Path, key: dict, compute: Callable[[], StateDict]) -> StateDict:
+        """A merged state dict, computed and saved once (as a save_pretrained folder), else loaded."""
+        policy, tokenizer = self.components.policy, self.components.tokenizer
+        build_once(folder, key, lambda out: runstore.save_weights(policy, compute(), tokenizer, out))
+        return runstore.load_weights(policy, folder)
 
 
-def _merge(folder: Path, config: dict, components: Components, compute: Callable[[], StateDict]) -> StateDict:
-    """A merged state dict, computed and saved once (as a save_pretrained folder), else loaded."""
-    build_once(folder, config, lambda out: runstore.save_weights(components.policy, compute(),
-                                                                  components.tokenizer, out))
-    return runstore.load_weights(components.policy, folder)
+def _rows(iterations: list[list[Run]]) -> list[dict]:
+    """The metric rows of the runs of every iteration, in i then m order."""
+    return [row for runs in iterations for run in runs for row in run.rows]
