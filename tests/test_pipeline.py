@@ -61,6 +61,7 @@ def test_run_end_to_end_reuses_detects_damage_and_summarises(fake_imdb, tmp_path
                                                 "report"}
     assert not (tmp_path / "data" / "artifacts" / "tiny").exists()  # a smoke run never touches the default
     assert "report: " + str(root / "report") in first.stdout and "sft" in first.stdout  # the summary
+    assert "[held-out sentiment] (mean" in first.stdout  # each verdict line names its judge's family
     # the second training seed trained and evaluated only the headline claims' runs
     payload = json.loads((root / "report" / "results.json").read_text())
     first_seed = payload["meta"]["seeds"][0]

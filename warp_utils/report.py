@@ -548,7 +548,7 @@ def summary(report_folder: Path) -> str:
     payload = json.loads((Path(report_folder) / "results.json").read_text())
     sft = payload["sft"]
     lines = [f"sft: reward {sft['reward_mean']:.3f} (sd {sft['reward_std']:.3f}) on {payload['meta']['num_prompts']} prompts"]
-    lines += [f"{c['verdict']:<13} {c['name']} (mean {c['mean']:+.3f}, {c['n_seeds']} seeds)" for c in payload["claims"]]
+    lines += [f"{c['verdict']:<13} {c['name']} [{c['family']}] (mean {c['mean']:+.3f}, {c['n_seeds']} seeds)" for c in payload["claims"]]
     return "\n".join([*lines, f"report: {report_folder}"])
 
 
