@@ -68,15 +68,9 @@ def seeds_with(table: pd.DataFrame, column: str, names) -> list[int]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def value_at_kl(front: pd.DataFrame, kl: float, column: str = "reward_sd") -> float:
-    """reward_at_kl on `column` (reward in SFT sd by default): the one-point reading."""
-    table = front[["kl_to_sft", column]].rename(columns={column: "reward_mean"})
-    return reward_at_kl(table, kl)
-
-
 def reward_sd_at_kl(front: pd.DataFrame, kl: float) -> float:
-    """reward_at_kl on the reward in SFT standard deviations."""
-    return value_at_kl(front, kl, "reward_sd")
+    """reward_at_kl on the reward in SFT standard deviations (the mean fronts' reading)."""
+    return reward_at_kl(front[["kl_to_sft", "reward_sd"]].rename(columns={"reward_sd": "reward_mean"}), kl)
 
 
 def mean_fronts(fronts: pd.DataFrame, points: int = MEAN_FRONT_POINTS) -> pd.DataFrame:
