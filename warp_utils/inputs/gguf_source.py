@@ -58,8 +58,16 @@ def load_gguf_policy(name: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     path = locate(name)
-    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar per conversion, in milliseconds for the tiny Llama
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     # The weights are dequantized already, but the model still says "quantized with gguf" and
     # refuses save_pretrained: the same weights in a plain float32 model of the same config.
     config = loaded.config
