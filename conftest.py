@@ -22,12 +22,15 @@ COURSE_SCOPE = "course"
 
 COURSE_ONLY = "WARP_PYTEST_COURSE_ONLY"  # set by the controller, inherited by the workers it starts
 # The second lane: the notebooks that need nothing from 00's chain first (01, 03, 03a, 03b), then
-# 05, which waits for 00's SFT policy and trains or loads 04's run. Lane a: 00 -> 02 -> 04 -> 06
+# 05, which waits for 00's SFT policy and trains or loads 04's run, then 07 (its own profile). Lane a: 00 -> 02 -> 04 -> 06
 # and the browser tests. Measured: benchmarks/results/notebooks_nbval.json.
-LANE_B = ("01_", "03_", "03a_", "03b_", "05_")
+LANE_B = ("01_", "03_", "03a_", "03b_", "05_", "07_")
 
 
 def pytest_configure(config):
+    # Notebook 07 on a tiny random Llama instead of SmolLM2 (warp_utils.course.smol): about a
+    # minute instead of the real run's tens of minutes; kernels and workers inherit it
+    os.environ.setdefault("WARP_SMOL_FIXTURE", "1")
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         os.environ[COURSE_ONLY] = course_mode(config.args, config.rootpath)
         return

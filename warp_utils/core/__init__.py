@@ -3,6 +3,7 @@
     weights        state-dict maths: EMA, LERP, SLERP, LITI, task vectors
     rl             one RL step: sample, reward, KL to the anchor, REINFORCE
     sampling       the policy's sampler (y ~ pi(.|x)) and its checks
+    decoding       the decoding loop every lean sampler shares (draw, pad ended rows, stop)
     gpt2_sampling  the KV-cache forward of GPT-2 the sampler uses
     llama_sampling the same for Llama-architecture policies (SmolLM2)
     scoring        log-probs and rewards of a rollout

@@ -5,7 +5,7 @@ rotary bookkeeping, output classes) is a large share of a decoding step on a CPU
 The same modules in the same order as transformers' Llama forward: embed_tokens; per layer
 input_layernorm, q/k/v projections, rotary embedding of queries and keys, grouped-query scaled dot
 product attention, o_proj, post_attention_layernorm, gated MLP; norm; lm_head. Keys and values are
-written in place into one buffer per layer (gpt2_sampling.KeyValues). The temperature divides the
+written in place into one buffer per layer (decoding.KeyValues); the loop is decoding.decode. The temperature divides the
 last hidden state instead of the logits: lm_head is linear without bias, so lm_head(h / t) =
 lm_head(h) / t, and the division touches 576 numbers per row instead of 49,152.
 Tested token for token against HF `generate` on a float64 random Llama (tests/test_llama_sampling.py).
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .gpt2_sampling import KeyValues, next_token, prompt_mask_4d
+from .decoding import Attention, KeyValues, decode
 
 
 def supports_llama_layers(policy) -> bool:
@@ -65,28 +65,19 @@ def rotary_at(model, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
 @torch.no_grad()
 def sample_llama(policy, prompt_ids: Tensor, prompt_mask: Tensor, sampling, eos_token_id: int,
                  pad_token_id: int, draw) -> Tensor:
-    """prompt + completion ids (B, P + N), N <= max_new_tokens, as `gpt2_sampling.sample_gpt2`:
-    token t ~ softmax(logits_t / temperature) drawn by `draw`, positions from the attention mask
-    (left padding), pad_token_id after a row's EOS, stop once every row emitted EOS."""
+    """prompt + completion ids (B, P + N), N <= max_new_tokens, by decoding.decode as
+    `gpt2_sampling.sample_gpt2`: token t ~ softmax(logits_t / temperature) drawn by `draw`,
+    positions from the attention mask (left padding), pad_token_id after a row's EOS."""
     model, layers = policy.model, policy.model.layers
-    B, P = prompt_ids.shape
-    cache = KeyValues(len(layers), P + sampling.max_new_tokens)
-    allowed = torch.zeros(B, 1, 1, P + sampling.max_new_tokens, dtype=torch.bool, device=prompt_ids.device)
-    allowed[:, 0, 0, :P] = prompt_mask.bool()
-    positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
-    x, mask, start = model.embed_tokens(prompt_ids), prompt_mask_4d(prompt_mask), 0
-    unfinished = torch.ones(B, dtype=torch.bool, device=prompt_ids.device)
-    tokens = []
-    for step in range(sampling.max_new_tokens):
+    cache = KeyValues(len(layers), prompt_ids.shape[1] + sampling.max_new_tokens)
+    attention = Attention(prompt_mask, sampling.max_new_tokens)
+
+    def forward(tokens: Tensor, positions: Tensor, step: int) -> Tensor:
+        start, mask = attention.at(step)
+        x = model.embed_tokens(tokens)
         rotary = rotary_at(model, x, positions)
         for index, layer in enumerate(layers):
             x = layer_forward(layer, x, cache, index, start, mask, rotary)
-        tempered = policy.lm_head(model.norm(x[:, -1]) / sampling.temperature)
-        token = next_token(tempered, 1.0, unfinished, eos_token_id, pad_token_id, draw)
-        tokens.append(token)
-        if not unfinished.any():
-            break
-        start, positions = P + step, positions[:, -1:] + 1
-        allowed[:, 0, 0, start] = True
-        x, mask = model.embed_tokens(token[:, None]), allowed[..., : start + 1]
-    return torch.cat([prompt_ids, torch.stack(tokens, dim=1)], dim=1)
+        return policy.lm_head(model.norm(x[:, -1]) / sampling.temperature)
+
+    return decode(forward, prompt_ids, prompt_mask, sampling.max_new_tokens, eos_token_id, pad_token_id, draw)

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from ..config import SamplingConfig, check_sampling
-from .gpt2_sampling import next_token, sample_gpt2, supports_gpt2_blocks
+from .decoding import decode
+from .gpt2_sampling import sample_gpt2, supports_gpt2_blocks
 from .llama_sampling import sample_llama, supports_llama_layers
 
 @dataclass
@@ -178,19 +179,16 @@ def sample_with_cache(policy, prompt_ids: Tensor, prompt_mask: Tensor, sampling:
 
     cache = DynamicCache(config=policy.config)
     attention_mask = prompt_mask.long()
-    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    unfinished = torch.ones(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
-    inputs, tokens = prompt_ids, []
-    for _ in range(sampling.max_new_tokens):
-        logits = policy(input_ids=inputs, attention_mask=attention_mask, position_ids=positions,
+
+    def forward(tokens: Tensor, positions: Tensor, step: int) -> Tensor:
+        nonlocal attention_mask
+        if step:  # the token fed now is attended from here on
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(tokens), 1)], dim=1)
+        logits = policy(input_ids=tokens, attention_mask=attention_mask, position_ids=positions,
                         cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        token = next_token(logits, sampling.temperature, unfinished, eos_token_id, pad_token_id, draw)
-        tokens.append(token)
-        if not unfinished.any():
-            break
-        inputs, positions = token[:, None], positions[:, -1:] + 1
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(token), 1)], dim=1)
-    return torch.cat([prompt_ids, torch.stack(tokens, dim=1)], dim=1)
+        return logits.float() / sampling.temperature
+
+    return decode(forward, prompt_ids, prompt_mask, sampling.max_new_tokens, eos_token_id, pad_token_id, draw)
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@
     bugs            known wrong versions every grader rejects
     solutions       the reference solutions
     environment     the notebooks' first check of the Python environment
+    smol            notebook 07's profile: smol, or its tiny GGUF fixture under the tests
 
 May import: config, execution, core, store, inputs, evaluate.
 """
@@ -14,6 +15,8 @@ from ..lazy import lazy_exports
 
 _EXPORTS = {  # the names the notebooks import from this wing, and their modules
     "check_environment": "environment",
+    "smol_profile": "smol",
+    "uses_fixture": "smol",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

