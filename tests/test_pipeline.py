@@ -124,3 +124,21 @@ def test_run_without_imdb_offline_exits_2_with_one_line_and_builds_nothing(tmp_p
     leftovers = [p for p in (tmp_path / "data").rglob("*") if p.is_file() or not any(p.iterdir())] \
         if (tmp_path / "data").exists() else []
     assert leftovers == []  # no half-built or empty folder
+
+
+def test_large_models_share_the_cores_among_the_processes_training_side_by_side(monkeypatch):
+    """Two workers of a 135M policy at 2 threads each would put 4 busy threads on 2 cores."""
+    import torch
+
+    from warp_utils.execution.runtime import SMALL_MODEL_PARAMS, Components, Execution, thread_count
+    from warp_utils.pipeline import worker_execution
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert thread_count(SMALL_MODEL_PARAMS) == 4 and thread_count(SMALL_MODEL_PARAMS, processes=2) == 2
+    assert thread_count(SMALL_MODEL_PARAMS, processes=8) == 1 and thread_count(1000, processes=1) == 1
+    big = torch.nn.Linear(1, SMALL_MODEL_PARAMS)  # parameters counted, never run
+    components = Components(big, None, None, [[1]], execution=Execution(workers=2))
+    assert worker_execution(components).threads == 2 and worker_execution(components).workers == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_execution(components).threads == 3  # an explicit setting wins

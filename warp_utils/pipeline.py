@@ -75,10 +75,12 @@ def profile_run_dirs(profile: Profile) -> list[Path]:
 
 def worker_execution(components: Components) -> Execution:
     """The Execution a worker process loads its components with: one process each, and the thread
-    count this process's policy gets, written out (the launcher forks one-thread CPU workers)."""
+    count this process's policy gets among the workers, written out (the launcher forks one-thread
+    CPU workers)."""
     params = sum(p.numel() for p in components.policy.parameters())
     execution = components.execution
-    return dataclasses.replace(execution, workers=1, threads=execution.threads or thread_count(params))
+    return dataclasses.replace(execution, workers=1,
+                               threads=execution.threads or thread_count(params, processes=execution.workers))
 
 
 def finished(run_dir: Path) -> bool:
