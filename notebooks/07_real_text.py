@@ -33,11 +33,12 @@
 # **Prerequisites**: notebooks 01 (reward model, held-out judges), 04 (WARP) and 05 (fronts, what
 # RL changed in the text).
 #
-# **Time**: the outputs below come from the full run (`WARP_PROFILE=smol python -m warp_utils run
-# --seeds 1 --workers 2`); running the notebook loads that run, or trains it when it is missing.
-# Under the tests (`WARP_SMOL_FIXTURE=1`) the notebook runs instead on a tiny random Llama written
-# to the same kind of file, in about a minute: its "text" is random bytes, and only shows that the
-# code runs.
+# **Time**: <!-- run -->not measured yet<!-- /run --> to run the first time on 2 CPU cores (it
+# trains the smol run: `WARP_PROFILE=smol python -m warp_utils run --seeds 1 --workers 2` does the
+# same), seconds once that run exists; 30 min to read. The outputs below come from that run. Under
+# the tests (`WARP_SMOL_FIXTURE=1`) the notebook runs instead on a tiny random Llama written to the
+# same kind of file, in about a minute: its "text" is random bytes, and only shows that the code
+# runs.
 
 # %%
 from warp_utils.course import check_environment

@@ -28,3 +28,10 @@ def test_render_rewrites_only_the_marked_run_time():
 def test_every_notebook_says_its_measured_run_time(path):
     text = path.read_text()
     assert times.render(text, times.measured().get(path.stem)) == text
+
+
+def test_the_separately_measured_notebooks_are_those_the_notebook_benchmark_skips():
+    spec = importlib.util.spec_from_file_location("notebooks_bench", ROOT / "benchmarks" / "notebooks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert set(times.SEPARATELY_MEASURED) == set(bench.SEPARATELY_MEASURED)
