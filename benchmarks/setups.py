@@ -89,7 +89,10 @@ def load_setup(name: str) -> Setup:
     ids, _ = first_tokens(reviews[: 4 * spec["prompts"]], tokenizer, PROMPT_TOKENS)
     prompts = [p for p in ids[: spec["prompts"]] for _ in range(spec["samples"])]
     sampling = SamplingConfig(max_new_tokens=spec["max_new_tokens"], temperature=0.7, top_k=0, top_p=1.0)
-    warp = WarpConfig(batch_size=len(prompts), beta=0.1, lr=profile.warp.lr, mu=profile.warp.mu)
+    # the learning rate and EMA rate of the profile the size stands for (the tiny profile's lr on
+    # SmolLM2 would wreck it within steps, and a wrecked model is not the step a run takes)
+    trained = get_profile("smol") if name == "smol" else profile
+    warp = WarpConfig(batch_size=len(prompts), beta=0.1, lr=trained.warp.lr, mu=trained.warp.mu)
     return Setup(name, policy_folder, reward_folder, prompts, sampling, warp)
 
 
