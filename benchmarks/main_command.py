@@ -77,8 +77,10 @@ def run(data_root: Path, update_docs: bool, mode: str = "main") -> dict:
 
 
 def peak_tree_memory(process: subprocess.Popen, every: float = 0.5) -> int:
-    """Wait for `process`; the largest sum of resident memory (bytes) over it and its descendants
-    (the training workers), sampled every `every` seconds."""
+    """Wait for `process`; the largest sum of proportional set sizes (bytes) over it and its
+    descendants (the training workers), sampled every `every` seconds. PSS, not RSS: forked
+    workers share their parent's pages, and summing RSS counts those pages once per process (a
+    smol run summed to 24 GB that way on a 23 GB machine)."""
     import psutil
 
     root, peak = psutil.Process(process.pid), 0
@@ -90,7 +92,7 @@ def peak_tree_memory(process: subprocess.Popen, every: float = 0.5) -> int:
         total = 0
         for member in tree:
             try:
-                total += member.memory_info().rss
+                total += member.memory_full_info().pss
             except psutil.NoSuchProcess:  # a worker that just ended
                 pass
         peak = max(peak, total)
@@ -104,7 +106,7 @@ def render(result: dict) -> str:
     verdict = "within" if result["seconds"] <= result["budget_seconds"] else "OVER"
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stages"].items())
     memory = (f" Peak memory of the command's processes together: {result['peak_memory_gb']:.1f} GB."
-              if "peak_memory_gb" in result else "")
+              if result.get("peak_memory_gb") is not None else "")
     return (f"`{result['command']}` from nothing built took **{result['seconds'] / 60:.1f} min** "
             f"({verdict} the {result['budget_seconds'] // 60}-minute budget) on {result['date']}, "
             f"{result['cpu']}, {result['cores']} cores, load average {result['load_average_at_start']} at the "
@@ -118,9 +120,11 @@ SMOL_BEGIN, SMOL_END = "<!-- smol-time:begin -->", "<!-- smol-time:end -->"
 def learner_sentence(result: dict) -> str:
     """The README's sentence about the smol run's time, from smol_run.json (rounded as a learner
     reads a time; the Colab line is an estimate and says so)."""
+    memory = (f", {result['peak_memory_gb']:.0f} GB of memory at most" if result.get("peak_memory_gb") is not None
+              else "")
     return (f"Measured here (2 CPU cores, {result['date']}): about {round(result['seconds'] / 60)} minutes from "
-            f"nothing built, {result['peak_memory_gb']:.0f} GB of memory at most. On Colab's free CPU runtime "
-            "(2 cores as well) expect about the same: an estimate, not a measurement.")
+            f"nothing built{memory}. On Colab's free CPU runtime (2 cores as well) expect about the same: an "
+            "estimate, not a measurement.")
 
 
 def main(argv=None) -> int:

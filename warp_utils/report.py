@@ -20,9 +20,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: the main job runs headless
+# No matplotlib.use("Agg") here: notebook 07 imports this module (text_report), and forcing the
+# backend in its kernel would silence every plot after it. Headless, matplotlib picks Agg itself;
+# the report only saves and closes its figures, it never shows them.
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
