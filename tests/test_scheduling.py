@@ -76,13 +76,14 @@ def test_course_mode_puts_notebooks_in_two_lanes_only_when_both_are_selected(mon
 
 
 def test_every_notebook_has_a_lane_and_the_lanes_are_the_documented_ones():
-    # lane b: what needs nothing from 00's chain first (01, 03, 03a, 03b), then 05; lane a: the chain
+    # lane b: what needs nothing from 00's chain first (01, 03, 03a, 03b), then 05, then 07 (its own
+    # profile); lane a: the chain
     conftest = root_conftest()
     lanes = {path.name: conftest.lane(f"notebooks/{path.name}::Cell 0")
              for path in sorted((ROOT / "notebooks").glob("*.ipynb"))}
     assert {name for name, lane in lanes.items() if lane == "course-b"} == {
         "01_reward_model.ipynb", "03_objective_and_front.ipynb", "03a_weight_space.ipynb",
-        "03b_appendix_lemmas.ipynb", "05_evaluation.ipynb"}
+        "03b_appendix_lemmas.ipynb", "05_evaluation.ipynb", "07_real_text.ipynb"}
     assert {name[:3] for name, lane in lanes.items() if lane == "course-a"} == {"00_", "02_", "04_", "06_"}
 
 
