@@ -39,7 +39,7 @@ def fake_train(iteration, run, theta_init, folder):
 def test_the_loop_reads_like_the_paper():
     config = toy.ToyConfig(I=2, M=3, eta=0.5)
     store = Recorder()
-    history = warp.algorithm1(state(1.0), config, fake_train, InProcess(), store)
+    history = list(warp.algorithm1(state(1.0), config, fake_train, InProcess(), store))
     # for i: for m: run m from theta_init, then SLERP, then LITI
     next_start = float(history[0].theta_next["w"][0])
     assert store.calls == [("run", 1, m, 1.0) for m in (1, 2, 3)] + [("slerp", 1, 3), ("liti", 1, 3)] + [
@@ -54,9 +54,9 @@ def test_the_loop_reads_like_the_paper():
 def test_a_one_process_group_is_the_in_process_executor():
     """ProcessGroup on a world of one: every run and merge passes through its sharing unchanged."""
     config = toy.ToyConfig(I=2, M=2, eta=0.3)
-    alone = warp.algorithm1(state(1.0), config, fake_train, InProcess(), warp.InMemory())
+    alone = list(warp.algorithm1(state(1.0), config, fake_train, InProcess(), warp.InMemory()))
     group = ProcessGroup(World(), like=state(0.0))
-    grouped = warp.algorithm1(state(1.0), config, fake_train, group, warp.InMemory())
+    grouped = list(warp.algorithm1(state(1.0), config, fake_train, group, warp.InMemory()))
     for a, b in zip(alone, grouped):
         assert torch.equal(a.theta_next["w"], b.theta_next["w"])
         assert [torch.equal(r.theta["w"], s.theta["w"]) for r, s in zip(a.runs, b.runs)] == [True, True]
@@ -86,3 +86,32 @@ def test_one_seed_formula_for_the_toy_and_the_lm(monkeypatch):
     monkeypatch.setattr(warp, "run_seed", lambda seed, iteration, run: 12345)
     assert not torch.equal(toy.make_run(reward, T=3, batch_size=2, seed=7)(1, 0, theta_sft)[0]["table"],
                            by_seed[0]["table"])
+
+
+def test_a_caller_that_keeps_nothing_holds_no_finished_iteration():
+    """The loop yields each iteration and lets go of it: while iteration 2 trains, only its
+    theta_init (iteration 1's LITI) is alive of iteration 1, when the caller keeps nothing (a
+    worker process: its results are on disk). The toy's tensors stand for 0.5 GB models."""
+    import gc
+    import weakref
+
+    alive_in_iteration_2 = []
+    refs = {}
+
+    def train(iteration, run, theta_init, folder):
+        if iteration == 2 and run == 1:
+            gc.collect()
+            alive_in_iteration_2.extend(name for name, ref in refs.items() if ref() is not None)
+        theta, ema = fake_train(iteration, run, theta_init, folder)
+        refs[f"theta {iteration}.{run}"], refs[f"ema {iteration}.{run}"] = weakref.ref(theta["w"]), weakref.ref(ema["w"])
+        return theta, ema
+
+    class Tracking(warp.InMemory):
+        def merge(self, iteration, step, theta_init, runs, compute):
+            merged = compute()
+            refs[f"{step} {iteration}"] = weakref.ref(merged["w"])
+            return merged
+
+    for iteration in warp.algorithm1(state(1.0), toy.ToyConfig(I=2, M=2, eta=0.5), train, InProcess(), Tracking()):
+        del iteration  # keep nothing (as train_warp(keep=False) does): a loop variable would hold it
+    assert alive_in_iteration_2 == ["liti 1"]

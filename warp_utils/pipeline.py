@@ -91,8 +91,9 @@ def finished(run_dir: Path) -> bool:
 
 def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | None = None,
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
-                    step_callback=None, progress_bars: bool | None = None):
-    """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult.
+                    step_callback=None, progress_bars: bool | None = None, keep: bool = True):
+    """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult (None
+    with keep=False: trained or resumed, nothing held in memory; a worker's way).
     A run (i, m) already trained with the same inputs in another run directory of the profile is
     linked, not trained again (see runstore.run_config), unless the components' Execution.reuse is
     False. `progress_bars` overrides Execution.progress_bars."""
@@ -115,7 +116,7 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
         fresh, step_callback = False, None
     reuse_runs_from = profile_run_dirs(profile) if execution.reuse else ()
     return train_warp(config, components, run_dir, resume=not fresh, reuse_runs_from=reuse_runs_from,
-                      step_callback=step_callback)
+                      step_callback=step_callback, keep=keep)
 
 
 def run_job(job: distributed.Job, step_callback, loaded: dict) -> None:
@@ -125,7 +126,10 @@ def run_job(job: distributed.Job, step_callback, loaded: dict) -> None:
     key = (job.profile, job.execution)
     if key not in loaded:
         loaded[key] = load_components(job.profile, job.execution)
-    ensure_warp_run(job.profile, job.config, name=job.name, components=loaded[key], step_callback=step_callback)
+    # keep=False: the parent loads the result from the run directory; a worker holding every
+    # iteration's weights too would double the memory of a run
+    ensure_warp_run(job.profile, job.config, name=job.name, components=loaded[key], step_callback=step_callback,
+                    keep=False)
 
 
 def ensure_warp_runs(profile: Profile | str | None, configs, names=None, components: Components | None = None,

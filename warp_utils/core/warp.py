@@ -30,7 +30,7 @@ for the toy and the LM alike.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -128,10 +128,13 @@ class InMemory:
 
 
 def algorithm1(theta_sft: StateDict, config, train: TrainRun, executor: Executor, store: Store,
-               merge: Callable[..., StateDict] = slerp) -> list[Iteration]:
-    """Algorithm 1 with `config`'s I, M and eta (a WarpConfig, or the toy's ToyConfig): one
-    Iteration per i. `merge` is SLERP (the paper); the toy also passes LERP, its baseline."""
-    history, theta_init = [], theta_sft
+               merge: Callable[..., StateDict] = slerp) -> Iterator[Iteration]:
+    """Algorithm 1 with `config`'s I, M and eta (a WarpConfig, or the toy's ToyConfig): yields one
+    Iteration per i, as it finishes. `merge` is SLERP (the paper); the toy also passes LERP, its
+    baseline. The caller keeps what it needs (`list(...)`: every iteration); the loop itself
+    holds only the next theta_init, so a process that keeps nothing (a worker whose results are
+    on disk) does not pile up I x (2M + 2) copies of the weights."""
+    theta_init = theta_sft
     for i in range(1, config.I + 1):
         # for m in 1..M: run m from theta_init, T steps of sample, reward, KL to its EMA anchor,
         # REINFORCE, EMA update (`train`), with its own seed (run_seed). The runs do not depend on
@@ -145,9 +148,9 @@ def algorithm1(theta_sft: StateDict, config, train: TrainRun, executor: Executor
             i, "slerp", theta_init, runs, lambda: merge(theta_init, thetas)))
         theta_next = executor.on_main(lambda: store.merge(
             i, "liti", theta_init, runs, lambda: liti(theta_init, theta_slerp, config.eta)))
-        history.append(Iteration(i, theta_init, runs, theta_slerp, theta_next))
+        yield Iteration(i, theta_init, runs, theta_slerp, theta_next)
         theta_init = theta_next
-    return history
+        del runs, thetas, theta_slerp  # held by the caller if it keeps them, else freed now
 
 
 # ----------------------------------------------------------------------------- one run of the LM
@@ -218,4 +221,5 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
             loop.step_callback(rows[-1])
         if step % execution.checkpoint_every == 0 and step < config.T:
             loop.checkpoints.save_checkpoint(folder, step, policy, anchor, optimizer, rows)
+    policy.zero_grad(set_to_none=True)  # the last step's gradients: a model's worth of memory, unused
     return clone_state(policy), clone_state(anchor), rows

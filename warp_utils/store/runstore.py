@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from .artifacts import CHECKPOINT, is_fresh
 from ..execution.progress import quiet_loading
 from ..config import SamplingConfig, WarpConfig, to_dict
-from ..core.weights import StateDict, clone_state
+from ..core.weights import StateDict
 
 # Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
 # run trained by older code is then stale, never reused.
@@ -105,7 +105,10 @@ def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
 def load_weights(template, folder: Path) -> StateDict:
     """The state dict saved in `folder`, keyed like `template.state_dict()` (tied weights too)."""
     quiet_loading()
-    return clone_state(type(template).from_pretrained(folder, dtype=torch.float32))
+    # the fresh model's own tensors, not copies (no one else holds them): loading costs one model's
+    # memory, not two (tied weights stay one tensor under both names)
+    model = type(template).from_pretrained(folder, dtype=torch.float32)
+    return {name: tensor.detach() for name, tensor in model.state_dict().items()}
 
 
 def save_ema(state: StateDict, folder: Path) -> None:

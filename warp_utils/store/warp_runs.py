@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ..core.warp import Run, RunLoop, StepCallback, TrainRun, WarpResult, algorithm1, train_run
-from ..core.weights import StateDict, clone_state, slerp
+from ..core.weights import StateDict, slerp
 from ..config import WarpConfig
 from ..execution import distributed
 from ..execution.executors import InProcess, ProcessGroup
@@ -32,13 +32,15 @@ from .artifacts import build_once, folder_lock, is_fresh
 
 
 def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool = True,
-               reuse_runs_from=(), step_callback: StepCallback | None = None) -> WarpResult:
+               reuse_runs_from=(), step_callback: StepCallback | None = None,
+               keep: bool = True) -> WarpResult | None:
     """Algorithm 1. `components.policy` is pi_sft (left untouched: it is also the KL-to-SFT
     reference). Re-running with the same run_dir resumes: finished runs and merges are loaded, an
     interrupted run continues from its checkpoint; `resume=False` starts over. `reuse_runs_from`:
     other run directories whose finished runs with the same run config are linked, not trained.
     In a process group (distributed.py) the M runs of an iteration are spread over the ranks;
-    rank 0 merges and writes the merges and metrics."""
+    rank 0 merges and writes the merges and metrics. keep=False returns None and holds no finished
+    iteration's weights in memory (a worker process: its parent loads the result from run_dir)."""
     prompts = components.train_prompts()
     if len(prompts) < 1:
         raise ValueError("prompts must hold at least 1 prompt")
@@ -48,25 +50,34 @@ def train_warp(config: WarpConfig, components: Components, run_dir, resume: bool
     world.barrier()
     loop = RunLoop(components, config, prompts, runstore, step_callback)
     store = RunFolders(run_dir, config, components, runstore.shared_inputs(components, prompts),
-                       [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()])
-    theta_sft = clone_state(components.policy.eval())
+                       [Path(d) for d in reuse_runs_from if Path(d).resolve() != run_dir.resolve()],
+                       with_emas=keep)
+    # pi_sft's own tensors, not a copy: nothing writes into a theta_init (runs load it into their
+    # models, merges make new tensors), and a copy is half a GB at SmolLM2's size
+    theta_sft = {name: tensor.detach() for name, tensor in components.policy.eval().state_dict().items()}
 
     def train(iteration, run, theta_init, folder):
         world.status(f"training iter_{iteration}/run_{run}")  # named if this process dies
         return train_run(iteration, run, theta_init, loop, folder)
 
     executor = InProcess() if world.size == 1 else ProcessGroup(world, like=theta_sft)
-    history = algorithm1(theta_sft, config, train, executor, store, merge=slerp)
-    result = WarpResult(
+    history, final = [], None
+    for iteration in algorithm1(theta_sft, config, train, executor, store, merge=slerp):
+        if keep:
+            history.append(iteration)
+        final = iteration.theta_slerp if iteration.iteration == config.I else None
+        del iteration  # not kept: freed before the next iteration trains
+    if world.is_main:
+        store.keep_final(final)
+    world.barrier()  # nobody reads final/ before it exists
+    if not keep:
+        return None
+    return WarpResult(
         theta_slerp=[it.theta_slerp for it in history], theta_init=[it.theta_next for it in history],
         theta_runs=[[run.theta for run in it.runs] for it in history],
         theta_ema_runs=[[run.theta_ema for run in it.runs] for it in history],
         metrics=pd.DataFrame(_rows([it.runs for it in history]), columns=runstore.METRIC_COLUMNS),
         samples=pd.DataFrame([sample for it in history for run in it.runs for sample in run.samples]))
-    if world.is_main:
-        store.keep_final(result.final)
-    world.barrier()  # nobody reads final/ before it exists
-    return result
 
 
 @dataclass
@@ -81,8 +92,10 @@ class RunFolders:
     components: Components
     inputs: dict  # fingerprints shared by every run: pi_sft, prompts, reward model
     reuse: list[Path]
+    with_emas: bool = True  # False: runs come back without their EMA anchors (on disk; the loop never reads them)
     _made_of: dict = field(default_factory=dict)  # iteration -> fingerprints of its merges' inputs
-    _done: list = field(default_factory=list)  # the iterations merged so far, for metrics.csv
+    _done: list = field(default_factory=list)  # the metric rows of the iterations merged so far (rows only:
+    # holding their Runs would hold every iteration's weights)
 
     def run(self, iteration: int, run: int, theta_init: StateDict, train: TrainRun) -> Run:
         folder = self.run_dir / f"iter_{iteration}" / f"run_{run}"
@@ -91,7 +104,8 @@ class RunFolders:
             build_once(folder, key, lambda out: self._train(train, iteration, run, theta_init, out),
                        version=runstore.STEP_VERSION)
         # read back from the folder, trained just now or not: a run is the same bytes either way
-        return Run(runstore.load_weights(self.components.policy, folder), runstore.load_ema(folder),
+        return Run(runstore.load_weights(self.components.policy, folder),
+                   runstore.load_ema(folder) if self.with_emas else None,
                    runstore.read_rows(folder / runstore.METRICS_FILE),
                    runstore.read_samples(folder / runstore.SAMPLES_FILE))
 
@@ -130,8 +144,8 @@ class RunFolders:
         if step != "liti":
             raise ValueError(f"step must be 'slerp' or 'liti', got {step!r}")
         theta_next = self._keep(folder / "init", {**made_of, "merge": "liti", "eta": self.config.eta}, compute)
-        self._done.append(runs)
-        runstore.write_rows(self.run_dir / runstore.METRICS_FILE, _rows(self._done))
+        self._done.extend(row for run in runs for row in run.rows)
+        runstore.write_rows(self.run_dir / runstore.METRICS_FILE, self._done)
         return theta_next
 
     def keep_final(self, theta_slerp: StateDict) -> None:
