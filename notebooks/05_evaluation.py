@@ -58,7 +58,6 @@ check_environment()  # a missing package: one message saying what to install, be
 # %%
 import copy
 import dataclasses
-import re
 import time
 
 import ipywidgets as widgets
@@ -478,8 +477,10 @@ from warp_utils.evaluate import (
     before_after_table,
     colour_tokens_html,
     judges,
+    plot_token_shift,
     token_log_ratios,
     token_shift,
+    words,
 )
 
 sft_eval, warp_eval = evaluations["SFT"], evaluations[f"slerp {config.I}"]
@@ -500,17 +501,9 @@ print(f"reward rose on {(pairs['reward change'] > 0).mean():.0%} of the {len(pai
 # under the chart says which of the two this run shows.
 
 # %%
-def words(text):  # lower case, punctuation dropped: "Best," and "best" are one word
-    return re.findall(r"[a-z']+", text.lower())
-
-
 shift = token_shift(sft_eval["completions"], warp_eval["completions"], tokenize=words, min_count=4)
-shown = pd.concat([shift.head(12), shift.tail(12)]).drop_duplicates("token")
 fig, ax = plt.subplots(figsize=(7, 6))
-ax.barh(shown["token"], shown["log ratio"], color=np.where(shown["log ratio"] > 0, "tab:green", "tab:red"))
-ax.invert_yaxis()
-ax.axvline(0, color="k", lw=0.8)
-ax.set(xlabel="log(freq WARP / freq SFT)", title="Words RL made more (green) and less (red) frequent")
+plot_token_shift(shift, ax, names=("WARP", "SFT"))
 plt.tight_layout()
 plt.show()
 risers = shift.head(10)["token"].tolist()

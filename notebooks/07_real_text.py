@@ -48,18 +48,23 @@ check_environment()  # a missing package: one message saying what to install, be
 # %%
 import copy
 import json
-import re
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import HTML, display
 
 from warp_utils.core import generate, left_pad
 from warp_utils.course import smol_profile, uses_fixture
-from warp_utils.evaluate import before_after_table, colour_tokens_html, token_log_ratios, token_shift
+from warp_utils.evaluate import (
+    before_after_table,
+    colour_tokens_html,
+    plot_token_shift,
+    token_log_ratios,
+    token_shift,
+    words,
+)
 from warp_utils.execution import step_printer
 from warp_utils.pipeline import ensure_warp_run, notebook_components, warp_run_dir
 from warp_utils.text_report import REPORT_FILE, finding, verdict, write_text_report
@@ -116,17 +121,9 @@ with pd.option_context("display.max_colwidth", 80):
 # (add-one smoothed, as in notebook 05): right, what RL made more frequent; left, what it suppressed.
 
 # %%
-def words(text):  # lower case, punctuation dropped
-    return re.findall(r"[a-z']+", text.lower())
-
-
 shift = token_shift(payload["completions"]["0.0"], payload["completions"]["1.0"], tokenize=words, min_count=4)
-shown = pd.concat([shift.head(12), shift.tail(12)]).drop_duplicates("token")
 fig, ax = plt.subplots(figsize=(7, 6))
-ax.barh(shown["token"], shown["log ratio"], color=np.where(shown["log ratio"] > 0, "tab:green", "tab:red"))
-ax.invert_yaxis()
-ax.axvline(0, color="k", lw=0.8)
-ax.set(xlabel="log(freq final / freq SFT)", title="Words RL made more (green) and less (red) frequent")
+plot_token_shift(shift, ax, names=("final", "SFT"))
 plt.tight_layout()
 plt.show()
 

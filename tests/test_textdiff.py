@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -34,6 +35,34 @@ def test_token_shift_matches_hand_counts_with_add_one_smoothing():
     ordered = textdiff.token_shift(before, after, min_count=1)["token"].tolist()
     assert ordered[0] == "great" and ordered[-1] == "bad"
     assert set(textdiff.token_shift(before, after, min_count=3)["token"]) == {"film", "great"}
+
+
+def test_words_lowercases_and_drops_punctuation_but_keeps_apostrophes():
+    assert textdiff.words("Best, best! I DON'T know... 10/10") == ["best", "best", "i", "don't", "know"]
+    assert textdiff.words("") == []
+
+
+def test_plot_token_shift_draws_the_top_and_bottom_ratios_coloured_by_sign():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from warp_utils.evaluate import plots
+
+    before = ["bad film bad dull", "film ok dull"] * 3
+    after = ["great film", "great great ok fun"] * 3
+    shift = textdiff.token_shift(before, after, tokenize=textdiff.words, min_count=1)
+    ax = plots.plot_token_shift(shift, top=2, names=("WARP", "SFT"))
+    shown = pd.concat([shift.head(2), shift.tail(2)])
+    assert [t.get_text() for t in ax.get_yticklabels()] == shown["token"].tolist()
+    assert [bar.get_width() for bar in ax.patches] == pytest.approx(shown["log ratio"].tolist())
+    green, red = matplotlib.colors.to_rgba("tab:green"), matplotlib.colors.to_rgba("tab:red")
+    assert [bar.get_facecolor() for bar in ax.patches] == [green if r > 0 else red for r in shown["log ratio"]]
+    assert ax.get_xlabel() == "log(freq WARP / freq SFT)"
+    with pytest.raises(ValueError, match="at least 1 row"):
+        plots.plot_token_shift(shift.iloc[:0])
+    with pytest.raises(ValueError, match="top"):
+        plots.plot_token_shift(shift, top=0)
+    plt.close("all")
 
 
 def test_token_shift_rejects_bad_input():

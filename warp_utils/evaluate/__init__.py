@@ -36,11 +36,13 @@ _EXPORTS = {  # the names the notebooks import from this wing, and their modules
     "plot_bars": "plots",
     "plot_front": "plots",
     "plot_study_curves": "plots",
+    "plot_token_shift": "plots",
     "plot_training_curves": "plots",
     "shared_range": "dense_fronts",
     "token_log_ratios": "textdiff",
     "token_shift": "textdiff",
     "vader_scores": "evaluation",
+    "words": "textdiff",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

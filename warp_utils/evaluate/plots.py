@@ -157,6 +157,26 @@ def plot_bars(table: pd.DataFrame, columns: str | Sequence[str], ax=None, names:
     return ax
 
 
+def plot_token_shift(shift: pd.DataFrame, ax=None, top: int = 12, names: tuple[str, str] = ("final", "SFT")):
+    """Horizontal bars of textdiff.token_shift's table: its `top` most-raised tokens (green) and
+    `top` most-suppressed (red), largest log ratio at the top. names: (after, before)."""
+    _require(shift, ["token", "log ratio"], "shift")
+    if shift.empty:
+        raise ValueError("shift must hold at least 1 row (no token was seen min_count times)")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be an integer >= 1, got {top!r}")
+    ax = _axes(ax)
+    shown = pd.concat([shift.head(top), shift.tail(top)]).drop_duplicates("token")
+    ratios = shown["log ratio"].to_numpy(dtype=float)
+    ax.barh(shown["token"].astype(str), ratios, color=np.where(ratios > 0, "tab:green", "tab:red"))
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.8)
+    after, before = names
+    ax.set(xlabel=f"log(freq {after} / freq {before})",
+           title="Words RL made more (green) and less (red) frequent")
+    return ax
+
+
 # ----------------------------------------------------------------------------- studies
 
 

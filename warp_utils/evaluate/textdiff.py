@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -33,6 +34,12 @@ def before_after_table(prompts: Sequence[str], before: Sequence[str], before_rew
         f"{b} completion": list(after), f"r {b}": [float(r) for r in after_rewards],
         "reward change": [float(rb) - float(ra) for ra, rb in zip(before_rewards, after_rewards)],
     })
+
+
+def words(text: str) -> list[str]:
+    """The words of `text` for counting: lower case, punctuation dropped ("Best," and "best" are
+    one word; an apostrophe stays inside a word: "don't")."""
+    return re.findall(r"[a-z']+", text.lower())
 
 
 def token_shift(before: Sequence[str], after: Sequence[str], tokenize: Callable[[str], list[str]] = str.split,
