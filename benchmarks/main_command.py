@@ -134,8 +134,8 @@ def render(result: dict) -> str:
     if memory and by_stage:
         memory += " (" + ", ".join(f"{stage} {gb:.1f} GB" for stage, gb in by_stage.items()) + ")"
     if memory and "warp" in by_stage and result.get("memory_budget_gb"):
-        verdict = "within" if by_stage["warp"] < result["memory_budget_gb"] else "OVER"
-        memory += f"; the WARP stage {verdict} its {result['memory_budget_gb']:g} GB budget"
+        within = by_stage["warp"] < result["memory_budget_gb"]
+        memory += f"; the WARP stage {'within' if within else 'OVER'} its {result['memory_budget_gb']:g} GB budget"
     memory += "." if memory else ""
     return (f"`{result['command']}` from nothing built took **{result['seconds'] / 60:.1f} min** "
             f"({verdict} the {result['budget_seconds'] // 60}-minute budget) on {result['date']}, "
@@ -145,6 +145,13 @@ def render(result: dict) -> str:
 
 LEARNER_README = REPO / "README.md"
 SMOL_BEGIN, SMOL_END = "<!-- smol-time:begin -->", "<!-- smol-time:end -->"
+MAIN_BEGIN, MAIN_END = "<!-- main-time:begin -->", "<!-- main-time:end -->"
+
+
+def learner_main_sentence(result: dict) -> str:
+    """The README's sentence about the main command's time, from main_command.json."""
+    return (f"The first of the two commands took about {round(result['seconds'] / 60)} minutes here from nothing "
+            f"built (2 CPU cores, measured {result['date']}); expect longer when the cores are busy.")
 
 
 def learner_sentence(result: dict) -> str:
@@ -189,6 +196,8 @@ def update_readmes(result: dict, mode: str, begin: str, end: str) -> None:
     readme_blocks.replace_block(README, begin, end, render(result))
     if mode == "smol":  # the learner's README says how long the smol run takes
         readme_blocks.replace_block(LEARNER_README, SMOL_BEGIN, SMOL_END, learner_sentence(result))
+    if mode == "main":  # and how long the main command takes
+        readme_blocks.replace_block(LEARNER_README, MAIN_BEGIN, MAIN_END, learner_main_sentence(result))
 
 
 if __name__ == "__main__":

@@ -302,6 +302,7 @@ def test_the_peak_memory_is_that_of_the_whole_process_tree_stage_by_stage(main_c
             "(prompts 1.0 GB, warp 5.0 GB); the WARP stage within its 12 GB budget.") in main_command.render(result)
     result["peak_memory_by_stage_gb"]["warp"] = 12.3
     assert "the WARP stage OVER its 12 GB budget" in main_command.render(result)
+    assert "(within the 30-minute budget)" in main_command.render(result)  # the time's verdict is its own
 
 
 @pytest.mark.parametrize("mode", ["main", "committed", "smol"])
@@ -338,3 +339,12 @@ def test_the_sampler_row_judges_agreement_and_logits_against_their_targets(measu
     for change in ({"token_agreement": 0.98}, {"max_logit_difference": 2e-4}, {"max_logit_difference": None}):
         row = measured_table.render(None, {}, sampler={**result, **change})
         assert "NOT met" in row
+
+
+def test_the_learner_readme_says_the_main_commands_time_from_its_result(main_command):
+    assert main_command.learner_main_sentence({"date": "2026-01-01", "seconds": 861.0}).startswith(
+        "The first of the two commands took about 14 minutes here from nothing built (2 CPU cores, measured 2026-01-01)")
+    result = json.loads((BENCHMARKS_README.parent / "results" / "main_command.json").read_text())
+    block = main_command.readme_blocks.block(main_command.LEARNER_README.read_text(), main_command.MAIN_BEGIN,
+                                             main_command.MAIN_END)
+    assert block == main_command.learner_main_sentence(result)

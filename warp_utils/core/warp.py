@@ -221,5 +221,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
             loop.step_callback(rows[-1])
         if step % execution.checkpoint_every == 0 and step < config.T:
             loop.checkpoints.save_checkpoint(folder, step, policy, anchor, optimizer, rows)
-    policy.zero_grad(set_to_none=True)  # the last step's gradients: a model's worth of memory, unused
+    # the last gradients and Adam's two moments (three models' worth) go before the two copies come
+    policy.zero_grad(set_to_none=True)
+    del optimizer
     return clone_state(policy), clone_state(anchor), rows

@@ -92,8 +92,11 @@ def run_config(config: WarpConfig, sampling: SamplingConfig, iteration: int, run
 
 def save_weights(template, state: StateDict, tokenizer, folder: Path) -> None:
     """`state` as a save_pretrained folder (loadable with AutoModelForCausalLM) with the tokenizer."""
-    model = copy.deepcopy(template)
-    model.load_state_dict(state)
+    with torch.device("meta"):  # the architecture without weights: `state`'s tensors are put in, not copied
+        model = type(template)(template.config)
+    model.load_state_dict(state, assign=True)
+    model.tie_weights()  # tied names share one tensor again, as in a loaded model
+    model.generation_config = copy.deepcopy(template.generation_config)
     # transformers silently writes nothing on ranks other than 0 once torch.distributed is
     # initialised; here each rank saves the runs it trained, into folders of its own.
     model.should_save_on_this_rank = lambda is_main_process: True
@@ -112,8 +115,14 @@ def load_weights(template, folder: Path) -> StateDict:
 
 
 def save_ema(state: StateDict, folder: Path) -> None:
-    """The run's final EMA anchor, beside its weights (safetensors wants untied copies)."""
-    save_file({name: tensor.contiguous().clone() for name, tensor in state.items()}, folder / EMA_FILE)
+    """The run's final EMA anchor, beside its weights. safetensors refuses two names on one storage
+    (tied weights): those get a copy of their own, the rest are written as they are."""
+    seen, untied = set(), {}
+    for name, tensor in state.items():
+        pointer = tensor.untyped_storage().data_ptr()
+        untied[name] = tensor.contiguous().clone() if pointer in seen else tensor.contiguous()
+        seen.add(pointer)
+    save_file(untied, folder / EMA_FILE)
 
 
 def load_ema(folder: Path) -> StateDict:
