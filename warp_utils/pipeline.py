@@ -91,14 +91,11 @@ def finished(run_dir: Path) -> bool:
 
 def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | None = None,
                     name: str | None = None, fresh: bool = False, components: Components | None = None,
-                    step_callback=None, progress_bars: bool | None = None, keep: bool = True):
-    """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult (None
-    with keep=False: trained or resumed, nothing held in memory; a worker's way).
+                    step_callback=None, progress_bars: bool | None = None):
+    """Train (or resume, or just load) a WARP run of `profile` and return its WarpResult.
     A run (i, m) already trained with the same inputs in another run directory of the profile is
     linked, not trained again (see runstore.run_config), unless the components' Execution.reuse is
     False. `progress_bars` overrides Execution.progress_bars."""
-    from .store.warp_runs import train_warp
-
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     config = config or profile.warp
     components = components or load_components(profile)
@@ -114,7 +111,17 @@ def ensure_warp_run(profile: Profile | str | None = None, config: WarpConfig | N
         job = distributed.Job(profile, config, name, worker_execution(components))
         distributed.launch(job, run_job, execution.workers, step_callback)
         fresh, step_callback = False, None
-    reuse_runs_from = profile_run_dirs(profile) if execution.reuse else ()
+    return train_here(profile, config, components, run_dir, step_callback, fresh)
+
+
+def train_here(profile: Profile, config: WarpConfig, components: Components, run_dir: Path, step_callback=None,
+               fresh: bool = False, keep: bool = True):
+    """train_warp in this process (resumed unless `fresh`), reusing the profile's other run
+    directories when Execution.reuse allows: its WarpResult, or None with keep=False (nothing held
+    in memory: a worker's way, its parent loads the result from run_dir)."""
+    from .store.warp_runs import train_warp
+
+    reuse_runs_from = profile_run_dirs(profile) if components.execution.reuse else ()
     return train_warp(config, components, run_dir, resume=not fresh, reuse_runs_from=reuse_runs_from,
                       step_callback=step_callback, keep=keep)
 
@@ -128,8 +135,8 @@ def run_job(job: distributed.Job, step_callback, loaded: dict) -> None:
         loaded[key] = load_components(job.profile, job.execution)
     # keep=False: the parent loads the result from the run directory; a worker holding every
     # iteration's weights too would double the memory of a run
-    ensure_warp_run(job.profile, job.config, name=job.name, components=loaded[key], step_callback=step_callback,
-                    keep=False)
+    train_here(job.profile, job.config, loaded[key], warp_run_dir(job.profile, job.config, job.name), step_callback,
+               keep=False)
 
 
 def ensure_warp_runs(profile: Profile | str | None, configs, names=None, components: Components | None = None,
