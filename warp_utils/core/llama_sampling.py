@@ -32,10 +32,12 @@ def supports_llama_layers(policy) -> bool:
 
 
 def linear(x: Tensor, module) -> Tensor:
-    """module(x) for a bias-free nn.Linear, computed as (W @ x^T)^T. The same dot products in the
-    same order (bitwise equal here), but with a few rows x (a decoding step's 16), MKL reads W
-    at 5-7 GB/s as x @ W^T and 20-30% faster this way round: decoding is bound by reading the
-    weights (benchmarks/README.md, the smol sampler)."""
+    """module(x) for a bias-free nn.Linear, computed as (W @ x^T)^T. The matmul alone gave bitwise
+    the same outputs as F.linear for SmolLM2's shapes at 1, 16 and 160 rows; the loop as a whole
+    did not stay bitwise the previous one (the queries are now strided views, and a smol run's
+    draws diverged from the earlier run's). With a few rows x (a decoding step's 16), MKL reads W at
+    5-7 GB/s as x @ W^T and 20-30% faster this way round: decoding is bound by reading the weights
+    (benchmarks/README.md, the smol sampler)."""
     rows = x.reshape(-1, x.shape[-1])
     return torch.mm(module.weight, rows.t()).t().reshape(*x.shape[:-1], -1)
 
