@@ -66,7 +66,9 @@ def run(data_root: Path, update_docs: bool, mode: str = "main") -> dict:
         # the command's stdout so far, through a description of its own (the command's writes move
         # the offset of `out`'s): which stage runs
         with open(f"/proc/self/fd/{out.fileno()}") as reader:
-            peaks = peak_tree_memory(process, stage_of(reader))
+            trace = []
+            peaks = peak_tree_memory(process, stage_of(reader), trace=trace)
+        write_trace(data_root / "memory_trace.csv", trace, started)
         seconds = time.perf_counter() - started
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -97,10 +99,19 @@ def stage_of(reader):
     return current
 
 
-def peak_tree_memory(process: subprocess.Popen, stage=lambda: None, every: float = 0.5) -> dict:
+def write_trace(path: Path, trace: list, started: float) -> None:
+    """Every memory sample (seconds since the start, stage, GB) beside the run's data: where in a
+    stage the peak happens."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [f"{at - started:.1f},{stage},{total / 1e9:.3f}" for at, stage, total in trace]
+    path.write_text("\n".join(["seconds,stage,pss_gb", *rows]) + "\n")
+
+
+def peak_tree_memory(process: subprocess.Popen, stage=lambda: None, every: float = 0.5,
+                     trace: list | None = None) -> dict:
     """Wait for `process`; per stage (`stage()` names the one running), the largest sum of
     proportional set sizes (bytes) over the process and its descendants (the training workers),
-    sampled every `every` seconds. PSS, not RSS: forked workers share their parent's pages, and
+    sampled every `every` seconds (each sample appended to `trace`, if given). PSS, not RSS: forked workers share their parent's pages, and
     summing RSS counts those pages once per process (a smol run summed to 24 GB that way on a
     23 GB machine)."""
     import psutil
@@ -119,6 +130,8 @@ def peak_tree_memory(process: subprocess.Popen, stage=lambda: None, every: float
                 pass
         name = stage() or "start"
         peaks[name] = max(peaks.get(name, 0), total)
+        if trace is not None:
+            trace.append((time.perf_counter(), name, total))
         time.sleep(every)
     process.wait()
     return peaks

@@ -279,7 +279,7 @@ def test_the_main_command_sentence_gives_the_budget_verdict_from_the_figures(mai
     assert "(OVER the 15-minute budget)" in main_command.render({**result, "seconds": 901.0})
 
 
-def test_the_peak_memory_is_that_of_the_whole_process_tree_stage_by_stage(main_command):
+def test_the_peak_memory_is_that_of_the_whole_process_tree_stage_by_stage(main_command, tmp_path):
     """A child that holds 300 MB and a grandchild that holds 200 MB at once, in a stage it names
     by printing `[warp]` after a `[prompts]` stage of nothing: the warp peak counts both."""
     import subprocess
@@ -291,10 +291,18 @@ def test_the_peak_memory_is_that_of_the_whole_process_tree_stage_by_stage(main_c
             "print('[warp] ...', flush=True); "
             f"p = subprocess.Popen([sys.executable, '-c', {hold.format(200_000_000)!r}]); "
             + hold.format(300_000_000) + "; p.wait()")
+    trace = []
     with tempfile.TemporaryFile("w+") as out, open(f"/proc/self/fd/{out.fileno()}") as reader:
         peaks = main_command.peak_tree_memory(subprocess.Popen([sys.executable, "-c", code], stdout=out),
-                                              main_command.stage_of(reader), every=0.1)
+                                              main_command.stage_of(reader), every=0.1, trace=trace)
     assert peaks["warp"] > 500_000_000 and peaks["prompts"] < 200_000_000
+    # the trace holds every sample: its largest warp sample is the warp peak, in time order
+    assert max(total for _, stage, total in trace if stage == "warp") == peaks["warp"]
+    assert [at for at, _, _ in trace] == sorted(at for at, _, _ in trace)
+    main_command.write_trace(tmp_path / "trace.csv", trace, trace[0][0])
+    lines = (tmp_path / "trace.csv").read_text().splitlines()
+    assert lines[0] == "seconds,stage,pss_gb" and len(lines) == len(trace) + 1
+    assert lines[1].startswith("0.0,")
     result = {"date": "2026-01-01", "command": "python -m warp_utils run", "seconds": 60.0, "stages": {},
               "load_average_at_start": 0.2, "cpu": "cpu X", "cores": 2, "budget_seconds": 1800, "peak_memory_gb": 5.04,
               "peak_memory_by_stage_gb": {"prompts": 1.0, "warp": 5.04}, "memory_budget_gb": 12}

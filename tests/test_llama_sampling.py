@@ -98,3 +98,30 @@ def test_generate_picks_the_llama_loop_and_scoring_works_on_llama(monkeypatch):
     args = (rollout.input_ids, rollout.attention_mask, rollout.response_mask, 0.8)
     assert torch.allclose(scores.logprobs, sequence_logprobs(policy, *args), atol=1e-10)
     assert torch.allclose(scores.kl, exact_kl(policy, reference, *args), atol=1e-10)
+
+
+def test_a_revision_of_the_llama_loop_makes_llama_runs_stale_and_no_others(monkeypatch):
+    """The Llama loop's revision is part of a Llama run's config (a revised loop draws other
+    tokens: the old runs must not be reused), and absent from a GPT-2 run's (whose sampler did not
+    change: its runs keep the keys they were stamped with)."""
+    from types import SimpleNamespace
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from warp_utils.config import WarpConfig
+    from warp_utils.core import llama_sampling
+    from warp_utils.store import runstore
+
+    def config_of(policy):
+        components = SimpleNamespace(policy=policy, reward_scorer=lambda texts: None)
+        inputs = runstore.shared_inputs(components, [[1, 2]])
+        return runstore.run_config(WarpConfig(), SamplingConfig(), 1, 1, {}, inputs)
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=48, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    small_llama = llama(0)
+    before_llama, before_gpt2 = config_of(small_llama), config_of(gpt2)
+    assert before_llama["llama_sampler"] == llama_sampling.REVISION
+    assert set(before_gpt2) == {"warp", "sampling", "iteration", "run", "theta_init", "theta_sft",
+                                "prompts", "reward_model"}
+    from warp_utils.core import sampling as sampling_module
+    monkeypatch.setattr(sampling_module, "LLAMA_REVISION", llama_sampling.REVISION + 1)
+    assert config_of(small_llama) != before_llama
+    assert config_of(gpt2) == before_gpt2

@@ -19,6 +19,10 @@ from torch import Tensor
 
 from .decoding import Attention, KeyValues, decode
 
+# Which version of this loop's numerics trained a run (runstore's run config keeps it, so a run of
+# an older loop is stale). 2: `linear` as (W @ x^T)^T; the draws moved (a smol run diverged).
+REVISION = 2
+
 
 def supports_llama_layers(policy) -> bool:
     """A Llama whose attention is the plain rotary, grouped-query attention this loop computes."""

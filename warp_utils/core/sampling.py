@@ -30,7 +30,7 @@ from torch import Tensor
 from ..config import SamplingConfig, check_sampling
 from .decoding import decode
 from .gpt2_sampling import sample_gpt2, supports_gpt2_blocks
-from .llama_sampling import sample_llama, supports_llama_layers
+from .llama_sampling import REVISION as LLAMA_REVISION, sample_llama, supports_llama_layers
 
 @dataclass
 class Rollout:
@@ -239,6 +239,13 @@ def generate(
     finally:
         policy.train(was_training)
     return rollout_from_sequences(sequences, prompt_mask, eos_token_id)
+
+
+def sampler_revision(policy) -> dict:
+    """The sampler's own numerics version, for a run's config: {} for the loops that never changed
+    since runstore.STEP_VERSION last moved (GPT-2's, HF's), so their runs keep the keys they were
+    stamped with; {"llama_sampler": n} for the Llama loop, revised since."""
+    return {"llama_sampler": LLAMA_REVISION} if supports_llama_layers(policy) else {}
 
 
 def rollout_from_sequences(sequences: Tensor, prompt_mask: Tensor, eos_token_id: int) -> Rollout:

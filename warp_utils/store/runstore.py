@@ -31,10 +31,12 @@ from safetensors.torch import load_file, save_file
 from .artifacts import CHECKPOINT, is_fresh
 from ..execution.progress import quiet_loading
 from ..config import SamplingConfig, WarpConfig, to_dict
+from ..core.sampling import sampler_revision
 from ..core.weights import StateDict
 
-# Bump when the numerics of one RL step change (rl.rl_step, the sampler, the optimiser): every
-# run trained by older code is then stale, never reused.
+# Bump when the numerics of one RL step change (rl.rl_step, the optimiser): every run trained by
+# older code is then stale, never reused. A change to one sampler only bumps that sampler's
+# revision (sampling.sampler_revision, in the run config): other families' runs stay fresh.
 STEP_VERSION = 5  # 3: the lean KV-cache sampler (inverse-CDF draw) replaced HF generate; 4: log-probs
 # with the temperature on the hidden states (lm_head(h / T)) and, without a reference, by logsumexp;
 # 5: a run folder also keeps the batches of its KL-measuring steps (SAMPLES_FILE; weights unchanged)
@@ -74,10 +76,12 @@ def scorer_fingerprint(reward_scorer) -> str | None:
 
 
 def shared_inputs(components, prompts) -> dict:
-    """The fingerprints every run of a train_warp call shares: pi_sft, prompts, reward model."""
+    """The fingerprints every run of a train_warp call shares: pi_sft, prompts, reward model, and
+    the revision of the sampler that draws the policy's completions (only for a revised one)."""
     return {"theta_sft": state_fingerprint(components.policy.state_dict()),
             "prompts": prompts_fingerprint(prompts),
-            "reward_model": scorer_fingerprint(components.reward_scorer)}
+            "reward_model": scorer_fingerprint(components.reward_scorer),
+            **sampler_revision(components.policy)}
 
 
 def run_config(config: WarpConfig, sampling: SamplingConfig, iteration: int, run: int,
