@@ -264,6 +264,7 @@ def test_scaled_step_equals_the_plain_step(clip):
     assert taken
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+        assert p.grad is None and q.grad is None  # freed after the step, for the next forward
 
 
 def test_scaled_step_skips_an_overflowing_gradient():

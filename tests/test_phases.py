@@ -44,3 +44,15 @@ def test_the_phases_of_an_rl_step_are_timed_only_inside_timed_phases(setup):  # 
     with phase("outside"):
         pass
     assert len(seen) == 9  # no timer outside the block
+
+
+def test_an_rl_step_leaves_no_gradient_for_the_next_forward_to_hold(setup):  # noqa: F811
+    """The next step's forward is where the activations peak: stale gradients there cost a model's
+    worth of memory. The step frees them once Adam has used them, and still moves the weights."""
+    policy, tokenizer, prompts = setup
+    trained, anchor = copy.deepcopy(policy), copy.deepcopy(policy).requires_grad_(False)
+    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in trained.parameters()]
+    rl.rl_step(trained, anchor, optimizer, prompts[:2], components(policy, tokenizer, prompts), config())
+    assert all(p.grad is None for p in trained.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(trained.parameters(), before))

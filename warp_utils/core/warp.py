@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from ..config import WarpConfig
-from ..execution.device import choose_precision, fused_optimizer
+from ..execution.device import choose_precision, fused_optimizer, return_freed_memory
 from ..execution.progress import log, progress
 from ..execution.runtime import Components
 from .rl import StepContext, rl_step
@@ -215,6 +215,7 @@ def train_run(iteration: int, run: int, theta_init: StateDict, loop: RunLoop, fo
         measure_kl = step in (1, config.T) or step % execution.kl_every == 0
         metrics = rl_step(policy, anchor, optimizer, [loop.prompts[i] for i in indices], loop.components,
                           config, StepContext(measure_kl, precision, scaler))
+        return_freed_memory()  # between steps a run holds only its models and Adam's moments
         rows.append({"iteration": iteration, "run": run, "step": step, **metrics})
         steps.set_postfix(reward=f"{metrics['reward_mean']:.2f}")
         if loop.step_callback is not None:
