@@ -6,7 +6,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from warp_utils.config import SamplingConfig
-from warp_utils.core.llama_sampling import sample_llama, supports_llama_layers
+from warp_utils.core.llama_sampling import Linears, can_prepack, linear, sample_llama, supports_llama_layers
 from warp_utils.core.sampling import draw_multinomial, generation_kwargs, left_pad
 
 EOS = 0
@@ -58,6 +58,36 @@ def test_llama_loop_gives_the_logits_of_the_hf_forward_at_every_step():
         done = (sequences[:, ids.shape[1]:ids.shape[1] + step] == EOS).any(-1)
         live &= ~done
         assert torch.allclose(probs[live].double(), expected[live], atol=1e-6)  # the draw is in float32
+
+
+@pytest.mark.skipif(not can_prepack(llama().float()), reason="needs torch built with oneDNN")
+def test_prepacked_float32_loop_gives_the_logits_of_the_hf_forward():
+    """float32 on a CPU: the loop's linear layers run on weights laid out for oneDNN. Other
+    rounding than transformers' (so no token-for-token claim), the same distributions to 1e-5."""
+    model = llama(4).float()
+    assert len(Linears(model).packed) == 2 * 7 + 1  # q k v o gate up down per layer, and the head
+    x = torch.randn(3, 5, 32)
+    for module in (model.model.layers[0].self_attn.q_proj, model.lm_head):
+        assert torch.allclose(Linears(model)(x, module), linear(x, module), atol=1e-5)
+    assert not Linears(model.double()).packed  # float64: oneDNN has none, the plain matmul
+    model.float()
+    sampling = SamplingConfig(max_new_tokens=8, temperature=0.8)
+    ids, mask = left_pad(PROMPTS, EOS)
+    seen = []
+
+    def draw(probs):
+        seen.append(probs)
+        return draw_multinomial(probs)
+
+    torch.manual_seed(0)
+    sequences = sample_llama(model, ids, mask, sampling, EOS, EOS, draw=draw)
+    full_mask = torch.cat([mask, torch.ones_like(sequences[:, ids.shape[1]:])], dim=1)
+    logits = model(input_ids=sequences, attention_mask=full_mask,
+                   position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits
+    for step, probs in enumerate(seen):
+        live = ~(sequences[:, ids.shape[1]:ids.shape[1] + step] == EOS).any(-1)
+        expected = torch.softmax(logits[:, ids.shape[1] - 1 + step] / 0.8, -1)
+        assert torch.allclose(probs[live], expected[live], atol=1e-5)
 
 
 def test_llama_loop_stops_when_every_row_ended_like_hf_generate():

@@ -13,6 +13,8 @@ Tested token for token against HF `generate` on a float64 random Llama (tests/te
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,7 +23,8 @@ from .decoding import Attention, KeyValues, decode
 
 # Which version of this loop's numerics trained a run (runstore's run config keeps it, so a run of
 # an older loop is stale). 2: `linear` as (W @ x^T)^T; the draws moved (a smol run diverged).
-REVISION = 2
+# 3: float32 weights prepacked for oneDNN (Linears): other rounding, other draws.
+REVISION = 3
 
 
 def supports_llama_layers(policy) -> bool:
@@ -36,14 +39,38 @@ def supports_llama_layers(policy) -> bool:
 
 
 def linear(x: Tensor, module) -> Tensor:
-    """module(x) for a bias-free nn.Linear, computed as (W @ x^T)^T. The matmul alone gave bitwise
-    the same outputs as F.linear for SmolLM2's shapes at 1, 16 and 160 rows; the loop as a whole
-    did not stay bitwise the previous one (the queries are now strided views, and a smol run's
-    draws diverged from the earlier run's). With a few rows x (a decoding step's 16), MKL reads W at
-    5-7 GB/s as x @ W^T and 20-30% faster this way round: decoding is bound by reading the weights
-    (benchmarks/README.md, the smol sampler)."""
+    """module(x) for a bias-free nn.Linear, computed as (W @ x^T)^T: with a few rows x (a decoding
+    step's 16) MKL reads W 20-30% faster this way round than as x @ W^T. The fallback of Linears."""
     rows = x.reshape(-1, x.shape[-1])
     return torch.mm(module.weight, rows.t()).t().reshape(*x.shape[:-1], -1)
+
+
+def can_prepack(policy) -> bool:
+    """float32 weights on a CPU with oneDNN (torch's CPU wheels): oneDNN takes no float64."""
+    weight = policy.lm_head.weight
+    return (weight.dtype == torch.float32 and weight.device.type == "cpu"
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+class Linears:
+    """The bias-free linear layers of a policy as one rollout computes them. Decoding is bound by
+    reading the weights (16 rows against 576-49,152 columns): MKL's matmul reads them at 9-20 GB/s
+    here, oneDNN's linear on weights laid out for it once per rollout at 20-45 GB/s (benchmarks/
+    README.md, the smol sampler). The layout costs one copy of the weights while the rollout lasts;
+    the weights do not change during it. Elsewhere (float64, no oneDNN, autocast) it is `linear`."""
+
+    def __init__(self, policy):
+        self.packed = {}
+        if can_prepack(policy) and not torch.is_autocast_enabled("cpu"):
+            self.packed = {id(module): torch.ops.mkldnn._reorder_linear_weight(module.weight.detach())
+                           for module in policy.modules() if isinstance(module, torch.nn.Linear)}
+
+    def __call__(self, x: Tensor, module) -> Tensor:
+        packed = self.packed.get(id(module))
+        if packed is None:
+            return linear(x, module)
+        rows = x.reshape(-1, x.shape[-1])
+        return torch.ops.mkldnn._linear_pointwise(rows, packed, None, "none", [], "").reshape(*x.shape[:-1], -1)
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -52,11 +79,22 @@ def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
-def layer_forward(layer, x: Tensor, cache: KeyValues, index: int, start: int, allowed: Tensor,
-                  rotary: tuple[Tensor, Tensor]) -> Tensor:
-    """One Llama decoder layer over positions start .. start + T - 1 of x (B, T, C); `allowed`
-    (B, 1, T, start + T) says which positions each query attends to; rotary: (cos, sin) there."""
+@dataclass
+class Step:
+    """What every layer of one decoding step shares: the cache, the linear layers, the first
+    position it writes, where each query may attend (B, 1, T, start + T), rotary (cos, sin) there."""
+
+    cache: KeyValues
+    linear: Linears
+    start: int
+    allowed: Tensor
+    rotary: tuple[Tensor, Tensor]
+
+
+def layer_forward(layer, x: Tensor, index: int, step: Step) -> Tensor:
+    """Llama decoder layer `index` over positions step.start .. step.start + T - 1 of x (B, T, C)."""
     B, T, _ = x.shape
+    linear, cache, start, allowed, rotary = step.linear, step.cache, step.start, step.allowed, step.rotary
     attention = layer.self_attn
     D = attention.head_dim
     h = layer.input_layernorm(x)
@@ -86,14 +124,14 @@ def sample_llama(policy, prompt_ids: Tensor, prompt_mask: Tensor, sampling, eos_
     positions from the attention mask (left padding), pad_token_id after a row's EOS."""
     model, layers = policy.model, policy.model.layers
     cache = KeyValues(len(layers), prompt_ids.shape[1] + sampling.max_new_tokens)
-    attention = Attention(prompt_mask, sampling.max_new_tokens)
+    attention, linears = Attention(prompt_mask, sampling.max_new_tokens), Linears(policy)
 
     def forward(tokens: Tensor, positions: Tensor, step: int) -> Tensor:
         start, mask = attention.at(step)
         x = model.embed_tokens(tokens)
-        rotary = rotary_at(model, x, positions)
+        shared = Step(cache, linears, start, mask, rotary_at(model, x, positions))
         for index, layer in enumerate(layers):
-            x = layer_forward(layer, x, cache, index, start, mask, rotary)
-        return linear(model.norm(x[:, -1]) / sampling.temperature, policy.lm_head)
+            x = layer_forward(layer, x, index, shared)
+        return linears(model.norm(x[:, -1]) / sampling.temperature, policy.lm_head)
 
     return decode(forward, prompt_ids, prompt_mask, sampling.max_new_tokens, eos_token_id, pad_token_id, draw)
