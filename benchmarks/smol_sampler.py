@@ -21,6 +21,7 @@ Writes benchmarks/results/smol_sampler.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -89,8 +90,6 @@ def compare_logits(model, ids, mask, sampling, eos: int, pad: int) -> tuple[floa
 def float32_floor(model, sequences, prompt_length: int, pad: int) -> float:
     """max |logits_float32 - logits_float64| of `model`'s forward over `sequences`' completion
     positions (every position before a row's first pad after the prompt)."""
-    import copy
-
     mask = torch.ones_like(sequences)
     mask[:, prompt_length:] = (sequences[:, prompt_length:] != pad).cumprod(-1)
     mask[:, :prompt_length] = (sequences[:, :prompt_length] != pad).long()

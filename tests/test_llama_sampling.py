@@ -6,7 +6,13 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from warp_utils.config import SamplingConfig
-from warp_utils.core.llama_sampling import Linears, can_prepack, linear, sample_llama, supports_llama_layers
+from warp_utils.core.llama_sampling import (
+    Linears,
+    can_prepack,
+    linear,
+    sample_llama,
+    supports_llama_layers,
+)
 from warp_utils.core.sampling import draw_multinomial, generation_kwargs, left_pad
 
 EOS = 0
@@ -113,7 +119,8 @@ def test_llama_layers_need_plain_rotary_attention():
 def test_generate_picks_the_llama_loop_and_scoring_works_on_llama(monkeypatch):
     """generate dispatches a Llama to sample_llama; score_rollout's lm_head-after-base path gives
     the log-probs and exact KL of the reference functions (full logits) on a Llama."""
-    from warp_utils.core import llama_sampling, sampling as sampling_module
+    from warp_utils.core import llama_sampling
+    from warp_utils.core import sampling as sampling_module
     from warp_utils.core.scoring import exact_kl, score_rollout, sequence_logprobs
 
     policy, reference = llama(5), llama(6)
@@ -135,7 +142,9 @@ def test_a_revision_of_the_llama_loop_makes_llama_runs_stale_and_no_others(monke
     tokens: the old runs must not be reused), and absent from a GPT-2 run's (whose sampler did not
     change: its runs keep the keys they were stamped with)."""
     from types import SimpleNamespace
+
     from transformers import GPT2Config, GPT2LMHeadModel
+
     from warp_utils.config import WarpConfig
     from warp_utils.core import llama_sampling
     from warp_utils.store import runstore

@@ -62,11 +62,11 @@ class Linears:
     def __init__(self, policy):
         self.packed = {}
         if can_prepack(policy) and not torch.is_autocast_enabled("cpu"):
-            self.packed = {id(module): torch.ops.mkldnn._reorder_linear_weight(module.weight.detach())
+            self.packed = {module: torch.ops.mkldnn._reorder_linear_weight(module.weight.detach())
                            for module in policy.modules() if isinstance(module, torch.nn.Linear)}
 
     def __call__(self, x: Tensor, module) -> Tensor:
-        packed = self.packed.get(id(module))
+        packed = self.packed.get(module)
         if packed is None:
             return linear(x, module)
         rows = x.reshape(-1, x.shape[-1])
@@ -94,20 +94,20 @@ class Step:
 def layer_forward(layer, x: Tensor, index: int, step: Step) -> Tensor:
     """Llama decoder layer `index` over positions step.start .. step.start + T - 1 of x (B, T, C)."""
     B, T, _ = x.shape
-    linear, cache, start, allowed, rotary = step.linear, step.cache, step.start, step.allowed, step.rotary
+    project, cache, start, allowed, rotary = step.linear, step.cache, step.start, step.allowed, step.rotary
     attention = layer.self_attn
     D = attention.head_dim
     h = layer.input_layernorm(x)
-    query = linear(h, attention.q_proj).view(B, T, -1, D).transpose(1, 2)
-    key = linear(h, attention.k_proj).view(B, T, -1, D).transpose(1, 2)
-    value = linear(h, attention.v_proj).view(B, T, -1, D).transpose(1, 2)
+    query = project(h, attention.q_proj).view(B, T, -1, D).transpose(1, 2)
+    key = project(h, attention.k_proj).view(B, T, -1, D).transpose(1, 2)
+    value = project(h, attention.v_proj).view(B, T, -1, D).transpose(1, 2)
     cos, sin = rotary
     keys, values = cache.write(index, start, rotate(key, cos, sin), value)
     attended = F.scaled_dot_product_attention(rotate(query, cos, sin), keys, values, attn_mask=allowed,
                                               scale=attention.scaling, enable_gqa=True)
-    x = linear(attended.transpose(1, 2).reshape(B, T, -1), attention.o_proj) + x
+    x = project(attended.transpose(1, 2).reshape(B, T, -1), attention.o_proj) + x
     mlp, h = layer.mlp, layer.post_attention_layernorm(x)
-    return x + linear(mlp.act_fn(linear(h, mlp.gate_proj)) * linear(h, mlp.up_proj), mlp.down_proj)
+    return x + project(mlp.act_fn(project(h, mlp.gate_proj)) * project(h, mlp.up_proj), mlp.down_proj)
 
 
 def rotary_at(model, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
