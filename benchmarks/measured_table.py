@@ -92,8 +92,13 @@ def sampler_row(result: dict) -> str:
     agreement, logits = result["token_agreement"], result.get("max_logit_difference")
     met = agreement >= SAMPLER_AGREEMENT and logits is not None and logits <= SAMPLER_LOGITS
     shown = f"{logits:.1e}" if logits is not None else "not measured"
+    notes = []
     if result.get("float32_floor") is not None:  # how far generate's own float32 logits are from exact
-        shown += f" (`generate`'s own float32 logits are {result['float32_floor']:.1e} from float64's)"
+        notes.append(f"`generate`'s own float32 logits are {result['float32_floor']:.1e} from float64's")
+    if result.get("generate_matmuls_logit_difference") is not None:  # the loop's arithmetic, kernels aside
+        notes.append(f"the same loop with `generate`'s matmuls: {result['generate_matmuls_logit_difference']:.1e}")
+    if notes:
+        shown += f" ({'; '.join(notes)})"
     return (f"| the lean Llama sampler on SmolLM2-135M-Instruct against `generate`, {result['prompts']} prompts x "
             f"{result['new_tokens']} new tokens, same seed ([`benchmarks/smol_sampler.py`](smol_sampler.py), "
             f"[results](results/smol_sampler.json)) | {agreement:.1%} of sampled tokens equal; largest logit "

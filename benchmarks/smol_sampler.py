@@ -11,6 +11,10 @@ draw of both (so that equal logits give equal tokens):
 - the largest |difference| between the loop's logits and `generate`'s, step by step, over the
   whole vocabulary, while a row's tokens still agree (target 1e-4), and the same for the tempered
   log-probabilities (the loop divides the hidden state by the temperature, generate the logits);
+- the same difference for the same loop computing its linear layers as `generate` does
+  (`torch.nn.functional.linear` on the model's weights, MKL) and dividing the logits, not the hidden
+  state, by the temperature: how much of the difference is the loop's arithmetic, and how much the
+  order in which oneDNN rounds its sums (`generate_matmuls_logit_difference`);
 - the float32 floor of that difference: the largest |difference| between `generate`'s model's own
   float32 logits and float64 ones on the same sequences (two float32 loops that both sit this far
   from the exact logits cannot be asked to agree much more closely);
@@ -45,9 +49,27 @@ def prompts(tokenizer, count: int, length: int = 10) -> list[list[int]]:
     return [i for i in ids if len(i) == length][:count]
 
 
-def compare_logits(model, ids, mask, sampling, eos: int, pad: int) -> tuple[float, float]:
+class GenerateMatmuls:
+    """The lean loop's linear layers computed as transformers' Llama computes them: F.linear on the
+    weights as they are, and lm_head(h) / temperature. Not the product's path (it is slower: the
+    weights are read by MKL's matmul, 9-20 GB/s, instead of oneDNN's linear on weights laid out for
+    it); a diagnosis of where the loop's difference from `generate` comes from."""
+
+    def __init__(self, policy):
+        pass
+
+    def __call__(self, x, module):
+        return torch.nn.functional.linear(x, module.weight)
+
+    def head(self, h, lm_head, temperature: float):
+        return self(h, lm_head) / temperature
+
+
+def compare_logits(model, ids, mask, sampling, eos: int, pad: int, linears=None) -> tuple[float, float]:
     """(largest |logit difference|, largest |tempered log-prob difference|) between the lean loop
-    and `generate` under the same seed, at every step of every row whose tokens so far agree."""
+    and `generate` under the same seed, at every step of every row whose tokens so far agree.
+    `linears`: a stand-in for llama_sampling.Linears (GenerateMatmuls), or None for the product's."""
+    from warp_utils.core import llama_sampling
     from warp_utils.core.llama_sampling import sample_llama
     from warp_utils.core.sampling import draw_multinomial, generation_kwargs
 
@@ -63,12 +85,13 @@ def compare_logits(model, ids, mask, sampling, eos: int, pad: int) -> tuple[floa
         lean.append(logits.detach().clone())
         return next_token(logits, *args, **kwargs)
 
-    decoding.next_token = recording
+    decoding.next_token, product_linears = recording, llama_sampling.Linears
+    llama_sampling.Linears = linears or product_linears
     try:
         torch.manual_seed(0)
         got = sample_llama(model, ids, mask, sampling, eos, pad, draw=draw_multinomial)
     finally:
-        decoding.next_token = next_token
+        decoding.next_token, llama_sampling.Linears = next_token, product_linears
     if len(lean) != len(out.logits):
         raise RuntimeError(f"recorded {len(lean)} steps of the loop against generate's {len(out.logits)}")
     P, t = ids.shape[1], sampling.temperature
@@ -139,11 +162,13 @@ def main(argv=None) -> int:
     new = slice(ids.shape[1], width)
     agreement = (got[:, new] == expected[:, new]).double().mean().item()
     logits_difference, log_prob_difference = compare_logits(model, ids, mask, sampling, eos, pad)
+    generate_matmuls, _ = compare_logits(model, ids, mask, sampling, eos, pad, linears=GenerateMatmuls)
     floor = float32_floor(model, expected, ids.shape[1], pad)
     result = {"date": datetime.date.today().isoformat(), "prompts": args.prompts, "new_tokens": args.new_tokens,
               "threads": args.threads, "load_seconds": round(load_seconds, 1),
               "token_agreement": round(agreement, 4), "max_logit_difference": logits_difference,
               "max_log_prob_difference": log_prob_difference,
+              "generate_matmuls_logit_difference": generate_matmuls,
               "float32_floor": floor,
               "generate_seconds": round(min(times["generate"]), 2), "lean_seconds": round(min(times["lean"]), 2),
               "speedup": round(min(times["generate"]) / min(times["lean"]), 2),

@@ -350,6 +350,11 @@ def test_the_sampler_row_judges_agreement_and_logits_against_their_targets(measu
     row = measured_table.render(None, {}, sampler={**result, "max_logit_difference": 1.1e-4, "float32_floor": 1.2e-4})
     assert "largest logit difference 1.1e-04 (`generate`'s own float32 logits are 1.2e-04 from float64's)" in row
     assert "NOT met" in row  # the floor explains, it does not move the target
+    row = measured_table.render(None, {}, sampler={**result, "max_logit_difference": 1.1e-4, "float32_floor": 1.2e-4,
+                                                   "generate_matmuls_logit_difference": 1.9e-6})
+    assert ("largest logit difference 1.1e-04 (`generate`'s own float32 logits are 1.2e-04 from float64's; "
+            "the same loop with `generate`'s matmuls: 1.9e-06)") in row
+    assert "NOT met" in row  # the diagnosis explains, it does not move the target either
 
 
 def test_the_learner_readme_says_the_main_commands_time_from_its_result(main_command):

@@ -72,6 +72,11 @@ class Linears:
         rows = x.reshape(-1, x.shape[-1])
         return torch.ops.mkldnn._linear_pointwise(rows, packed, None, "none", [], "").reshape(*x.shape[:-1], -1)
 
+    def head(self, h: Tensor, lm_head, temperature: float) -> Tensor:
+        """lm_head(h) / temperature, computed as lm_head(h / temperature): the division touches 576
+        numbers per row instead of 49,152 (the same up to float32 rounding)."""
+        return self(h / temperature, lm_head)
+
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotary embedding of x (B, H, T, D) at the positions cos/sin (B, 1, T, D) were computed for."""
@@ -132,6 +137,6 @@ def sample_llama(policy, prompt_ids: Tensor, prompt_mask: Tensor, sampling, eos_
         shared = Step(cache, linears, start, mask, rotary_at(model, x, positions))
         for index, layer in enumerate(layers):
             x = layer_forward(layer, x, index, shared)
-        return linears(model.norm(x[:, -1]) / sampling.temperature, policy.lm_head)
+        return linears.head(model.norm(x[:, -1]), policy.lm_head, sampling.temperature)
 
     return decode(forward, prompt_ids, prompt_mask, sampling.max_new_tokens, eos_token_id, pad_token_id, draw)
