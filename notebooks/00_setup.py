@@ -258,5 +258,5 @@ if losses:
 # | on-policy, off-policy | | samples drawn from the policy being trained, or from another distribution; REINFORCE needs the former | 04 |
 # | one-sided test | | a test of a claim with a direction ("A above B"): only a difference on the claimed side counts as evidence | 05 |
 # | Holm | `stats.holm_reject` | a correction for testing several claims at once: the smallest $p$ must pass $\alpha/k$, the next $\alpha/(k-1)$, ...; it keeps the chance of any false claim below $\alpha$; the course corrects each judge's claims together (one family per judge) | 05, 06 |
-# | MDE | `mde` | minimum detectable effect: the smallest true difference that the number of seeds would detect with 80% probability | 05, 06 |
+# | seeds for power | `seeds_for_power` | how many training seeds a claim's test would need to detect a given true difference with 80% probability | 05, 06 |
 # | bootstrap | | resampling the data (seeds, prompts) with replacement to see how much a statistic would move on another draw | 05 |

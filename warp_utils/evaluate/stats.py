@@ -1,4 +1,5 @@
-"""Statistics behind every verdict: training seeds, Holm's adjustment, minimum detectable effects.
+"""Statistics behind every verdict: training seeds, one-sided tests with Holm's adjustment, seeds
+needed for power, a crossed bootstrap.
 
 A claim compares two configurations with one statistic, e.g. "reward at a common KL, iteration 2
 minus iteration 1". Each training seed s gives one paired difference d_s (both configurations
@@ -7,20 +8,11 @@ S seeds:
 
     mean      d_bar = (1/S) sum_s d_s
     interval  d_bar +- t_{1 - a/2, S - 1} sd(d) / sqrt(S)       (Student t, S - 1 dof; sd with S - 1)
-    p         2 P(T_{S-1} > |d_bar| / (sd(d) / sqrt(S)))        (the matching two-sided t-test)
 
-so the interval at level 1 - a excludes 0 exactly when p < a. Training variance is inside d_s, so
-the interval covers it; one seed gives no interval (NaN bounds, verdict inconclusive).
-
-Holm across the k claims graded together, written as intervals: sort the claims by p (ties: input
-order); the claim of rank j = 1..k gets a = alpha / (k - j + 1), as long as every claim before it
-excluded 0 (p < its a); from the first claim that does not, every later claim keeps that same a
-(Holm's step-down stops there). So a claim's interval excludes 0 exactly when Holm rejects it (a
-brute-force closed test checks this). Claims without an interval (one seed) are not in the family.
-
-The minimum detectable effect of a claim is the true mean difference that its test (two-sided t
-at the claim's level, S seeds) detects with 80% power, with the observed sd standing for the true
-one (noncentral t, exact): an "inconclusive" claim says how large an effect could hide there.
+Training variance is inside d_s, so the interval covers it; one seed gives no interval (NaN bounds,
+verdict inconclusive). Every claim has a direction ("A above B") and is graded by one-sided t-tests
+with Holm's step-down within its family (grade_family, below); seeds_for_power says how many seeds
+would resolve a claim's smallest effect of interest.
 """
 
 from __future__ import annotations
@@ -30,11 +22,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize
 from scipy import stats as sps
 
 ALPHA = 0.05  # family-wise error rate of the claims graded together (95% intervals)
-POWER = 0.8  # power at the minimum detectable effect
+POWER = 0.8  # the power seeds_for_power asks for
 VERDICTS = ("supported", "contradicted", "inconclusive")
 
 
@@ -66,61 +57,6 @@ def seed_interval(differences, level: float = 1 - ALPHA) -> tuple[float, float, 
     return mean, mean - half, mean + half
 
 
-def t_test_p_value(differences) -> float:
-    """Two-sided p of the one-sample t-test of mean 0 on the per-seed differences (NaN for one
-    seed; all seeds equal: 0 if they are not 0, else 1)."""
-    d = _differences(differences)
-    if d.size < 2:
-        return math.nan
-    mean, sd = d.mean(), d.std(ddof=1)
-    if sd == 0.0:
-        return 0.0 if mean != 0.0 else 1.0
-    return float(2.0 * sps.t.sf(abs(mean) / (sd / math.sqrt(d.size)), d.size - 1))
-
-
-def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> list[float]:
-    """The confidence level of each claim's interval under Holm's step-down (module docstring).
-    NaN p (a claim without an interval): NaN level, and the claim is not counted in k."""
-    _check_level(1 - alpha)
-    p = [float(value) for value in p_values]
-    tested = [i for i, value in enumerate(p) if not math.isnan(value)]
-    order = sorted(tested, key=lambda i: (p[i], i))
-    levels, stopped_at = [math.nan] * len(p), None
-    for rank, i in enumerate(order):
-        step = alpha / (len(order) - rank) if stopped_at is None else stopped_at
-        levels[i] = 1.0 - step
-        if stopped_at is None and not p[i] < step:
-            stopped_at = step  # Holm stops: no later claim is tested at a looser level
-    return levels
-
-
-def _power(effect_in_sd: float, n: int, level: float) -> float:
-    """P(two-sided t-test at `level` rejects) when the true mean is effect_in_sd standard deviations."""
-    critical = sps.t.ppf(0.5 + level / 2, n - 1)
-    shift = effect_in_sd * math.sqrt(n)  # the noncentrality
-    # P(T < -c) written as P(T' > c) with T' of noncentrality -shift: scipy's nct.cdf gives NaN
-    # where that tail underflows
-    return float(sps.nct.sf(critical, n - 1, shift) + sps.nct.sf(critical, n - 1, -shift))
-
-
-def minimum_detectable_effect(sd: float, n: int, level: float = 1 - ALPHA,
-                              power: float = POWER) -> float:
-    """The true mean difference the t-test at `level` on `n` seeds detects with probability
-    `power`, the seeds' standard deviation being `sd`. n < 2: NaN (no test)."""
-    level, power = _check_level(level), _check_level(power)
-    if n < 2 or not math.isfinite(sd):
-        return math.nan
-    if sd < 0:
-        raise ValueError(f"sd must be >= 0, got {sd}")
-    if _power(0.0, n, level) >= power:  # only with absurd levels: any effect is "detected"
-        return 0.0
-    high = 1.0
-    while _power(high, n, level) < power:
-        high *= 2.0
-    effect = optimize.brentq(lambda x: _power(x, n, level) - power, 0.0, high, xtol=1e-12)
-    return float(effect * sd)
-
-
 def verdict(ci_low: float, ci_high: float, expected_sign: int) -> str:
     """`supported` when the interval lies strictly on the expected side of 0, `contradicted` when
     strictly on the other side, else `inconclusive` (also when there is no interval: NaN)."""
@@ -133,47 +69,6 @@ def verdict(ci_low: float, ci_high: float, expected_sign: int) -> str:
     if ci_low > 0 or ci_high < 0:
         return "supported" if (1 if ci_low > 0 else -1) == expected_sign else "contradicted"
     return "inconclusive"
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """One graded claim, as results.json stores it. `ci_low`/`ci_high` are the interval the
-    verdict uses (after Holm), at confidence `level`; `mde` the minimum detectable effect there."""
-
-    name: str
-    statistic: str  # what d_s measures, e.g. "reward at KL 2.0: iteration 2 - iteration 1"
-    expected_sign: int  # +1: the claim says d > 0; -1: d < 0
-    mean: float
-    ci_low: float
-    ci_high: float
-    n_seeds: int
-    mde: float
-    verdict: str
-    level: float = math.nan
-    per_seed: tuple[float, ...] = ()
-
-    def to_dict(self) -> dict:
-        """JSON-ready: NaN becomes None (JSON has no NaN), tuples lists."""
-        out = dataclasses.asdict(self)
-        out["per_seed"] = list(self.per_seed)
-        return {key: None if isinstance(value, float) and math.isnan(value) else value
-                for key, value in out.items()}
-
-
-def grade_claims(claims: Sequence[tuple[str, str, int, Sequence[float]]],
-                 alpha: float = ALPHA) -> list[Claim]:
-    """Grade claims together: each (name, statistic, expected_sign, per-seed differences) becomes a
-    Claim with its Holm-adjusted interval, minimum detectable effect and verdict (input order)."""
-    data = [_differences(differences) for _, _, _, differences in claims]
-    levels = holm_levels([t_test_p_value(d) for d in data], alpha)
-    graded = []
-    for (name, statistic, sign, _), d, level in zip(claims, data, levels):
-        mean, low, high = seed_interval(d, level) if d.size >= 2 else (float(d.mean()), math.nan, math.nan)
-        sd = float(d.std(ddof=1)) if d.size >= 2 else math.nan
-        mde = minimum_detectable_effect(sd, d.size, level) if d.size >= 2 else math.nan
-        graded.append(Claim(name, statistic, sign, mean, low, high, int(d.size), mde,
-                            verdict(low, high, sign), level, tuple(d.tolist())))
-    return graded
 
 
 def standardize_rewards(rewards, sft_rewards):
@@ -277,16 +172,14 @@ def _one_sided_power(effect_in_sd: float, n: int, level: float) -> float:
 
 
 def seeds_for_power(sd: float, effect: float, level: float = 1 - ALPHA, power: float = POWER,
-                    sided: int = 1, max_seeds: int = 1_000_000) -> int | float:
+                    max_seeds: int = 1_000_000) -> int | float:
     """The fewest seeds (>= 2) with which the one-sample t-test at confidence `level` (e.g. a
     Holm level 1 - alpha / k) detects a true mean difference `effect` with probability `power`,
     the seeds' sd being `sd` (noncentral t, exact): how many seeds a claim must train to resolve
-    its smallest effect of interest. sided=1: the one-sided test in the effect's direction;
-    sided=2: two-sided (as minimum_detectable_effect). NaN when sd is not finite (one seed: no
-    sd observed). Power grows with n, so the smallest n is found by doubling then bisection."""
+    its smallest effect of interest, by the one-sided test in the effect's direction (the test
+    grade_family uses). NaN when sd is not finite (one seed: no sd observed). Power grows with n,
+    so the smallest n is found by doubling then bisection."""
     level, power = _check_level(level), _check_level(power)
-    if sided not in (1, 2) or isinstance(sided, bool):
-        raise ValueError(f"sided must be 1 or 2, got {sided!r}")
     if not (math.isfinite(effect) and effect > 0):
         raise ValueError(f"effect must be finite and > 0 (the smallest effect of interest), got {effect}")
     if not math.isfinite(sd):
@@ -295,12 +188,10 @@ def seeds_for_power(sd: float, effect: float, level: float = 1 - ALPHA, power: f
         raise ValueError(f"sd must be >= 0, got {sd}")
     if sd == 0:
         return 2  # no noise: any effect is seen by the smallest test
-    if sided == 1:
-        def enough(n):
-            return _one_sided_power(effect / sd, n, level) >= power
-    else:
-        def enough(n):
-            return _power(effect / sd, n, level) >= power
+
+    def enough(n):
+        return _one_sided_power(effect / sd, n, level) >= power
+
     low, high = 1, 2  # enough(low) is False by convention (no test with 1 seed)
     while not enough(high):
         if high >= max_seeds:
