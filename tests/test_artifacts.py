@@ -60,6 +60,26 @@ def test_another_config_or_code_version_is_stale(tmp_path):
     assert len(calls) == 2 and artifacts.is_fresh(folder, CONFIG, version=1)
 
 
+def test_timings_are_kept_beside_the_content_but_not_listed_nor_fingerprinted(tmp_path):
+    def build(seconds):
+        def write(folder):
+            writer([])(folder)
+            artifacts.write_timings(folder, build_seconds=seconds)
+            return {}
+        return write
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    build_once(first, CONFIG, build(1.5))
+    build_once(second, CONFIG, build(7.25))  # the same content, built slower
+    assert artifacts.read_timings(first) == {"build_seconds": 1.5}
+    assert artifacts.TIMINGS not in json.loads((first / STAMP).read_text())["files"]
+    assert artifacts.fingerprint(first) == artifacts.fingerprint(second)
+    (first / artifacts.TIMINGS).write_text("{}")  # timings are no part of the content: still fresh
+    assert artifacts.is_fresh(first, CONFIG) and artifacts.read_timings(tmp_path) == {}
+    build_once(tmp_path / "c", CONFIG, writer([], content=b"other" * 140))
+    assert artifacts.fingerprint(tmp_path / "c") != artifacts.fingerprint(first)  # content still counts
+
+
 def test_a_failed_build_leaves_no_folder(tmp_path):
     def fail(folder):
         raise RuntimeError("hub unreachable")

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardTrainer
 
 from warp_utils.inputs import reward
-from warp_utils.store.artifacts import STAMP, read_stamp
+from warp_utils.store.artifacts import STAMP, fingerprint, read_stamp, read_timings
 from warp_utils.config import artifacts_dir
 from warp_utils.execution.overrides import get_profile
 from warp_utils.inputs.data import clean_text, preference_pairs
@@ -238,6 +238,16 @@ def test_artifact_is_a_loadable_folder_with_metrics(small_reward_profile, tmp_pa
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and metrics["loss_history"]
     assert read_stamp(folder)["eval_accuracy"] == metrics["eval_accuracy"]
     assert load_reward_scorer(folder).batch_size == SMALL.score_batch_size
+
+
+def test_an_identical_rebuild_has_the_same_fingerprint(small_reward_profile):
+    folder = ensure_reward_model(small_reward_profile)
+    before, timings = fingerprint(folder), read_timings(folder)
+    assert timings["build_seconds"] >= timings["train_seconds"] > 0
+    assert not any("seconds" in key for key in read_metrics(folder))  # durations live in timings only
+    ensure_reward_model(small_reward_profile, fresh=True)
+    assert read_timings(folder) != timings  # rebuilt: another duration
+    assert fingerprint(folder) == before  # the same files: provenance says "the same reward model"
 
 
 def test_build_once_reuses_then_rebuilds_when_stale(small_reward_profile, monkeypatch):

@@ -37,7 +37,7 @@ import sklearn
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
-from ..store.artifacts import build_once, read_stamp
+from ..store.artifacts import build_once, read_stamp, write_timings
 from ..config import Profile, artifacts_dir, to_dict
 from ..execution.overrides import get_profile
 from ..inputs.data import load_imdb, shuffled_texts
@@ -372,8 +372,8 @@ class Panel:
 
     def save(self, folder: Path | str) -> Path:
         """panel.pkl (plain objects: the classifier's fitted sklearn parts, sorted vocabulary, numbers;
-        the same bytes for the same judges) and panel.json (facts: accuracies, timings, calibration,
-        readable without unpickling)."""
+        the same bytes for the same judges) and panel.json (facts: accuracies, calibration, readable
+        without unpickling; no timings: build_panel keeps them in timings.json)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {"panel_version": PANEL_VERSION, "sentiment": self.sentiment.state(),
@@ -438,11 +438,11 @@ def build_panel(profile: Profile, tokenizer, proxy_scorer, folder: Path | str) -
     positive = [text for text, index in zip(cut.texts, cut.kept) if labels[index] == 1]
     panel = Panel(sentiment, band, proxy_threshold(_rewards(proxy_scorer, positive)),
                   prompt_tokens, completion_tokens)
-    panel.facts = {**_test_facts(panel, test, tokenizer, proxy_scorer), "train_seconds": train_seconds,
+    panel.facts = {**_test_facts(panel, test, tokenizer, proxy_scorer),
                    "train_rows": len(reviews) + len(cut.texts), "sklearn": sklearn.__version__}
     panel.save(folder)
-    stamped = {key: value for key, value in panel.facts.items() if key != "train_seconds"}  # no durations
-    return {**stamped, **panel.calibration_facts()}
+    write_timings(folder, train_seconds=train_seconds)
+    return {**panel.facts, **panel.calibration_facts()}
 
 
 def _test_facts(panel: Panel, test, tokenizer, proxy_scorer) -> dict:

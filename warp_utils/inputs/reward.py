@@ -33,7 +33,7 @@ from transformers import (
 )
 from trl import RewardConfig, RewardTrainer
 
-from ..store.artifacts import build_once, read_stamp
+from ..store.artifacts import build_once, read_stamp, write_timings
 from ..config import Profile, RewardModelConfig, artifacts_dir, to_dict
 from ..execution.overrides import get_profile
 from .data import load_imdb, preference_pairs, shuffled_texts
@@ -356,14 +356,15 @@ def build_reward_model(profile: Profile, folder: Path) -> dict:
     accuracy = pair_accuracy(scorer, eval_pairs, progress=True)
     model.to(torch.float32).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    train_seconds = trained.pop("train_seconds")
     metrics = {
         "eval_accuracy": accuracy,
         "num_eval_pairs": len(eval_pairs),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "build_seconds": time.perf_counter() - started,
         **trained,
     }
     (Path(folder) / METRICS).write_text(json.dumps(metrics, indent=2))
+    write_timings(folder, build_seconds=time.perf_counter() - started, train_seconds=train_seconds)
     return {key: metrics[key] for key in ("eval_accuracy", "num_pairs")}  # the stamp: no durations
 
 

@@ -40,7 +40,10 @@ from ..execution.progress import log as progress_log
 STAMP = "artifact.json"
 BUILDING = "building.json"  # marks a build in progress: config hash and code version
 CHECKPOINT = "checkpoint.pt"  # a build's resumable state; removed before the stamp is written
-_NOT_LISTED = {STAMP, BUILDING}
+# how long a build took: a fact about the machine, not the build's content, so neither listed nor
+# fingerprinted (an identical rebuild keeps its fingerprint)
+TIMINGS = "timings.json"
+_NOT_LISTED = {STAMP, BUILDING, TIMINGS}
 
 
 def _sha256(path: Path) -> str:
@@ -53,13 +56,23 @@ def _sha256(path: Path) -> str:
 
 def file_list(folder: Path) -> dict[str, list]:
     """{relative path: [size, sha256]} of every file in `folder` (nested folders included),
-    except the stamp and the building marker."""
+    except the stamp, the building marker and the timings."""
     folder = Path(folder)
     return {
         path.relative_to(folder).as_posix(): [path.stat().st_size, _sha256(path)]
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name not in _NOT_LISTED
     }
+
+
+def write_timings(folder: Path, **seconds: float) -> None:
+    """Record how long parts of a build took, beside its content (timings.json, not listed)."""
+    (Path(folder) / TIMINGS).write_text(json.dumps(seconds, indent=2, sort_keys=True))
+
+
+def read_timings(folder: Path) -> dict:
+    """A build's timings ({} when it recorded none)."""
+    return _read_json(Path(folder) / TIMINGS) or {}
 
 
 def fingerprint(folder: Path) -> str:
