@@ -33,7 +33,7 @@ from transformers import (
 )
 from trl import RewardConfig, RewardTrainer
 
-from ..store.artifacts import build_once, read_stamp, write_timings
+from ..store.artifacts import build_once, read_stamp, read_timings, write_timings
 from ..config import Profile, RewardModelConfig, artifacts_dir, to_dict
 from ..execution.overrides import get_profile
 from .data import load_imdb, preference_pairs, shuffled_texts
@@ -334,7 +334,8 @@ def load_reward_scorer(folder: Path | str, batch_size: int | None = None,
 
 
 def read_metrics(folder: Path | str) -> dict:
-    return json.loads((Path(folder) / METRICS).read_text())
+    """The reward model's metrics (metrics.json) and how long its build took (timings.json)."""
+    return {**json.loads((Path(folder) / METRICS).read_text()), **read_timings(folder)}
 
 
 # -----------------------------------------------------------------------------
