@@ -15,13 +15,12 @@ from tokenizers import BertWordPieceTokenizer
 from warp_utils.execution.overrides import get_profile
 from warp_utils.inputs import reward
 from warp_utils.inputs.reward import (
-    METRICS,
     SPECIAL_TOKENS,
     ensure_reward_model,
     train_reward_tokenizer,
 )
 from warp_utils.inputs.wordpiece import count_words, train_wordpiece_vocab
-from warp_utils.store.artifacts import STAMP, read_stamp
+from warp_utils.store.artifacts import STAMP, TIMINGS, fingerprint, read_stamp
 
 # -----------------------------------------------------------------------------
 # the trainer against a brute force
@@ -142,7 +141,7 @@ def test_artifacts_are_identical_across_fresh_processes(fake_imdb, tmp_path):
         assert build.returncode == 0, err[-2000:]
         folders.append([Path(line.split(" ", 1)[1]) for line in out.splitlines()
                         if line.startswith("ARTIFACT ")])
-    timing = {STAMP, METRICS}  # build times and dates: everything else must be equal
+    timing = {STAMP, TIMINGS}  # build durations: everything else must be equal (metrics.json too)
     assert [len(paths) for paths in folders] == [2, 2]
     for first, second in zip(*folders):
         assert first != second and first.name == second.name
@@ -151,6 +150,7 @@ def test_artifacts_are_identical_across_fresh_processes(fake_imdb, tmp_path):
         assert {"tokenizer.json", "model.safetensors"} <= set(names)
         for name in names:
             assert (first / name).read_bytes() == (second / name).read_bytes(), f"{first.name}/{name}"
+        assert fingerprint(first) == fingerprint(second)  # what the results' provenance shows
 
 
 def test_reward_model_built_before_the_deterministic_vocabulary_is_rebuilt(fake_imdb, monkeypatch):
