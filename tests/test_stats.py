@@ -85,7 +85,7 @@ def closed_test_rejections(p_values, alpha):
 
 
 # -----------------------------------------------------------------------------
-# verdict and the stored claim
+# verdict
 
 
 @pytest.mark.parametrize("low, high, sign, expected", [

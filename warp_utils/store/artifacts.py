@@ -3,7 +3,9 @@ prompts, each WARP run and merge, the report).
 
 A folder is *fresh* when its stamp (`artifact.json`, written last) records the hash of the config
 it was built from and the code version of its stage, AND every file it lists still has its size
-and sha256. Anything else is rebuilt, with one line saying why:
+and sha256 (every file but the stamp, the building marker and timings.json, where a build
+records how long it took: a rebuild of the same content lists, and fingerprints, the same).
+Anything else is rebuilt, with one line saying why:
 
     missing   no folder                        -> build
     partial   building.json without a stamp    -> resume: an interrupted build of the SAME config
