@@ -6,6 +6,7 @@
     decoding       the decoding loop every lean sampler shares (draw, pad ended rows, stop)
     gpt2_sampling  the KV-cache forward of GPT-2 the sampler uses
     llama_sampling the same for Llama-architecture policies (SmolLM2)
+    blocked_matmul the decoding matmul of llama_sampling: y = x W^T in MKL's order of sums (C)
     scoring        log-probs and rewards of a rollout
     warp           Algorithm 1 of the paper: the one loop the toy and the LM run, the seed of a
                    run, and the T steps of one LM run

@@ -19,12 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import blocked_matmul
 from .decoding import Attention, KeyValues, decode
 
 # Which version of this loop's numerics trained a run (runstore's run config keeps it, so a run of
 # an older loop is stale). 2: `linear` as (W @ x^T)^T; the draws moved (a smol run diverged).
 # 3: float32 weights prepacked for oneDNN (Linears): other rounding, other draws.
-REVISION = 3
+# 4: blocked_matmul's kernel, in MKL's order of sums (generate's logits), F.linear as the fallback.
+REVISION = 4
 
 
 def supports_llama_layers(policy) -> bool:
@@ -39,38 +41,34 @@ def supports_llama_layers(policy) -> bool:
 
 
 def linear(x: Tensor, module) -> Tensor:
-    """module(x) for a bias-free nn.Linear, computed as (W @ x^T)^T: with a few rows x (a decoding
-    step's 16) MKL reads W 20-30% faster this way round than as x @ W^T. The fallback of Linears."""
-    rows = x.reshape(-1, x.shape[-1])
-    return torch.mm(module.weight, rows.t()).t().reshape(*x.shape[:-1], -1)
+    """module(x) for a bias-free nn.Linear, as transformers computes it. The fallback of Linears."""
+    return F.linear(x, module.weight)
 
 
-def can_prepack(policy) -> bool:
-    """float32 weights on a CPU with oneDNN (torch's CPU wheels): oneDNN takes no float64."""
+def can_use_kernel(policy) -> bool:
+    """float32 weights on a CPU that runs blocked_matmul's kernel, outside autocast."""
     weight = policy.lm_head.weight
     return (weight.dtype == torch.float32 and weight.device.type == "cpu"
-            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and not torch.is_autocast_enabled("cpu") and blocked_matmul.available())
 
 
 class Linears:
     """The bias-free linear layers of a policy as one rollout computes them. Decoding is bound by
-    reading the weights (16 rows against 576-49,152 columns): MKL's matmul reads them at 9-20 GB/s
-    here, oneDNN's linear on weights laid out for it once per rollout at 20-45 GB/s (benchmarks/
-    README.md, the smol sampler). The layout costs one copy of the weights while the rollout lasts;
-    the weights do not change during it. Elsewhere (float64, no oneDNN, autocast) it is `linear`."""
+    reading the weights (16 rows against 576-49,152 columns): blocked_matmul's kernel streams them,
+    laid out once per rollout, faster than MKL's matmul and in MKL's order of sums, so the logits
+    are generate's (benchmarks/smol_sampler.py). The layout costs one copy of the weights while the
+    rollout lasts; the weights do not change during it. Elsewhere (float64, autocast, no kernel)
+    it is `linear`."""
 
     def __init__(self, policy):
         self.packed = {}
-        if can_prepack(policy) and not torch.is_autocast_enabled("cpu"):
-            self.packed = {module: torch.ops.mkldnn._reorder_linear_weight(module.weight.detach())
+        if can_use_kernel(policy):
+            self.packed = {module: blocked_matmul.pack(module.weight)
                            for module in policy.modules() if isinstance(module, torch.nn.Linear)}
 
     def __call__(self, x: Tensor, module) -> Tensor:
         packed = self.packed.get(module)
-        if packed is None:
-            return linear(x, module)
-        rows = x.reshape(-1, x.shape[-1])
-        return torch.ops.mkldnn._linear_pointwise(rows, packed, None, "none", [], "").reshape(*x.shape[:-1], -1)
+        return linear(x, module) if packed is None else blocked_matmul.matmul(x, packed)
 
     def head(self, h: Tensor, lm_head, temperature: float) -> Tensor:
         """lm_head(h) / temperature, computed as lm_head(h / temperature): the division touches 576

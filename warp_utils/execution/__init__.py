@@ -6,6 +6,7 @@
     distributed  the process world of a WARP job (torchrun, --workers, a pool of jobs)
     executors    where the runs of an iteration train: in this process, or over a process group
     progress     log lines, tqdm bars, the notebooks' step printer
+    native       C kernels built on the machine that runs them (cc, a cache folder, ctypes)
     overrides    the profile in use (get_profile) with its SECTION.FIELD=VALUE overrides
                  (--set, $WARP_SET)
 
