@@ -13,8 +13,8 @@ draw of both (so that equal logits give equal tokens):
   log-probabilities (the loop divides the hidden state by the temperature, generate the logits);
 - the same difference for the same loop computing its linear layers as `generate` does
   (`torch.nn.functional.linear` on the model's weights, MKL) and dividing the logits, not the hidden
-  state, by the temperature: how much of the difference is the loop's arithmetic, and how much the
-  order in which oneDNN rounds its sums (`generate_matmuls_logit_difference`);
+  state, by the temperature (`generate_matmuls_logit_difference`): what is left when the loop's
+  kernel (core/blocked_matmul) and its temperature placement are both replaced by generate's;
 - the float32 floor of that difference: the largest |difference| between `generate`'s model's own
   float32 logits and float64 ones on the same sequences (two float32 loops that both sit this far
   from the exact logits cannot be asked to agree much more closely);
@@ -52,8 +52,8 @@ def prompts(tokenizer, count: int, length: int = 10) -> list[list[int]]:
 class GenerateMatmuls:
     """The lean loop's linear layers computed as transformers' Llama computes them: F.linear on the
     weights as they are, and lm_head(h) / temperature. Not the product's path (it is slower: the
-    weights are read by MKL's matmul, 9-20 GB/s, instead of oneDNN's linear on weights laid out for
-    it); a diagnosis of where the loop's difference from `generate` comes from."""
+    weights are read by MKL's matmul, 9-20 GB/s, instead of the blocked kernel on weights laid out
+    for it); a diagnosis of where the loop's difference from `generate` comes from."""
 
     def __init__(self, policy):
         pass
