@@ -93,3 +93,12 @@ def test_it_can_be_switched_off(monkeypatch):
         monkeypatch.delenv("WARP_NATIVE")
         blocked_matmul.library.cache_clear()
     assert blocked_matmul.available()
+
+
+def test_the_packed_weight_is_a_copy():
+    w = torch.randn(32, 8)
+    packed = blocked_matmul.pack(w)
+    x = torch.randn(4, 8)
+    before = blocked_matmul.matmul(x, packed)
+    w.add_(1.0)  # a training step after the rollout
+    assert torch.equal(blocked_matmul.matmul(x, packed), before)

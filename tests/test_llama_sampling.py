@@ -98,6 +98,24 @@ def test_kernel_float32_loop_gives_the_logits_of_the_hf_forward():
         assert torch.allclose(probs[live], expected[live], atol=1e-5)
 
 
+def test_without_the_kernel_float32_runs_torch_linear(monkeypatch):
+    """No compiler, another CPU, or WARP_NATIVE=0: the loop's layers are F.linear, what
+    transformers computes, so the float32 draws are generate's too."""
+    from warp_utils.core import blocked_matmul
+
+    monkeypatch.setattr(blocked_matmul, "available", lambda: False)
+    model = llama(5).float()
+    assert not Linears(model).packed
+    sampling = SamplingConfig(max_new_tokens=6, temperature=0.9)
+    ids, mask = left_pad(PROMPTS, EOS)
+    torch.manual_seed(0)
+    expected = model.generate(input_ids=ids, attention_mask=mask, **generation_kwargs(sampling, EOS, EOS))
+    torch.manual_seed(0)
+    got = sample_llama(model, ids, mask, sampling, EOS, EOS, draw=draw_multinomial)
+    assert got.shape == expected.shape
+    assert (got == expected).float().mean() >= 0.9
+
+
 def test_llama_loop_stops_when_every_row_ended_like_hf_generate():
     model = llama(0, vocab_size=6)  # EOS is one token of 6: rows end at different steps
     sampling = SamplingConfig(max_new_tokens=40, temperature=1.0)

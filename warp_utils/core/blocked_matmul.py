@@ -62,10 +62,12 @@ class Packed:
 
 
 def pack(weight: Tensor) -> Packed:
+    """A copy (the weights may change after the rollout); one copy when N is a multiple of 16."""
     N, K = weight.shape
-    padded = torch.zeros(-(-N // 16) * 16, K, dtype=torch.float32)
-    padded[:N] = weight.detach()
-    return Packed(padded.view(-1, 16, K).transpose(1, 2).contiguous(), N)
+    w = weight.detach().to(torch.float32)
+    if N % 16:
+        w = torch.cat([w, w.new_zeros(16 - N % 16, K)])
+    return Packed(w.view(-1, 16, K).transpose(1, 2).contiguous(), N)
 
 
 def matmul(x: Tensor, packed: Packed, width: int | None = None) -> Tensor:
