@@ -33,7 +33,7 @@
 # **Prerequisites**: notebooks 01 (reward model, held-out judges), 04 (WARP) and 05 (fronts, what
 # RL changed in the text).
 #
-# **Time**: <!-- run -->about 20 min<!-- /run --> to run the first time on 2 CPU cores (it
+# **Time**: <!-- run -->about 21 min<!-- /run --> to run the first time on 2 CPU cores (it
 # trains the smol run: `WARP_PROFILE=smol python -m warp_utils run --seeds 1 --workers 2` does the
 # same), seconds once that run exists; 30 min to read. The outputs below come from that run. Under
 # the tests (`WARP_SMOL_FIXTURE=1`) the notebook runs instead on a tiny random Llama written to the
