@@ -221,8 +221,8 @@ def rerender_notebook_times() -> None:
     spec = importlib.util.spec_from_file_location("notebook_times", REPO / "tools" / "notebook_times.py")
     times = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(times)
-    if times.main([]):
-        raise RuntimeError("tools/notebook_times.py could not re-render the notebooks' Time lines")
+    if times.main([]):  # the tool has printed its one-line error
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":
